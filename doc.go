@@ -1,0 +1,78 @@
+// Package udpchat is group chat over UDP: a Relay receives chat datagrams
+// from Members and delivers every message to every member, in one order,
+// without losing any silently.
+//
+// # Model
+//
+// A relay (NewRelay, then Serve) owns one UDP socket. A member (Join) owns
+// its own unicast socket, connected to the relay. Joining is a handshake:
+// the relay answers a JOIN with a WELCOME that gives the member a random
+// session id, and the member then loads the member list. Names are unique
+// in the group; every member receives join and leave events as messages of
+// KindJoin and KindLeave, including its own join.
+//
+// The relay stamps every message with the next sequence number (Message.Seq)
+// and its own clock, keeps it in a history ring, and sends the same encoded
+// datagram to every member: one unicast copy per member, or, with
+// WithBroadcast, one copy to a broadcast address or multicast group.
+// Members hand messages to Receive strictly in sequence order, so all
+// members see the same messages in the same order.
+//
+// # Delivery
+//
+// Send numbers each message of the member (its member seq) and resends it,
+// with backoff from 50ms to 1s, until the relay confirms that it sequenced
+// it; the relay takes a member's messages in order and sequences each once.
+// A member that sees a gap in the sequence, or learns from a heartbeat
+// answer that it missed the latest message, asks the relay to resend (NACK).
+// What the history ring no longer holds is reported by Receive as a
+// *GapError, in place, never skipped silently. Duplicates are dropped.
+//
+// Members send a heartbeat every heartbeat interval (WithHeartbeat, default
+// 1s). The relay expires a member it has not heard from for the expiry span
+// (WithExpiry, default three heartbeats plus one second) and announces that
+// it left; a member that hears nothing from the relay for that span, or is
+// told its session is unknown, joins again by itself under the same name.
+// Each relay has a random incarnation id, so members notice a restart:
+// they rejoin, resend what was unconfirmed and report what the old relay
+// took with it as a GapError with Restart set. After a restart Seq starts
+// anew.
+//
+// # Untrusted input
+//
+// Every datagram is decoded strictly: a wrong magic, version, type, length
+// or field drops it, and the relay counts it in RelayStats. A datagram
+// larger than the buffer size (WithBufferSize) is detected by reading into
+// a buffer one byte larger, and dropped. A member's datagrams count only
+// from the address that joined with its session. Before an address has a
+// session, the relay never answers with more bytes than it received: joins
+// are padded to 64 bytes, and the answers to strangers are no larger.
+//
+// # Wire protocol, version 1
+//
+// Every datagram starts with a 12-byte header; integers are big-endian:
+//
+//	"UC" | version (1) | type | id (uint64)
+//
+// id is the member's session in datagrams to the relay (0 in a JOIN) and
+// the relay's incarnation in datagrams from it. The bodies by type:
+//
+//	1  JOIN       m→r  nonce u64, previous incarnation u64, name (u8 length + bytes), zero padding to 64 bytes
+//	2  WELCOME    r→m  nonce u64, session u64, first seq u64, heartbeat ms u32, expiry ms u32,
+//	                   buffer size u16, group IPv4 [4] + port u16 (zero in unicast mode)
+//	3  CHAT       m→r  member seq u64, text (UTF-8, to the end)
+//	4  DELIVER    r→m  seq u64, time unix ns i64, member seq u64, kind u8, name, text
+//	5  HEARTBEAT  m→r  -
+//	6  STATUS     r→m  last seq u64, last member seq sequenced u64 (answers HEARTBEAT and resent CHAT)
+//	7  NACK       m→r  1 to 8 ranges of first u64, last u64
+//	8  GONE       r→m  first u64, last u64: no longer in history
+//	9  LEAVE      m→r  -
+//	10 BYE        r→m  -: the relay holds no session for you (it is closing, you left, expired or are unknown)
+//	11 ERROR      r→m  code u8 (1 name taken, 2 full, 3 bad name, 4 too large, 5 bad text), ref u64 (nonce or member seq)
+//	12 ROSTERREQ  m→r  name: list the members whose names sort after it
+//	13 ROSTER     r→m  seq u64, more u8, the request's name, then names
+//
+// A deliver datagram takes 38 bytes plus the sender's name plus the text,
+// so with the default 1024-byte buffer a member named "alice" can send 981
+// bytes of text. Names are at most 32 bytes.
+package udpchat

@@ -1,0 +1,928 @@
+package udpchat
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/ipv4"
+)
+
+// Retransmission timing. Loopback and LAN round trips are far below these;
+// they bound how fast a member repairs a loss, not how fast it chats.
+const (
+	rtoMin       = 50 * time.Millisecond  // first chat or roster retransmission
+	rtoMax       = time.Second            // retransmission backoff ceiling
+	nackInterval = 50 * time.Millisecond  // between repeated NACKs for one gap
+	joinRetryMin = 100 * time.Millisecond // first join retransmission
+	leaveWait    = 100 * time.Millisecond // per LEAVE attempt in Close
+	leaveTries   = 3
+	sendWindow   = 64 // chat messages in flight per member
+	readBufSize  = maxBufferSize + 1
+)
+
+type memberState uint8
+
+const (
+	stateJoining memberState = iota // waiting for a welcome
+	stateJoined                     // in the group (the roster may still be loading)
+	stateFailed                     // the group refused us for good; failErr says why
+	stateClosed
+)
+
+// A Member is one participant of a group. Create it with Join; its methods
+// are safe for concurrent use.
+type Member struct {
+	cfg   *config
+	name  string
+	relay netip.AddrPort
+	pc    *ipv4.PacketConn // unicast, connected to the relay
+
+	wg       sync.WaitGroup
+	done     chan struct{} // closed by Close
+	kick     chan struct{} // wakes the timer loop early
+	ready    chan struct{} // a message was queued for Receive
+	joined   chan struct{} // closed once the first join and roster are complete
+	failed   chan struct{} // closed by fail
+	leaveAck chan struct{}
+	window   chan struct{} // one token per chat in flight
+
+	closeOnce sync.Once
+
+	mu          sync.Mutex // guards everything below
+	state       memberState
+	failErr     error
+	nonce       uint64 // of the join under way
+	joinNext    time.Time
+	joinBackoff time.Duration
+	rejoinSince time.Time // when the current rejoin began; zero for the first join
+	lastErr     error     // the last socket error, for ErrRelayUnreachable's message
+
+	inc, session uint64
+	heartbeat    time.Duration
+	expiry       time.Duration
+	maxDatagram  int
+	group        netip.AddrPort
+	gpc          *ipv4.PacketConn // broadcast/multicast listener, nil in unicast mode
+	lastHeard    time.Time        // any valid datagram from the relay
+	lastBeat     time.Time        // our last heartbeat
+
+	rosterLoading bool
+	rosterAfter   string
+	rosterNext    time.Time
+	roster        map[string]rosterEntry
+
+	next    uint64             // seq Receive gets next
+	lastSeq uint64             // highest seq known to exist
+	ackFrom uint64             // delivers from us at or after this seq confirm our chats
+	early   map[uint64]Message // arrived ahead of next
+	queue   ring
+	gap     *GapError // a restart's loss, queued as soon as there is room
+
+	nackAt   time.Time // when missing seqs may be asked for again
+	nackHigh uint64    // highest seq asked for so far
+
+	mseq    uint64         // last member seq assigned in this session
+	pending []*pendingChat // unconfirmed, by mseq
+
+	stats MemberStats
+}
+
+type rosterEntry struct {
+	name    string // the map's key, kept to share it
+	present bool
+	seq     uint64 // the seq of the event or roster page that set it
+}
+
+type pendingChat struct {
+	mseq   uint64
+	text   string
+	done   chan error // buffered; receives once
+	next   time.Time  // when to (re)send
+	rto    time.Duration
+	sentAt time.Time
+}
+
+// Join joins the group at the relay as name and returns once the relay has
+// welcomed the member and the member list is loaded. Names are 1 to 32 bytes
+// of UTF-8 without control characters or ':', unique in the group.
+//
+// Join retries until ctx is done; if the relay never answers, the error
+// matches ErrRelayUnreachable. A refusal matches ErrNameTaken, ErrRelayFull
+// or ErrInvalidName. Options: WithAddr (the relay), WithBufferSize,
+// WithLogger, WithQueueSize.
+func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
+	cfg, err := newConfig(sideMember, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	// A connected socket: the kernel drops datagrams from anyone but the
+	// relay, and reports ICMP errors (such as a relay that is not running).
+	c, err := net.DialUDP("udp4", nil, cfg.addr)
+	if err != nil {
+		return nil, fmt.Errorf("udpchat: join: %w", err)
+	}
+	m := &Member{
+		cfg:         cfg,
+		name:        name,
+		relay:       addrPortOf(cfg.addr),
+		pc:          ipv4.NewPacketConn(c),
+		done:        make(chan struct{}),
+		kick:        make(chan struct{}, 1),
+		ready:       make(chan struct{}, 1),
+		joined:      make(chan struct{}),
+		failed:      make(chan struct{}),
+		leaveAck:    make(chan struct{}, 1),
+		window:      make(chan struct{}, sendWindow),
+		nonce:       randomID(),
+		joinBackoff: joinRetryMin,
+		roster:      make(map[string]rosterEntry),
+		early:       make(map[uint64]Message),
+		queue:       ring{buf: make([]rxItem, cfg.queueSize)},
+	}
+	m.wg.Add(2)
+	go m.readLoop(m.pc, false)
+	go m.timerLoop()
+
+	select {
+	case <-m.joined:
+		cfg.logger.Info("udpchat joined", "name", name, "relay", cfg.addr)
+		return m, nil
+	case <-m.failed:
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	state, failErr, lastErr, welcomed := m.state, m.failErr, m.lastErr, m.inc != 0
+	m.mu.Unlock()
+	m.Close()
+	switch {
+	case state == stateFailed:
+		return nil, failErr
+	case welcomed:
+		return nil, fmt.Errorf("udpchat: join: loading the member list: %w", ctx.Err())
+	case lastErr != nil:
+		return nil, fmt.Errorf("%w at %s (%w): %w", ErrRelayUnreachable, cfg.addr, lastErr, ctx.Err())
+	}
+	return nil, fmt.Errorf("%w at %s: %w", ErrRelayUnreachable, cfg.addr, ctx.Err())
+}
+
+// Send sends text to the group and returns once the relay has sequenced it.
+// The text must be valid UTF-8 (ErrInvalidText) and fit the buffer size
+// together with the member's name and a 38-byte header
+// (ErrMessageTooLarge). If the relay does not confirm, Send resends with
+// backoff, also across a relay restart, until ctx is done; the message may
+// still be delivered after Send has returned ctx's error. Concurrent Sends
+// are delivered in the order they were called in.
+func (m *Member) Send(ctx context.Context, text string) error {
+	if !utf8.ValidString(text) {
+		return ErrInvalidText
+	}
+	m.mu.Lock()
+	limit := min(m.cfg.bufferSize, m.maxDatagram)
+	m.mu.Unlock()
+	if size := deliverHdrLen + len(m.name) + len(text); size > limit {
+		return fmt.Errorf("%w: %d bytes with header and name, limit %d", ErrMessageTooLarge, size, limit)
+	}
+	select {
+	case m.window <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.done:
+		return ErrClosed
+	}
+	p := &pendingChat{text: text, done: make(chan error, 1), rto: rtoMin}
+	m.mu.Lock()
+	switch m.state {
+	case stateClosed:
+		m.mu.Unlock()
+		<-m.window
+		return ErrClosed
+	case stateFailed:
+		err := m.failErr
+		m.mu.Unlock()
+		<-m.window
+		return err
+	}
+	m.mseq++
+	p.mseq = m.mseq
+	m.pending = append(m.pending, p)
+	if m.state == stateJoined {
+		m.sendChat(p, time.Now())
+	}
+	m.mu.Unlock()
+
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		m.mu.Lock()
+		silent := m.state == stateJoining
+		m.mu.Unlock()
+		if silent {
+			return fmt.Errorf("%w: %w", ErrRelayUnreachable, ctx.Err())
+		}
+		return ctx.Err()
+	case <-m.done:
+		return ErrClosed
+	}
+}
+
+// Receive returns the next message in the relay's order: chat messages and
+// join and leave events, each exactly once. Messages the member can no
+// longer get are reported once, in their place, as a *GapError (see ErrGap);
+// Receive carries on after it. It blocks until a message arrives, ctx is
+// done or the member is closed (ErrClosed).
+func (m *Member) Receive(ctx context.Context) (Message, error) {
+	for {
+		m.mu.Lock()
+		switch {
+		case m.state == stateClosed:
+			m.mu.Unlock()
+			return Message{}, ErrClosed
+		case m.queue.n > 0:
+			it := m.queue.pop()
+			if m.queue.n > 0 {
+				signal(m.ready)
+			}
+			m.advance(time.Now())
+			if it.err == nil {
+				m.stats.Received++
+			}
+			m.mu.Unlock()
+			return it.msg, it.err
+		case m.state == stateFailed:
+			err := m.failErr
+			m.mu.Unlock()
+			return Message{}, err
+		}
+		m.mu.Unlock()
+		select {
+		case <-m.ready:
+		case <-m.failed:
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
+		case <-m.done:
+		}
+	}
+}
+
+// Members returns the group's members, sorted by name, as far as this member
+// knows them. MemberInfo.Addr is nil: the relay does not tell members each
+// other's addresses.
+func (m *Member) Members() []MemberInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]MemberInfo, 0, len(m.roster))
+	for name, e := range m.roster {
+		if e.present {
+			out = append(out, MemberInfo{Name: name})
+		}
+	}
+	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Name returns the member's name.
+func (m *Member) Name() string { return m.name }
+
+// Stats returns a snapshot of the member's counters.
+func (m *Member) Stats() MemberStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stats
+}
+
+// Close tells the relay the member leaves (waiting briefly for its answer),
+// fails Sends in progress with ErrClosed, unblocks Receive and stops the
+// member's goroutines. It is idempotent.
+func (m *Member) Close() error {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		joined := m.state == stateJoined
+		m.state = stateClosed
+		for _, p := range m.pending {
+			p.done <- ErrClosed
+		}
+		m.pending = nil
+		leave := appendHeader(nil, tLeave, m.session)
+		m.mu.Unlock()
+		if joined {
+			m.leave(leave)
+		}
+		close(m.done)
+		m.pc.Close()
+		m.mu.Lock()
+		if m.gpc != nil {
+			m.gpc.Close()
+		}
+		m.mu.Unlock()
+		m.wg.Wait()
+		m.cfg.logger.Info("udpchat member closed", "name", m.name)
+	})
+	return nil
+}
+
+// leave sends LEAVE until the relay answers BYE, a few times at most. If
+// every try is lost the relay expires the member instead.
+func (m *Member) leave(b []byte) {
+	t := time.NewTimer(leaveWait)
+	defer t.Stop()
+	for range leaveTries {
+		m.write(b)
+		select {
+		case <-m.leaveAck:
+			return
+		case <-t.C:
+			t.Reset(leaveWait)
+		}
+	}
+}
+
+func (m *Member) write(b []byte) {
+	if _, err := m.pc.WriteTo(b, nil, nil); err != nil {
+		m.mu.Lock()
+		m.lastErr = err
+		m.mu.Unlock()
+	}
+}
+
+// writeLocked writes with m.mu held.
+func (m *Member) writeLocked(b []byte) {
+	if _, err := m.pc.WriteTo(b, nil, nil); err != nil {
+		m.lastErr = err
+	}
+}
+
+// readLoop reads datagrams from the relay until the socket is closed.
+// group is true for the broadcast/multicast listener, whose datagrams are
+// checked to come from the relay (the unicast socket is connected).
+func (m *Member) readLoop(pc *ipv4.PacketConn, group bool) {
+	defer m.wg.Done()
+	buf := make([]byte, readBufSize)
+	ms := []ipv4.Message{{Buffers: [][]byte{buf}}}
+	for {
+		ms[0].N = 0
+		_, err := pc.ReadBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// ICMP errors (the relay's port is closed: it is restarting)
+			// and the like concern one datagram, not the socket.
+			m.mu.Lock()
+			m.lastErr = err
+			m.mu.Unlock()
+			if isTransient(err) {
+				continue
+			}
+			m.cfg.logger.Warn("udpchat member read", "err", err)
+			select {
+			case <-m.done:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		if group && addrPortOf(ms[0].Addr) != m.relay {
+			m.mu.Lock()
+			m.stats.Dropped++
+			m.mu.Unlock()
+			continue
+		}
+		m.handle(buf[:ms[0].N])
+	}
+}
+
+// isTransient reports read and write errors that concern one earlier
+// datagram rather than the socket: ICMP errors reported late, and a
+// momentary shortage of buffers.
+func isTransient(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
+		errors.Is(err, syscall.ENOBUFS)
+}
+
+// handle processes one datagram from the relay.
+func (m *Member) handle(b []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var p packet
+	if len(b) > max(m.cfg.bufferSize, m.maxDatagram) || decode(b, &p) != nil {
+		m.stats.Dropped++
+		return
+	}
+	now := time.Now()
+	switch {
+	case m.state == stateClosed:
+		if p.typ == tBye {
+			signal(m.leaveAck)
+		}
+		return
+	case m.state == stateFailed:
+		return
+	case p.typ == tWelcome:
+		if m.state == stateJoining && p.nonce == m.nonce {
+			m.welcome(&p, now)
+		}
+		return
+	case p.typ == tError:
+		m.relayError(&p, now)
+		return
+	case m.state != stateJoined:
+		return
+	case p.id != m.inc:
+		// Only a relay that restarted speaks with another incarnation.
+		m.rejoin(now, "relay restarted")
+		return
+	}
+	m.lastHeard = now
+	switch p.typ {
+	case tDeliver:
+		m.deliver(&p, now)
+	case tStatus:
+		m.ack(p.mseq, now)
+		m.lastSeq = max(m.lastSeq, p.seq)
+		m.advance(now)
+	case tGone:
+		m.gone(p.ranges[0][0], p.ranges[0][1], now)
+	case tRoster:
+		m.rosterPage(&p, now)
+	case tBye:
+		m.rejoin(now, "relay dropped the session")
+	default:
+		m.stats.Dropped++
+	}
+}
+
+// welcome completes a join or a rejoin.
+func (m *Member) welcome(p *packet, now time.Time) {
+	first := m.inc == 0
+	restarted := !first && p.id != m.inc
+	newSession := p.session != m.session
+	if restarted {
+		if m.lastSeq >= m.next {
+			m.stats.Missed += m.lastSeq - m.next + 1
+			if m.gap == nil {
+				m.gap = &GapError{First: m.next, Last: m.lastSeq, Restart: true}
+			}
+		}
+		clear(m.early)
+		clear(m.roster)
+	}
+	if first || restarted {
+		m.next, m.lastSeq, m.nackHigh = p.seq, p.seq-1, p.seq-1
+		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
+	}
+	if newSession {
+		m.ackFrom = p.seq
+		// Renumber what is still unconfirmed for the new session.
+		m.mseq = 0
+		for _, c := range m.pending {
+			m.mseq++
+			c.mseq, c.next, c.rto = m.mseq, now, rtoMin
+		}
+	}
+	if !first {
+		m.stats.Rejoins++
+		m.cfg.logger.Info("udpchat rejoined", "name", m.name, "restarted", restarted)
+	}
+	m.inc, m.session = p.id, p.session
+	m.heartbeat, m.expiry, m.maxDatagram = p.heartbeat, p.expiry, p.maxDatagram
+	m.state, m.rejoinSince = stateJoined, time.Time{}
+	m.lastHeard, m.lastBeat = now, time.Time{} // beat at once: its answer says what we missed
+	limit := min(m.cfg.bufferSize, m.maxDatagram)
+	m.pending = slices.DeleteFunc(m.pending, func(c *pendingChat) bool {
+		if deliverHdrLen+len(m.name)+len(c.text) > limit {
+			c.done <- fmt.Errorf("%w: the relay's limit is now %d bytes", ErrMessageTooLarge, limit)
+			<-m.window
+			return true
+		}
+		return false
+	})
+	if p.group != m.group {
+		if err := m.listenGroup(p.group); err != nil {
+			m.fail(fmt.Errorf("udpchat: listening for the relay's broadcast at %s: %w", p.group, err))
+			return
+		}
+	}
+	m.advance(now)
+	signal(m.kick)
+}
+
+// listenGroup opens the listener for the relay's broadcast or multicast
+// fan-out, on the group's port shared with other members of this host.
+func (m *Member) listenGroup(group netip.AddrPort) error {
+	if m.gpc != nil {
+		m.gpc.Close()
+		m.gpc = nil
+	}
+	m.group = group
+	if !group.IsValid() {
+		return nil
+	}
+	lc := net.ListenConfig{Control: controlShared}
+	c, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", group.Port()))
+	if err != nil {
+		return err
+	}
+	pc := ipv4.NewPacketConn(c)
+	if group.Addr().IsMulticast() {
+		local := m.pc.PacketConn.LocalAddr().(*net.UDPAddr)
+		ifi, err := interfaceByIP(local.IP)
+		if err == nil {
+			err = pc.JoinGroup(ifi, &net.UDPAddr{IP: group.Addr().AsSlice()})
+		}
+		if err != nil {
+			c.Close()
+			return fmt.Errorf("joining multicast group: %w", err)
+		}
+	}
+	m.gpc = pc
+	m.wg.Add(1)
+	go m.readLoop(pc, true)
+	return nil
+}
+
+// relayError handles a refusal from the relay.
+func (m *Member) relayError(p *packet, now time.Time) {
+	if m.state == stateJoining && p.ref == m.nonce {
+		var err error
+		switch p.code {
+		case codeNameTaken:
+			err = ErrNameTaken
+		case codeFull:
+			err = ErrRelayFull
+		case codeBadName:
+			err = ErrInvalidName
+		default:
+			m.stats.Dropped++
+			return
+		}
+		// On a rejoin the name may still be held by our own expired
+		// session for a while; keep trying for two expiry spans.
+		if !m.rejoinSince.IsZero() && err != ErrInvalidName && now.Sub(m.rejoinSince) < 2*m.expiry {
+			return
+		}
+		m.fail(fmt.Errorf("udpchat: join as %q: %w", m.name, err))
+		return
+	}
+	if m.state != stateJoined || p.id != m.inc {
+		return
+	}
+	for i, c := range m.pending {
+		if c.mseq != p.ref {
+			continue
+		}
+		switch p.code {
+		case codeTooLarge:
+			c.done <- ErrMessageTooLarge
+		case codeInvalidText:
+			c.done <- ErrInvalidText
+		default:
+			c.done <- fmt.Errorf("udpchat: relay refused the message (code %d)", p.code)
+		}
+		m.pending = slices.Delete(m.pending, i, i+1)
+		<-m.window
+		return
+	}
+}
+
+// fail ends the member for good: the group refused it.
+func (m *Member) fail(err error) {
+	m.state, m.failErr = stateFailed, err
+	for _, c := range m.pending {
+		c.done <- err
+		<-m.window
+	}
+	m.pending = nil
+	close(m.failed)
+	m.cfg.logger.Warn("udpchat member failed", "name", m.name, "err", err)
+}
+
+// rejoin starts joining again after losing the relay. Pending chats stay
+// and are resent once the relay welcomes us.
+func (m *Member) rejoin(now time.Time, why string) {
+	m.cfg.logger.Info("udpchat rejoining", "name", m.name, "why", why)
+	m.state = stateJoining
+	m.nonce = randomID()
+	m.joinNext, m.joinBackoff, m.rejoinSince = now, joinRetryMin, now
+	signal(m.kick)
+}
+
+// deliver takes a deliver datagram into the ordered stream.
+func (m *Member) deliver(p *packet, now time.Time) {
+	if p.kind == KindChat && p.seq >= m.ackFrom && string(p.name) == m.name {
+		m.ack(p.mseq, now)
+	}
+	m.lastSeq = max(m.lastSeq, p.seq)
+	if _, dup := m.early[p.seq]; dup || p.seq < m.next {
+		m.stats.Duplicates++
+		return
+	}
+	if p.seq-m.next < uint64(m.queue.cap()) {
+		m.early[p.seq] = Message{
+			Seq:  p.seq,
+			Kind: p.kind,
+			From: m.intern(p.name),
+			Text: string(p.text),
+			Time: time.Unix(0, p.unixNano),
+		}
+	}
+	m.advance(now)
+}
+
+// intern returns name as a string, shared with the roster's copy when there
+// is one, so that a busy member does not allocate a name per message.
+func (m *Member) intern(name []byte) string {
+	if e, ok := m.roster[string(name)]; ok {
+		return e.name
+	}
+	return string(name)
+}
+
+// advance moves messages that are next in order into the queue while it
+// has room, and asks the relay for missing ones.
+func (m *Member) advance(now time.Time) {
+	if m.gap != nil && m.queue.n < m.queue.cap() {
+		m.push(rxItem{err: m.gap})
+		m.gap = nil
+	}
+	for m.queue.n < m.queue.cap() && m.gap == nil {
+		msg, ok := m.early[m.next]
+		if !ok {
+			break
+		}
+		delete(m.early, m.next)
+		m.next++
+		if msg.Kind != KindChat {
+			m.setPresent(msg.From, msg.Kind == KindJoin, msg.Seq)
+		}
+		m.push(rxItem{msg: msg})
+	}
+	if m.lastSeq >= m.next {
+		m.nack(now, false)
+	}
+}
+
+// nack asks the relay for the missing seqs between next and lastSeq, as
+// far as the queue has room for them. Seqs never asked for are asked for at
+// once; with all set, it asks again for every missing seq, which tick does
+// every nackInterval until they arrive.
+func (m *Member) nack(now time.Time, all bool) {
+	room := uint64(m.queue.cap() - m.queue.n)
+	if room == 0 {
+		return
+	}
+	start, end := m.next, min(m.lastSeq, m.next+room-1)
+	if !all {
+		start = max(start, m.nackHigh+1)
+	}
+	b := appendHeader(make([]byte, 0, headerLen+16*maxNackRanges), tNack, m.session)
+	n := 0
+	for s := start; s <= end && n < maxNackRanges; s++ {
+		if _, ok := m.early[s]; ok {
+			continue
+		}
+		first := s
+		for s+1 <= end {
+			if _, ok := m.early[s+1]; ok {
+				break
+			}
+			s++
+		}
+		b = binary.BigEndian.AppendUint64(b, first)
+		b = binary.BigEndian.AppendUint64(b, s)
+		m.nackHigh = max(m.nackHigh, s)
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	m.writeLocked(b)
+	m.stats.NACKs++
+	if all || m.nackAt.Before(now) {
+		m.nackAt = now.Add(nackInterval)
+	}
+}
+
+// gone reports messages the relay no longer has.
+func (m *Member) gone(first, last uint64, now time.Time) {
+	if m.next < first || m.next > last || m.queue.n == m.queue.cap() {
+		return
+	}
+	m.push(rxItem{err: &GapError{First: m.next, Last: last}})
+	m.stats.Missed += last - m.next + 1
+	for s := range m.early {
+		if s <= last {
+			delete(m.early, s)
+		}
+	}
+	m.next = last + 1
+	m.nackHigh = max(m.nackHigh, last)
+	m.advance(now)
+}
+
+func (m *Member) push(it rxItem) {
+	m.queue.push(it)
+	signal(m.ready)
+}
+
+// ack confirms every pending chat up to mseq.
+func (m *Member) ack(mseq uint64, now time.Time) {
+	n := 0
+	for n < len(m.pending) && m.pending[n].mseq <= mseq {
+		m.pending[n].done <- nil
+		<-m.window
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	m.stats.Sent += uint64(n)
+	clear(m.pending[:n])
+	m.pending = m.pending[n:]
+	if len(m.pending) > 0 && !m.pending[0].sentAt.IsZero() && now.Sub(m.pending[0].sentAt) > rtoMin/5 {
+		// The relay takes chats in order only; resend the head now rather
+		// than after its timeout.
+		m.pending[0].next = now
+		signal(m.kick)
+	}
+}
+
+func (m *Member) sendChat(c *pendingChat, now time.Time) {
+	if !c.sentAt.IsZero() {
+		m.stats.Retransmitted++
+	}
+	m.writeLocked(appendChat(make([]byte, 0, chatHdrLen+len(c.text)), m.session, c.mseq, c.text))
+	c.sentAt, c.next = now, now.Add(c.rto)
+	c.rto = min(2*c.rto, rtoMax)
+}
+
+// rosterPage takes one page of the member list.
+func (m *Member) rosterPage(p *packet, now time.Time) {
+	if !m.rosterLoading || string(p.name) != m.rosterAfter {
+		return
+	}
+	last := ""
+	for rest := p.entries; ; {
+		name, r, ok := nextRosterEntry(rest)
+		if !ok {
+			break
+		}
+		rest = r
+		last = string(name)
+		m.setPresentSeq(last, true, p.seq)
+	}
+	if p.more && last != "" {
+		m.rosterAfter, m.rosterNext = last, now
+		signal(m.kick)
+		return
+	}
+	m.rosterLoading = false
+	for name, e := range m.roster {
+		if !e.present {
+			delete(m.roster, name)
+		}
+	}
+	select {
+	case <-m.joined:
+	default:
+		close(m.joined)
+	}
+}
+
+func (m *Member) setPresent(name string, present bool, seq uint64) {
+	m.setPresentSeq(name, present, seq)
+	if !present && !m.rosterLoading {
+		delete(m.roster, name)
+	}
+}
+
+// setPresentSeq records a join or leave, unless something newer is known:
+// roster pages and events may arrive in either order.
+func (m *Member) setPresentSeq(name string, present bool, seq uint64) {
+	if e, ok := m.roster[name]; ok && e.seq > seq {
+		return
+	}
+	m.roster[name] = rosterEntry{name: name, present: present, seq: seq}
+}
+
+// timerLoop sends what is due: joins, heartbeats, retransmissions, NACKs
+// and roster requests, and notices a relay that went silent.
+func (m *Member) timerLoop() {
+	defer m.wg.Done()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-t.C:
+		case <-m.kick:
+		}
+		m.mu.Lock()
+		d := m.tick(time.Now())
+		m.mu.Unlock()
+		t.Reset(d)
+	}
+}
+
+// tick does what is due at now and returns how long until something is
+// due next.
+func (m *Member) tick(now time.Time) time.Duration {
+	var due time.Time
+	soonest := func(t time.Time) {
+		if due.IsZero() || t.Before(due) {
+			due = t
+		}
+	}
+	switch m.state {
+	case stateJoining:
+		if !now.Before(m.joinNext) {
+			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen), m.nonce, m.inc, m.name))
+			m.joinNext = now.Add(m.joinBackoff)
+			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
+		}
+		soonest(m.joinNext)
+	case stateJoined:
+		if now.Sub(m.lastHeard) > m.expiry {
+			m.rejoin(now, "relay silent")
+			return 0
+		}
+		if now.Sub(m.lastBeat) >= m.heartbeat {
+			m.writeLocked(appendHeader(make([]byte, 0, headerLen), tHeartbeat, m.session))
+			m.lastBeat = now
+		}
+		soonest(m.lastBeat.Add(m.heartbeat))
+		soonest(m.lastHeard.Add(m.expiry + time.Millisecond))
+		if m.rosterLoading {
+			if !now.Before(m.rosterNext) {
+				m.writeLocked(appendRosterReq(make([]byte, 0, headerLen+1+maxNameLen), m.session, m.rosterAfter))
+				m.rosterNext = now.Add(rtoMin)
+			}
+			soonest(m.rosterNext)
+		}
+		for _, c := range m.pending {
+			if !now.Before(c.next) {
+				m.sendChat(c, now)
+			}
+			soonest(c.next)
+		}
+		if m.lastSeq >= m.next {
+			if !now.Before(m.nackAt) {
+				m.nack(now, true)
+			}
+			soonest(m.nackAt)
+		}
+	default:
+		return time.Hour
+	}
+	return max(due.Sub(now), time.Millisecond)
+}
+
+// signal wakes one waiter of a channel with a buffer of one.
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// rxItem is one entry of the Receive queue: a message or a gap.
+type rxItem struct {
+	msg Message
+	err error
+}
+
+// ring is a fixed-size FIFO of rxItems.
+type ring struct {
+	buf     []rxItem
+	head, n int
+}
+
+func (r *ring) cap() int { return len(r.buf) }
+
+func (r *ring) push(it rxItem) {
+	r.buf[(r.head+r.n)%len(r.buf)] = it
+	r.n++
+}
+
+func (r *ring) pop() rxItem {
+	it := r.buf[r.head]
+	r.buf[r.head] = rxItem{}
+	r.head = (r.head + 1) % len(r.buf)
+	r.n--
+	return it
+}

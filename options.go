@@ -1,0 +1,261 @@
+package udpchat
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// An Option configures a Relay (NewRelay) or a Member (Join). Each option
+// says where it applies; giving a relay-only option to Join, or a value out
+// of range, makes NewRelay or Join return an error wrapping ErrInvalidOption.
+type Option func(*config) error
+
+// Defaults. They live here and nowhere else.
+const (
+	DefaultAddr       = "127.0.0.1:2410"
+	DefaultBufferSize = 1024
+	DefaultHeartbeat  = time.Second
+	DefaultExpiry     = 3*DefaultHeartbeat + time.Second
+	DefaultHistory    = 1024
+	DefaultMaxMembers = 1024
+	DefaultQueueSize  = 1024
+
+	minBufferSize = 128   // room for every control datagram and a short chat
+	maxBufferSize = 65507 // the largest UDP payload over IPv4
+	minHistory    = 2 * readBatchSize
+	maxHistory    = 1 << 20
+	maxMaxMembers = 1 << 16
+)
+
+type side uint8
+
+const (
+	sideRelay side = iota + 1
+	sideMember
+)
+
+type config struct {
+	side       side
+	addr       *net.UDPAddr
+	bufferSize int
+	broadcast  *net.UDPAddr
+	logger     *slog.Logger
+	heartbeat  time.Duration
+	expiry     time.Duration
+	history    int
+	maxMembers int
+	queueSize  int
+
+	expirySet bool
+}
+
+func newConfig(s side, opts []Option) (*config, error) {
+	c := &config{
+		side:       s,
+		bufferSize: DefaultBufferSize,
+		heartbeat:  DefaultHeartbeat,
+		history:    DefaultHistory,
+		maxMembers: DefaultMaxMembers,
+		queueSize:  DefaultQueueSize,
+	}
+	if err := WithAddr(DefaultAddr)(c); err != nil {
+		return nil, err
+	}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
+		}
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	if !c.expirySet {
+		c.expiry = 3*c.heartbeat + time.Second
+	}
+	if c.expiry < 2*c.heartbeat {
+		return nil, fmt.Errorf("%w: expiry %v must be at least two heartbeats (%v)", ErrInvalidOption, c.expiry, 2*c.heartbeat)
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+func relayOnly(c *config, name string) error {
+	if c.side != sideRelay {
+		return fmt.Errorf("%w: %s applies to the relay only", ErrInvalidOption, name)
+	}
+	return nil
+}
+
+// WithAddr sets, for a relay, the local address to listen on and, for a
+// member, the relay's address. Both default to 127.0.0.1:2410. The address
+// must be IPv4 with a port; the relay accepts port 0 and reports the chosen
+// port through Addr.
+func WithAddr(addr string) Option {
+	return func(c *config) error {
+		a, err := resolveUDP4(addr)
+		if err != nil {
+			return fmt.Errorf("%w: WithAddr: %w", ErrInvalidOption, err)
+		}
+		if c.side == sideMember && (a.Port == 0 || a.IP.IsUnspecified()) {
+			return fmt.Errorf("%w: WithAddr: a member needs the relay's address and port, not %s", ErrInvalidOption, addr)
+		}
+		c.addr = a
+		return nil
+	}
+}
+
+// WithBufferSize sets the largest datagram, in bytes, that either side sends
+// or accepts (default 1024, at least 128, at most 65507). Larger datagrams
+// from the network are dropped and counted; Send refuses a text that does not
+// fit with ErrMessageTooLarge. A member reads datagrams as large as the
+// relay's buffer size, which the relay announces in the handshake.
+func WithBufferSize(n int) Option {
+	return func(c *config) error {
+		if n < minBufferSize || n > maxBufferSize {
+			return fmt.Errorf("%w: WithBufferSize(%d): want %d to %d", ErrInvalidOption, n, minBufferSize, maxBufferSize)
+		}
+		c.bufferSize = n
+		return nil
+	}
+}
+
+// WithBroadcast makes the relay send each message once to addr, an IPv4
+// broadcast address (such as 127.255.255.255:2411 or a subnet's broadcast
+// address) or an IPv4 multicast group, instead of one unicast copy per member.
+// Relay only: members learn the address in the handshake and listen on its
+// port with SO_REUSEPORT, so several members on one host share it. Each
+// member keeps its own unicast socket for everything else, because a unicast
+// datagram to a shared port reaches only one of the sockets bound to it.
+// For a multicast group the relay sends on, and members join on, the
+// interface that holds the relay's address (so bind the relay to a specific
+// address, such as 127.0.0.1).
+func WithBroadcast(addr string) Option {
+	return func(c *config) error {
+		if err := relayOnly(c, "WithBroadcast"); err != nil {
+			return err
+		}
+		a, err := resolveUDP4(addr)
+		if err != nil {
+			return fmt.Errorf("%w: WithBroadcast: %w", ErrInvalidOption, err)
+		}
+		if a.Port == 0 || a.IP.IsUnspecified() {
+			return fmt.Errorf("%w: WithBroadcast: %s needs an address and a port", ErrInvalidOption, addr)
+		}
+		if a.IP.Equal(net.IPv4bcast) {
+			// The limited broadcast address leaves through every interface;
+			// a subnet's broadcast address says which network is meant.
+			return fmt.Errorf("%w: WithBroadcast: use a subnet's broadcast address, not %s", ErrInvalidOption, a.IP)
+		}
+		c.broadcast = a
+		return nil
+	}
+}
+
+// WithLogger sets where the library logs (relay and member). By default it is
+// silent: library code never prints.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		c.logger = l
+		return nil
+	}
+}
+
+// WithHeartbeat sets how often members send a heartbeat to the relay
+// (default 1s). Relay only: members learn the interval in the handshake.
+// It must be at least 10ms.
+func WithHeartbeat(d time.Duration) Option {
+	return func(c *config) error {
+		if err := relayOnly(c, "WithHeartbeat"); err != nil {
+			return err
+		}
+		if d < 10*time.Millisecond || d > time.Hour {
+			return fmt.Errorf("%w: WithHeartbeat(%v): want 10ms to 1h", ErrInvalidOption, d)
+		}
+		c.heartbeat = d
+		return nil
+	}
+}
+
+// WithExpiry sets how long the relay waits for any datagram from a member
+// before it removes the member and announces that it left (default three
+// heartbeats plus one second). Members use the same span, learnt in the
+// handshake, to decide that the relay is gone and join again. Relay only; it
+// must be at least two heartbeats.
+func WithExpiry(d time.Duration) Option {
+	return func(c *config) error {
+		if err := relayOnly(c, "WithExpiry"); err != nil {
+			return err
+		}
+		if d <= 0 || d > 24*time.Hour {
+			return fmt.Errorf("%w: WithExpiry(%v): want a positive duration up to 24h", ErrInvalidOption, d)
+		}
+		c.expiry, c.expirySet = d, true
+		return nil
+	}
+}
+
+// WithHistory sets how many recent messages the relay keeps to repair
+// members' losses (default 1024, at least 128). Relay only. The relay keeps
+// history × buffer size bytes for it.
+func WithHistory(n int) Option {
+	return func(c *config) error {
+		if err := relayOnly(c, "WithHistory"); err != nil {
+			return err
+		}
+		if n < minHistory || n > maxHistory {
+			return fmt.Errorf("%w: WithHistory(%d): want %d to %d", ErrInvalidOption, n, minHistory, maxHistory)
+		}
+		c.history = n
+		return nil
+	}
+}
+
+// WithMaxMembers caps the group's size (default 1024); the next Join fails
+// with ErrRelayFull. Relay only.
+func WithMaxMembers(n int) Option {
+	return func(c *config) error {
+		if err := relayOnly(c, "WithMaxMembers"); err != nil {
+			return err
+		}
+		if n < 1 || n > maxMaxMembers {
+			return fmt.Errorf("%w: WithMaxMembers(%d): want 1 to %d", ErrInvalidOption, n, maxMaxMembers)
+		}
+		c.maxMembers = n
+		return nil
+	}
+}
+
+// WithQueueSize sets how many received messages a member holds for Receive
+// (default 1024). Member only. When the application falls behind, the member
+// stops taking new messages and later repairs them from the relay's history;
+// what history no longer holds is reported as a GapError.
+func WithQueueSize(n int) Option {
+	return func(c *config) error {
+		if c.side != sideMember {
+			return fmt.Errorf("%w: WithQueueSize applies to members only", ErrInvalidOption)
+		}
+		if n < 1 || n > maxHistory {
+			return fmt.Errorf("%w: WithQueueSize(%d): want 1 to %d", ErrInvalidOption, n, maxHistory)
+		}
+		c.queueSize = n
+		return nil
+	}
+}
+
+// resolveUDP4 resolves addr to an IPv4 UDP address; an empty host means
+// 0.0.0.0.
+func resolveUDP4(addr string) (*net.UDPAddr, error) {
+	a, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		return nil, err
+	}
+	if a.IP == nil {
+		a.IP = net.IPv4zero
+	}
+	a.IP = a.IP.To4()
+	return a, nil
+}

@@ -1,0 +1,601 @@
+package udpchat
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/ipv4"
+)
+
+const (
+	readBatchSize   = 64  // datagrams per recvmmsg
+	writeBatchSize  = 256 // datagrams per sendmmsg
+	maxRepairPerNak = 128 // deliver datagrams resent for one NACK; the member asks again for more
+)
+
+// A Relay sequences the group's messages and delivers each one to every
+// member. Create it with NewRelay, run it with Serve, stop it with Close.
+// Its methods are safe for concurrent use.
+type Relay struct {
+	cfg      *config
+	pc       *ipv4.PacketConn
+	addr     *net.UDPAddr
+	inc      uint64         // incarnation: random per NewRelay, so members notice a restart
+	group    netip.AddrPort // broadcast or multicast target; invalid in unicast mode
+	groupDst *net.UDPAddr
+
+	serveWG sync.WaitGroup
+
+	mu      sync.Mutex // guards everything below; Serve holds it while it handles a batch
+	closed  bool
+	serving bool
+	members map[uint64]*relayMember // by session
+	byName  map[string]*relayMember
+	list    []*relayMember // fan-out order; index kept in relayMember.idx
+	names   []string       // sorted, for roster pages
+	seq     uint64         // last sequence number assigned
+	history [][]byte       // deliver datagrams by seq % len, each with capacity bufferSize
+	out     []ipv4.Message // datagrams queued for the next sendmmsg
+	outBufs [][1][]byte    // backing for out[i].Buffers
+	slab    []byte         // replies queued in out live here until the flush
+	stats   RelayStats
+}
+
+// relayMember is the relay's state for one member.
+type relayMember struct {
+	name      string
+	session   uint64
+	nonce     uint64 // of the join that created or last renewed the session
+	joinSeq   uint64 // first seq the session was told to expect
+	addr      netip.AddrPort
+	dst       *net.UDPAddr // addr, made once for sendmmsg
+	nextMseq  uint64       // the member seq the relay sequences next
+	lastHeard time.Time
+	idx       int // position in Relay.list
+}
+
+// NewRelay binds the relay's socket and returns a Relay ready to Serve.
+// Options: WithAddr, WithBufferSize, WithBroadcast, WithLogger,
+// WithHeartbeat, WithExpiry, WithHistory, WithMaxMembers.
+func NewRelay(opts ...Option) (*Relay, error) {
+	cfg, err := newConfig(sideRelay, opts)
+	if err != nil {
+		return nil, err
+	}
+	lc := net.ListenConfig{}
+	if cfg.broadcast != nil && !cfg.broadcast.IP.IsMulticast() {
+		lc.Control = controlBroadcast
+	}
+	c, err := lc.ListenPacket(context.Background(), "udp4", cfg.addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("udpchat: relay listen on %s: %w", cfg.addr, err)
+	}
+	r := &Relay{
+		cfg:     cfg,
+		pc:      ipv4.NewPacketConn(c),
+		addr:    c.LocalAddr().(*net.UDPAddr),
+		inc:     randomID(),
+		members: make(map[uint64]*relayMember),
+		byName:  make(map[string]*relayMember),
+		history: make([][]byte, cfg.history),
+		out:     make([]ipv4.Message, 0, writeBatchSize),
+		outBufs: make([][1][]byte, writeBatchSize),
+		slab:    make([]byte, 0, 64*cfg.bufferSize),
+	}
+	hist := make([]byte, cfg.history*cfg.bufferSize)
+	for i := range r.history {
+		r.history[i] = hist[i*cfg.bufferSize : i*cfg.bufferSize : (i+1)*cfg.bufferSize]
+	}
+	if cfg.broadcast != nil {
+		if err := r.setupGroup(); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	cfg.logger.Info("udpchat relay listening", "addr", r.addr, "broadcast", cfg.broadcast)
+	return r, nil
+}
+
+// setupGroup prepares fan-out to the broadcast address or multicast group.
+func (r *Relay) setupGroup() error {
+	b := r.cfg.broadcast
+	r.groupDst = b
+	r.group = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b.IP.To4())), uint16(b.Port))
+	if !b.IP.IsMulticast() {
+		return nil
+	}
+	// Multicast leaves through one interface: the one holding the relay's
+	// address, so that a relay bound to 127.0.0.1 keeps it on loopback.
+	ifi, err := interfaceByIP(r.addr.IP)
+	if err != nil {
+		return fmt.Errorf("udpchat: relay multicast to %s: %w", b, err)
+	}
+	if err := r.pc.SetMulticastInterface(ifi); err != nil {
+		return fmt.Errorf("udpchat: relay multicast interface %s: %w", ifi.Name, err)
+	}
+	if err := r.pc.SetMulticastTTL(1); err != nil {
+		return fmt.Errorf("udpchat: relay multicast TTL: %w", err)
+	}
+	// Members on the relay's own host must hear it too.
+	if err := r.pc.SetMulticastLoopback(true); err != nil {
+		return fmt.Errorf("udpchat: relay multicast loopback: %w", err)
+	}
+	return nil
+}
+
+// interfaceByIP finds the interface that holds ip.
+func interfaceByIP(ip net.IP) (*net.Interface, error) {
+	if ip == nil || ip.IsUnspecified() {
+		return nil, errors.New("bind to a specific address to choose the interface")
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	for i := range ifs {
+		addrs, err := ifs[i].Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+				return &ifs[i], nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no interface holds %s", ip)
+}
+
+func randomID() uint64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
+}
+
+// Addr returns the address the relay is bound to.
+func (r *Relay) Addr() net.Addr { return r.addr }
+
+// Members returns the current members, sorted by name.
+func (r *Relay) Members() []MemberInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]MemberInfo, 0, len(r.names))
+	for _, n := range r.names {
+		m := r.byName[n]
+		out = append(out, MemberInfo{Name: n, Addr: net.UDPAddrFromAddrPort(m.addr)})
+	}
+	return out
+}
+
+// Stats returns a snapshot of the relay's counters.
+func (r *Relay) Stats() RelayStats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.stats
+	s.Members = len(r.list)
+	return s
+}
+
+// Serve reads and answers datagrams until ctx is done or Close is called.
+// It returns nil after Close, ctx's error when ctx ends first (the relay
+// stays open and Serve may be called again), and an error if the socket
+// fails. Only one Serve runs at a time.
+func (r *Relay) Serve(ctx context.Context) error {
+	r.mu.Lock()
+	switch {
+	case r.closed:
+		r.mu.Unlock()
+		return nil
+	case r.serving:
+		r.mu.Unlock()
+		return errors.New("udpchat: relay: Serve is already running")
+	}
+	r.serving = true
+	r.serveWG.Add(1)
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.serving = false
+		r.mu.Unlock()
+		r.serveWG.Done()
+	}()
+
+	// The read deadline wakes the loop for expiry sweeps; ctx ending moves
+	// it into the past. The mutex keeps the loop from re-arming it after.
+	var dmu sync.Mutex
+	stopped := false
+	stop := context.AfterFunc(ctx, func() {
+		dmu.Lock()
+		stopped = true
+		r.pc.SetReadDeadline(time.Unix(1, 0))
+		dmu.Unlock()
+	})
+	defer stop()
+
+	ms := make([]ipv4.Message, readBatchSize)
+	for i := range ms {
+		// One byte more than the limit tells an oversized datagram from one
+		// that fits exactly.
+		ms[i].Buffers = [][]byte{make([]byte, r.cfg.bufferSize+1)}
+	}
+	nextSweep := time.Now().Add(r.cfg.heartbeat)
+	for {
+		dmu.Lock()
+		if !stopped {
+			r.pc.SetReadDeadline(nextSweep)
+		}
+		dmu.Unlock()
+		n, err := r.pc.ReadBatch(ms, 0)
+		now := time.Now()
+		r.mu.Lock()
+		for i := range n {
+			r.handle(ms[i].Buffers[0][:ms[i].N], ms[i].Addr, now)
+		}
+		if !now.Before(nextSweep) {
+			r.sweep(now)
+			nextSweep = now.Add(r.cfg.heartbeat)
+		}
+		r.flush()
+		closed := r.closed
+		r.mu.Unlock()
+		if err == nil {
+			continue
+		}
+		switch {
+		case closed:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case isTimeout(err):
+		case isTransient(err):
+			r.cfg.logger.Debug("udpchat relay read", "err", err)
+		default:
+			return fmt.Errorf("udpchat: relay read: %w", err)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Close tells every member that the relay is going away, closes the socket
+// and waits for Serve to return. It is idempotent.
+func (r *Relay) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		r.serveWG.Wait()
+		return nil
+	}
+	r.closed = true
+	for _, m := range r.list {
+		r.reply(m.dst, appendHeader(r.replyBuf(headerLen), tBye, r.inc))
+	}
+	r.flush()
+	r.mu.Unlock()
+	err := r.pc.Close()
+	r.serveWG.Wait()
+	if err != nil {
+		return fmt.Errorf("udpchat: relay close: %w", err)
+	}
+	return nil
+}
+
+// handle processes one datagram. r.mu is held.
+func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
+	r.stats.Received++
+	if len(b) > r.cfg.bufferSize {
+		r.stats.DroppedOversized++
+		r.debugDrop("oversized", from)
+		return
+	}
+	var p packet
+	if err := decode(b, &p); err != nil {
+		r.stats.DroppedMalformed++
+		r.debugDrop(err.Error(), from)
+		return
+	}
+	src := addrPortOf(from)
+	if p.typ == tJoin {
+		r.handleJoin(&p, src, from, now)
+		return
+	}
+	m := r.members[p.id]
+	if m == nil || m.addr != src {
+		switch p.typ {
+		case tChat, tHeartbeat, tNack, tRosterReq, tLeave:
+			r.stats.DroppedUnknown++
+			r.debugDrop("unknown session", from)
+			// BYE (12 bytes) is no larger than any of these: the answer to a
+			// spoofed source never amplifies.
+			if p.typ != tLeave {
+				r.reply(from, appendHeader(r.replyBuf(headerLen), tBye, r.inc))
+			}
+		default:
+			r.stats.DroppedMalformed++
+			r.debugDrop("relay-bound datagram of a member-bound type", from)
+		}
+		return
+	}
+	m.lastHeard = now
+	switch p.typ {
+	case tChat:
+		r.handleChat(m, &p, now)
+	case tHeartbeat:
+		r.sendStatus(m)
+	case tNack:
+		r.handleNack(m, &p)
+	case tRosterReq:
+		r.handleRosterReq(m, p.name)
+	case tLeave:
+		r.reply(m.dst, appendHeader(r.replyBuf(headerLen), tBye, r.inc))
+		r.remove(m, now)
+	default:
+		r.stats.DroppedMalformed++
+	}
+}
+
+func (r *Relay) debugDrop(reason string, from net.Addr) {
+	if r.cfg.logger.Enabled(context.Background(), slog.LevelDebug) {
+		r.cfg.logger.Debug("udpchat relay dropped datagram", "reason", reason, "from", from)
+	}
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if u, ok := a.(*net.UDPAddr); ok {
+		ap := u.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now time.Time) {
+	refuse := func(code byte) {
+		r.stats.DroppedRejected++
+		r.reply(from, appendError(r.replyBuf(headerLen+9), r.inc, code, p.nonce))
+	}
+	if m := r.byName[string(p.name)]; m != nil {
+		if m.addr != src {
+			refuse(codeNameTaken)
+			return
+		}
+		// The same socket again: a lost welcome, or a member that lost track
+		// of the relay. Renew the session in place; nothing is announced.
+		m.nonce = p.nonce
+		m.lastHeard = now
+		r.sendWelcome(m, from)
+		return
+	}
+	name := string(p.name)
+	if err := checkName(name); err != nil {
+		refuse(codeBadName)
+		return
+	}
+	if len(r.list) >= r.cfg.maxMembers {
+		refuse(codeFull)
+		return
+	}
+	joinSeq := r.seq + 1
+	if p.prevInc != 0 && p.prevInc != r.inc {
+		// A member of the relay this one replaced: it has seen none of
+		// this incarnation's messages, so it starts from the first. What
+		// history no longer holds it learns through GONE.
+		joinSeq = 1
+	}
+	m := &relayMember{
+		name:      name,
+		session:   randomID(),
+		nonce:     p.nonce,
+		joinSeq:   joinSeq,
+		addr:      src,
+		dst:       net.UDPAddrFromAddrPort(src),
+		nextMseq:  1,
+		lastHeard: now,
+		idx:       len(r.list),
+	}
+	r.members[m.session] = m
+	r.byName[name] = m
+	r.list = append(r.list, m)
+	i, _ := slices.BinarySearch(r.names, name)
+	r.names = slices.Insert(r.names, i, name)
+	// The welcome goes out before the join event, so the member knows its
+	// session when the event arrives.
+	r.sendWelcome(m, from)
+	r.sequence(KindJoin, m, 0, nil, now)
+	r.cfg.logger.Info("udpchat member joined", "name", name, "addr", src)
+}
+
+func (r *Relay) sendWelcome(m *relayMember, to net.Addr) {
+	b := appendWelcome(r.replyBuf(welcomeLen), r.inc, m.nonce, m.session, m.joinSeq,
+		r.cfg.heartbeat, r.cfg.expiry, r.cfg.bufferSize, r.group)
+	r.reply(to, b)
+}
+
+func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
+	switch {
+	case p.mseq < m.nextMseq:
+		// A retransmission: the confirmation was lost. Confirm again.
+		r.stats.DroppedDuplicate++
+		r.sendStatus(m)
+		return
+	case p.mseq > m.nextMseq:
+		// One before it was lost; the member resends in order. Telling it
+		// where the relay stands lets it resend at once.
+		r.stats.DroppedOutOfOrder++
+		r.sendStatus(m)
+		return
+	}
+	m.nextMseq++
+	switch {
+	case !utf8.Valid(p.text):
+		r.stats.DroppedRejected++
+		r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, codeInvalidText, p.mseq))
+	case deliverHdrLen+len(m.name)+len(p.text) > r.cfg.bufferSize:
+		r.stats.DroppedRejected++
+		r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, codeTooLarge, p.mseq))
+	default:
+		r.sequence(KindChat, m, p.mseq, p.text, now)
+	}
+}
+
+func (r *Relay) sendStatus(m *relayMember) {
+	r.reply(m.dst, appendU64Pair(r.replyBuf(headerLen+16), tStatus, r.inc, r.seq, m.nextMseq-1))
+}
+
+// oldest returns the oldest seq still in history.
+func (r *Relay) oldest() uint64 {
+	if h := uint64(len(r.history)); r.seq > h {
+		return r.seq - h + 1
+	}
+	return 1
+}
+
+func (r *Relay) handleNack(m *relayMember, p *packet) {
+	budget := maxRepairPerNak
+	oldest := r.oldest()
+	for _, rg := range p.ranges[:p.nranges] {
+		first, last := rg[0], min(rg[1], r.seq)
+		if first < oldest {
+			// Everything before oldest is gone, not just what was asked
+			// for: the member skips the whole loss at once.
+			r.reply(m.dst, appendU64Pair(r.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
+			first = oldest
+		}
+		for s := first; s <= last && budget > 0; s++ {
+			r.queue(r.history[s%uint64(len(r.history))], m.dst)
+			r.stats.Retransmitted++
+			budget--
+		}
+	}
+}
+
+func (r *Relay) handleRosterReq(m *relayMember, after []byte) {
+	i, found := slices.BinarySearch(r.names, string(after))
+	if found {
+		i++
+	}
+	// A page holds as many names as fit the buffer.
+	b := r.replyBuf(r.cfg.bufferSize)
+	b = appendRosterHeader(b, r.inc, r.seq, false, after)
+	moreAt := len(b) - 2 - len(after)
+	for ; i < len(r.names) && len(b)+1+len(r.names[i]) <= r.cfg.bufferSize; i++ {
+		b = appendName(b, r.names[i])
+	}
+	if i < len(r.names) {
+		b[moreAt] = 1
+	}
+	r.reply(m.dst, b)
+}
+
+// sequence assigns the next seq to a message, keeps it in history and fans
+// it out to every member.
+func (r *Relay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte, now time.Time) {
+	r.seq++
+	r.stats.Sequenced++
+	slot := r.seq % uint64(len(r.history))
+	b := appendDeliver(r.history[slot][:0], r.inc, r.seq, now.UnixNano(), mseq, kind, from.name, text)
+	r.history[slot] = b
+	if r.groupDst != nil {
+		r.queue(b, r.groupDst)
+		r.stats.Delivered++
+		return
+	}
+	for _, m := range r.list {
+		r.queue(b, m.dst)
+	}
+	r.stats.Delivered += uint64(len(r.list))
+}
+
+// remove drops a member and announces that it left.
+func (r *Relay) remove(m *relayMember, now time.Time) {
+	delete(r.members, m.session)
+	delete(r.byName, m.name)
+	last := r.list[len(r.list)-1]
+	r.list[m.idx], last.idx = last, m.idx
+	r.list[len(r.list)-1] = nil
+	r.list = r.list[:len(r.list)-1]
+	if i, ok := slices.BinarySearch(r.names, m.name); ok {
+		r.names = slices.Delete(r.names, i, i+1)
+	}
+	r.sequence(KindLeave, m, 0, nil, now)
+	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)
+}
+
+// sweep expires members that have been silent for longer than the expiry.
+func (r *Relay) sweep(now time.Time) {
+	// Backwards, because remove moves the last member into the hole.
+	for i := len(r.list) - 1; i >= 0; i-- {
+		m := r.list[i]
+		if now.Sub(m.lastHeard) <= r.cfg.expiry {
+			continue
+		}
+		r.stats.Expired++
+		// If it is alive after all, BYE makes it join again.
+		r.reply(m.dst, appendHeader(r.replyBuf(headerLen), tBye, r.inc))
+		r.remove(m, now)
+	}
+}
+
+// replyBuf returns an empty buffer with room for n bytes in the reply slab.
+// It flushes first when the slab or the batch is full, so that the reply
+// call that follows never has to.
+func (r *Relay) replyBuf(n int) []byte {
+	if cap(r.slab)-len(r.slab) < n || len(r.out) == cap(r.out) {
+		r.flush()
+	}
+	return r.slab[len(r.slab):len(r.slab):cap(r.slab)]
+}
+
+// reply queues b, which the last replyBuf returned, for sending to dst.
+func (r *Relay) reply(dst net.Addr, b []byte) {
+	r.slab = r.slab[:len(r.slab)+len(b)]
+	r.queue(b, dst)
+}
+
+// queue adds one datagram to the outgoing batch, flushing when it is full.
+func (r *Relay) queue(b []byte, dst net.Addr) {
+	if len(r.out) == cap(r.out) {
+		r.flush()
+	}
+	i := len(r.out)
+	r.outBufs[i][0] = b
+	r.out = append(r.out, ipv4.Message{Buffers: r.outBufs[i][:], Addr: dst})
+}
+
+// flush sends every queued datagram. A datagram the kernel refuses is
+// counted and skipped; the rest still go.
+func (r *Relay) flush() {
+	ms := r.out
+	for len(ms) > 0 {
+		n, err := r.pc.WriteBatch(ms, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				break
+			}
+			// sendmmsg reports an error only for the first datagram.
+			r.stats.DroppedSendErrors++
+			r.cfg.logger.Debug("udpchat relay write", "err", err)
+			n = min(n+1, len(ms))
+		}
+		ms = ms[n:]
+	}
+	clear(r.out)
+	r.out = r.out[:0]
+	r.slab = r.slab[:0]
+}

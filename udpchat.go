@@ -1,0 +1,136 @@
+package udpchat
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Kind says what a Message is.
+type Kind uint8
+
+// The kinds of Message a member receives.
+const (
+	KindChat  Kind = 1 // a member said something
+	KindJoin  Kind = 2 // a member joined the group
+	KindLeave Kind = 3 // a member left the group or was expired
+)
+
+// String returns "chat", "join", "leave" or "kind(N)".
+func (k Kind) String() string {
+	switch k {
+	case KindChat:
+		return "chat"
+	case KindJoin:
+		return "join"
+	case KindLeave:
+		return "leave"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Message is one entry of the group's conversation, as sequenced by the relay.
+type Message struct {
+	Seq  uint64    // position in the relay's order; consecutive within one relay incarnation
+	Kind Kind      // chat, join or leave
+	From string    // the member's name, stamped by the relay
+	Text string    // the chat text; empty for join and leave
+	Time time.Time // when the relay sequenced the message (relay clock)
+}
+
+// MemberInfo describes one member of the group.
+type MemberInfo struct {
+	Name string
+	Addr net.Addr // the member's address as the relay sees it
+}
+
+// RelayStats are a relay's counters since NewRelay. Dropped* count
+// datagrams that were discarded, by reason.
+type RelayStats struct {
+	Received      uint64 // datagrams read from the socket
+	Sequenced     uint64 // messages (chat, join, leave) given a sequence number
+	Delivered     uint64 // deliver datagrams sent (one per member, or one per message in broadcast mode)
+	Retransmitted uint64 // deliver datagrams resent to answer a member's NACK
+	Members       int    // current number of members
+
+	DroppedMalformed  uint64 // not a udpchat datagram, bad version, bad length or field
+	DroppedOversized  uint64 // larger than the buffer size
+	DroppedUnknown    uint64 // from an unknown session or an address that does not own it
+	DroppedDuplicate  uint64 // chat retransmissions that were already sequenced
+	DroppedOutOfOrder uint64 // chat datagrams that arrived ahead of a missing one (the member resends)
+	DroppedRejected   uint64 // joins and chats refused with an error (name taken, too large, ...)
+	DroppedSendErrors uint64 // datagrams the kernel refused to send
+	Expired           uint64 // members removed after missing heartbeats
+}
+
+// MemberStats are a member's counters since Join.
+type MemberStats struct {
+	Sent          uint64 // chat messages confirmed by the relay
+	Retransmitted uint64 // chat datagrams sent again for lack of confirmation
+	Received      uint64 // messages handed to Receive
+	Duplicates    uint64 // deliver datagrams already seen
+	NACKs         uint64 // repair requests sent to the relay
+	Missed        uint64 // messages lost for good (reported through a GapError)
+	Dropped       uint64 // datagrams discarded: malformed, oversized or not from the relay
+	Rejoins       uint64 // times the member joined again after losing the relay
+}
+
+// Errors returned by the package. Test for them with errors.Is.
+var (
+	ErrClosed           = errors.New("udpchat: closed")
+	ErrMessageTooLarge  = errors.New("udpchat: message too large for the buffer size")
+	ErrNameTaken        = errors.New("udpchat: name already taken in the group")
+	ErrInvalidName      = errors.New("udpchat: invalid name")
+	ErrInvalidText      = errors.New("udpchat: text is not valid UTF-8")
+	ErrRelayUnreachable = errors.New("udpchat: relay unreachable")
+	ErrRelayFull        = errors.New("udpchat: relay has reached its member limit")
+	ErrGap              = errors.New("udpchat: messages lost")
+	ErrInvalidOption    = errors.New("udpchat: invalid option")
+)
+
+// GapError reports messages a member will never receive: they were sequenced
+// while the member was unreachable or too slow, and the relay no longer holds
+// them (or the relay restarted and lost them). Receive returns it once, in
+// order, in place of the missing messages; the next Receive carries on with
+// the message after the gap. It matches ErrGap with errors.Is.
+type GapError struct {
+	First, Last uint64 // the missing range, inclusive, in the old numbering when Restart is set
+	Restart     bool   // the relay restarted; numbering starts anew after this error
+}
+
+func (e *GapError) Error() string {
+	if e.Restart {
+		return fmt.Sprintf("udpchat: relay restarted; messages %d to %d lost", e.First, e.Last)
+	}
+	return fmt.Sprintf("udpchat: messages %d to %d lost", e.First, e.Last)
+}
+
+// Is makes errors.Is(err, ErrGap) true for a *GapError.
+func (e *GapError) Is(target error) bool { return target == ErrGap }
+
+// maxNameLen bounds a member name in bytes; it keeps roster entries and
+// deliver headers small.
+const maxNameLen = 32
+
+// checkName enforces the name rules: 1 to 32 bytes of valid UTF-8, no
+// control characters, no ':' (the plain-text form is "name: text") and no
+// leading or trailing space.
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty", ErrInvalidName)
+	case len(name) > maxNameLen:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidName, len(name), maxNameLen)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidName)
+	}
+	for i, r := range name {
+		if unicode.IsControl(r) || r == ':' || ((i == 0 || i+utf8.RuneLen(r) == len(name)) && unicode.IsSpace(r)) {
+			return fmt.Errorf("%w: %q has a forbidden character %q", ErrInvalidName, name, r)
+		}
+	}
+	return nil
+}

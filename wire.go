@@ -1,0 +1,350 @@
+package udpchat
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// The wire protocol, version 1. Every datagram starts with a 12-byte header:
+//
+//	magic "UC" | version 1 | type | id (uint64)
+//
+// id is the member's session for datagrams to the relay (0 in a join) and
+// the relay's incarnation for datagrams from it. Integers are big-endian.
+// The bodies, by type, are in the table below and in doc.go.
+const (
+	wireVersion = 1
+	headerLen   = 12
+	joinMinLen  = 64 // joins are padded so that no answer to one is larger
+)
+
+const (
+	tJoin      byte = 1  // m→r nonce u64, previous incarnation u64 (0 if none), name len u8, name, zero padding to 64 bytes
+	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, max datagram u16, group IPv4 [4], group port u16
+	tChat      byte = 3  // m→r member seq u64, text
+	tDeliver   byte = 4  // r→m seq u64, unix ns i64, member seq u64, kind u8, name len u8, name, text
+	tHeartbeat byte = 5  // m→r (no body)
+	tStatus    byte = 6  // r→m last seq u64, last member seq sequenced u64
+	tNack      byte = 7  // m→r 1 to 8 ranges of first u64, last u64
+	tGone      byte = 8  // r→m first u64, last u64: no longer in history
+	tLeave     byte = 9  // m→r (no body)
+	tBye       byte = 10 // r→m (no body): the relay holds no session for you (closing, left, expired, unknown)
+	tError     byte = 11 // r→m code u8, ref u64 (join nonce or member seq)
+	tRosterReq byte = 12 // m→r name len u8, name: list members whose names sort after it
+	tRoster    byte = 13 // r→m seq u64, more u8, name len u8, after (the request's name), entries of name len u8, name
+)
+
+// Error codes carried by tError.
+const (
+	codeNameTaken   byte = 1
+	codeFull        byte = 2
+	codeBadName     byte = 3
+	codeTooLarge    byte = 4
+	codeInvalidText byte = 5
+)
+
+const (
+	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 2 + 6
+	deliverHdrLen = headerLen + 8 + 8 + 8 + 1 + 1
+	chatHdrLen    = headerLen + 8
+	maxNackRanges = 8
+)
+
+var (
+	errShort    = errors.New("datagram too short")
+	errMagic    = errors.New("not a udpchat datagram")
+	errVersion  = errors.New("unsupported protocol version")
+	errType     = errors.New("unknown datagram type")
+	errLength   = errors.New("wrong length for its type")
+	errField    = errors.New("invalid field")
+	errNameWire = errors.New("invalid name length")
+)
+
+// packet is a decoded datagram. Byte slices alias the datagram's buffer.
+type packet struct {
+	typ  byte
+	id   uint64
+	name []byte // join, deliver, roster request, roster (after)
+
+	nonce    uint64 // join, welcome
+	prevInc  uint64 // join: the incarnation the member was in before, or 0
+	session  uint64 // welcome
+	seq      uint64 // welcome (join seq), deliver, status (last), roster
+	mseq     uint64 // chat, deliver, status (last sequenced)
+	unixNano int64  // deliver
+	kind     Kind   // deliver
+	text     []byte // chat, deliver
+
+	heartbeat, expiry time.Duration  // welcome
+	maxDatagram       int            // welcome
+	group             netip.AddrPort // welcome; invalid when the relay fans out by unicast
+
+	ranges  [maxNackRanges][2]uint64 // nack, gone (one range)
+	nranges int
+
+	code byte   // error
+	ref  uint64 // error
+
+	more    bool   // roster
+	entries []byte // roster: the raw entries, walked with nextRosterEntry
+}
+
+func appendHeader(b []byte, typ byte, id uint64) []byte {
+	b = append(b, 'U', 'C', wireVersion, typ)
+	return binary.BigEndian.AppendUint64(b, id)
+}
+
+func appendName(b []byte, name string) []byte {
+	b = append(b, byte(len(name)))
+	return append(b, name...)
+}
+
+func appendJoin(b []byte, nonce, prevInc uint64, name string) []byte {
+	start := len(b)
+	b = appendHeader(b, tJoin, 0)
+	b = binary.BigEndian.AppendUint64(b, nonce)
+	b = binary.BigEndian.AppendUint64(b, prevInc)
+	b = appendName(b, name)
+	for len(b)-start < joinMinLen {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func appendWelcome(b []byte, inc, nonce, session, joinSeq uint64, heartbeat, expiry time.Duration, maxDatagram int, group netip.AddrPort) []byte {
+	b = appendHeader(b, tWelcome, inc)
+	b = binary.BigEndian.AppendUint64(b, nonce)
+	b = binary.BigEndian.AppendUint64(b, session)
+	b = binary.BigEndian.AppendUint64(b, joinSeq)
+	b = binary.BigEndian.AppendUint32(b, uint32(heartbeat.Milliseconds()))
+	b = binary.BigEndian.AppendUint32(b, uint32(expiry.Milliseconds()))
+	b = binary.BigEndian.AppendUint16(b, uint16(maxDatagram))
+	var ip [4]byte
+	if group.IsValid() {
+		ip = group.Addr().As4()
+	}
+	b = append(b, ip[:]...)
+	return binary.BigEndian.AppendUint16(b, group.Port())
+}
+
+func appendChat(b []byte, session, mseq uint64, text string) []byte {
+	b = appendHeader(b, tChat, session)
+	b = binary.BigEndian.AppendUint64(b, mseq)
+	return append(b, text...)
+}
+
+func appendDeliver(b []byte, inc, seq uint64, unixNano int64, mseq uint64, kind Kind, name string, text []byte) []byte {
+	b = appendHeader(b, tDeliver, inc)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(unixNano))
+	b = binary.BigEndian.AppendUint64(b, mseq)
+	b = append(b, byte(kind))
+	b = appendName(b, name)
+	return append(b, text...)
+}
+
+func appendU64Pair(b []byte, typ byte, id, x, y uint64) []byte {
+	b = appendHeader(b, typ, id)
+	b = binary.BigEndian.AppendUint64(b, x)
+	return binary.BigEndian.AppendUint64(b, y)
+}
+
+func appendError(b []byte, inc uint64, code byte, ref uint64) []byte {
+	b = appendHeader(b, tError, inc)
+	b = append(b, code)
+	return binary.BigEndian.AppendUint64(b, ref)
+}
+
+func appendRosterReq(b []byte, session uint64, after string) []byte {
+	return appendName(appendHeader(b, tRosterReq, session), after)
+}
+
+func appendRosterHeader(b []byte, inc, seq uint64, more bool, after []byte) []byte {
+	b = appendHeader(b, tRoster, inc)
+	b = binary.BigEndian.AppendUint64(b, seq)
+	if more {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = append(b, byte(len(after)))
+	return append(b, after...)
+}
+
+// nextRosterEntry splits the first name off a roster's raw entries; ok is
+// false at the end. decode has checked that the entries are well formed.
+func nextRosterEntry(b []byte) (name, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return nil, nil, false
+	}
+	n := int(b[0])
+	return b[1 : 1+n], b[1+n:], true
+}
+
+// decode parses one datagram strictly: a datagram whose length does not
+// match its type exactly, or whose fields are out of range, is rejected.
+// It never panics and never allocates.
+func decode(b []byte, p *packet) error {
+	if len(b) < headerLen {
+		return errShort
+	}
+	if b[0] != 'U' || b[1] != 'C' {
+		return errMagic
+	}
+	if b[2] != wireVersion {
+		return errVersion
+	}
+	*p = packet{typ: b[3], id: binary.BigEndian.Uint64(b[4:])}
+	body := b[headerLen:]
+	u64 := func(i int) uint64 { return binary.BigEndian.Uint64(body[i:]) }
+	fixed := func(n int) error {
+		if len(body) != n {
+			return errLength
+		}
+		return nil
+	}
+	switch p.typ {
+	case tJoin:
+		if len(b) < joinMinLen {
+			return errLength
+		}
+		if p.id != 0 {
+			return errField // a joiner has no session yet
+		}
+		p.nonce, p.prevInc = u64(0), u64(8)
+		name, pad, err := splitName(body[16:])
+		if err != nil {
+			return err
+		}
+		// Exactly the padding needed to reach joinMinLen, all zeros.
+		if len(b)-len(pad) < joinMinLen && len(b) != joinMinLen || len(b)-len(pad) >= joinMinLen && len(pad) != 0 {
+			return errLength
+		}
+		for _, c := range pad {
+			if c != 0 {
+				return errField
+			}
+		}
+		p.name = name
+	case tWelcome:
+		if err := fixed(welcomeLen - headerLen); err != nil {
+			return err
+		}
+		p.nonce, p.session, p.seq = u64(0), u64(8), u64(16)
+		p.heartbeat = time.Duration(binary.BigEndian.Uint32(body[24:])) * time.Millisecond
+		p.expiry = time.Duration(binary.BigEndian.Uint32(body[28:])) * time.Millisecond
+		p.maxDatagram = int(binary.BigEndian.Uint16(body[32:]))
+		if p.heartbeat <= 0 || p.expiry < p.heartbeat || p.maxDatagram < minBufferSize {
+			return errField
+		}
+		ip := netip.AddrFrom4([4]byte(body[34:38]))
+		switch port := binary.BigEndian.Uint16(body[38:]); {
+		case port != 0:
+			p.group = netip.AddrPortFrom(ip, port)
+		case !ip.IsUnspecified():
+			return errField
+		}
+	case tChat:
+		if len(body) < 8 {
+			return errLength
+		}
+		p.mseq, p.text = u64(0), body[8:]
+	case tDeliver:
+		if len(body) < deliverHdrLen-headerLen {
+			return errLength
+		}
+		p.seq, p.unixNano, p.mseq = u64(0), int64(u64(8)), u64(16)
+		p.kind = Kind(body[24])
+		if p.kind < KindChat || p.kind > KindLeave {
+			return errField
+		}
+		name, rest, err := splitName(body[25:])
+		if err != nil {
+			return err
+		}
+		if len(name) == 0 {
+			return errNameWire
+		}
+		p.name, p.text = name, rest
+	case tStatus:
+		if err := fixed(16); err != nil {
+			return err
+		}
+		p.seq, p.mseq = u64(0), u64(8)
+	case tNack, tGone:
+		n := len(body) / 16
+		if len(body)%16 != 0 || n == 0 || n > maxNackRanges || (p.typ == tGone && n != 1) {
+			return errLength
+		}
+		for i := range n {
+			first, last := u64(16*i), u64(16*i+8)
+			if first == 0 || last < first {
+				return errField
+			}
+			p.ranges[i] = [2]uint64{first, last}
+		}
+		p.nranges = n
+	case tHeartbeat, tLeave, tBye:
+		if err := fixed(0); err != nil {
+			return err
+		}
+	case tError:
+		if err := fixed(9); err != nil {
+			return err
+		}
+		p.code, p.ref = body[0], binary.BigEndian.Uint64(body[1:])
+	case tRosterReq:
+		name, rest, err := splitName(body)
+		if err != nil {
+			return err
+		}
+		if len(rest) != 0 {
+			return errLength
+		}
+		p.name = name
+	case tRoster:
+		if len(body) < 10 {
+			return errLength
+		}
+		p.seq = u64(0)
+		switch body[8] {
+		case 0:
+		case 1:
+			p.more = true
+		default:
+			return errField
+		}
+		after, entries, err := splitName(body[9:])
+		if err != nil {
+			return err
+		}
+		p.name, p.entries = after, entries
+		for rest := entries; len(rest) > 0; {
+			name, r, err := splitName(rest)
+			if err != nil {
+				return err
+			}
+			if len(name) == 0 {
+				return errNameWire
+			}
+			rest = r
+		}
+	default:
+		return errType
+	}
+	return nil
+}
+
+// splitName splits a length-prefixed name (at most maxNameLen bytes) off b.
+func splitName(b []byte) (name, rest []byte, err error) {
+	if len(b) < 1 {
+		return nil, nil, errLength
+	}
+	n := int(b[0])
+	if n > maxNameLen || len(b) < 1+n {
+		return nil, nil, errNameWire
+	}
+	return b[1 : 1+n], b[1+n:], nil
+}
