@@ -1,0 +1,206 @@
+package udpchat
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// encode is decode's inverse, for the round-trip tests.
+func encode(p *packet) []byte {
+	switch p.typ {
+	case tJoin:
+		return appendJoin(nil, p.nonce, p.prevInc, string(p.name))
+	case tWelcome:
+		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.maxDatagram, p.group)
+	case tChat:
+		return appendChat(nil, p.id, p.mseq, string(p.text))
+	case tDeliver:
+		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.mseq, p.kind, string(p.name), p.text)
+	case tStatus:
+		return appendU64Pair(nil, tStatus, p.id, p.seq, p.mseq)
+	case tNack, tGone:
+		b := appendHeader(nil, p.typ, p.id)
+		for _, r := range p.ranges[:p.nranges] {
+			b = append(b, appendU64Pair(nil, 0, 0, r[0], r[1])[headerLen:]...)
+		}
+		return b
+	case tHeartbeat, tLeave, tBye:
+		return appendHeader(nil, p.typ, p.id)
+	case tError:
+		return appendError(nil, p.id, p.code, p.ref)
+	case tRosterReq:
+		return appendRosterReq(nil, p.id, string(p.name))
+	case tRoster:
+		return append(appendRosterHeader(nil, p.id, p.seq, p.more, p.name), p.entries...)
+	}
+	return nil
+}
+
+// seedDatagrams returns one genuine datagram of every type.
+func seedDatagrams() [][]byte {
+	group := netip.MustParseAddrPort("127.255.255.255:2411")
+	roster := appendRosterHeader(nil, 9, 77, true, []byte("alice"))
+	roster = appendName(appendName(roster, "bob"), "carol")
+	nack := appendHeader(nil, tNack, 5)
+	for _, r := range [][2]uint64{{3, 4}, {9, 9}} {
+		nack = append(nack, appendU64Pair(nil, 0, 0, r[0], r[1])[headerLen:]...)
+	}
+	return [][]byte{
+		appendJoin(nil, 1, 0, "alice"),
+		appendJoin(nil, 1, 99, "a-very-long-name-of-32-bytes-xyz"),
+		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, netip.AddrPort{}),
+		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, group),
+		appendChat(nil, 5, 1, "hello"),
+		appendChat(nil, 5, 2, ""),
+		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 1, KindChat, "alice", []byte("hello")),
+		appendDeliver(nil, 9, 4, 0, 0, KindJoin, "bob", nil),
+		appendHeader(nil, tHeartbeat, 5),
+		appendU64Pair(nil, tStatus, 9, 10, 2),
+		nack,
+		appendU64Pair(nil, tGone, 9, 1, 100),
+		appendHeader(nil, tLeave, 5),
+		appendHeader(nil, tBye, 9),
+		appendError(nil, 9, codeNameTaken, 1),
+		appendRosterReq(nil, 5, ""),
+		roster,
+	}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	for _, b := range seedDatagrams() {
+		var p packet
+		if err := decode(b, &p); err != nil {
+			t.Fatalf("decode(%x): %v", b, err)
+		}
+		if got := encode(&p); !bytes.Equal(got, b) {
+			t.Errorf("type %d: encode(decode(b)) = %x, want %x", p.typ, got, b)
+		}
+		// Every proper prefix of a genuine datagram is rejected, except
+		// where the cut leaves a valid, shorter datagram.
+		for n := range len(b) {
+			var q packet
+			err := decode(b[:n], &q)
+			textCut := (p.typ == tChat && n >= chatHdrLen) || (p.typ == tDeliver && n >= deliverHdrLen+len(p.name)) ||
+				(p.typ == tRoster && n < len(b) && err == nil) || // cut between names
+				(p.typ == tNack && n > headerLen && (n-headerLen)%16 == 0) // cut between ranges
+			if err == nil && !textCut {
+				t.Errorf("type %d cut to %d of %d bytes decoded without error", p.typ, n, len(b))
+			}
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	valid := appendChat(nil, 5, 1, "hi")
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"empty", nil, errShort},
+		{"magic", append([]byte("XC"), valid[2:]...), errMagic},
+		{"version", append([]byte{'U', 'C', 2}, valid[3:]...), errVersion},
+		{"type", appendHeader(nil, 200, 1), errType},
+		{"heartbeat with body", append(appendHeader(nil, tHeartbeat, 5), 0), errLength},
+		{"join too short", appendJoin(nil, 1, 0, "alice")[:joinMinLen-1], errLength},
+		{"join padding not zero", func() []byte { b := appendJoin(nil, 1, 0, "al"); b[len(b)-1] = 1; return b }(), errField},
+		{"join name past end", func() []byte { b := appendJoin(nil, 1, 0, "al"); b[headerLen+16] = 60; return b }(), errNameWire},
+		{"deliver kind", func() []byte { b := appendDeliver(nil, 9, 1, 0, 0, KindChat, "a", nil); b[headerLen+24] = 9; return b }(), errField},
+		{"deliver empty name", appendDeliver(nil, 9, 1, 0, 0, KindChat, "", nil), errNameWire},
+		{"nack backwards", appendU64Pair(nil, tNack, 5, 9, 3), errField},
+		{"nack zero", appendU64Pair(nil, tNack, 5, 0, 3), errField},
+		{"nack ragged", append(appendU64Pair(nil, tNack, 5, 1, 3), 1), errLength},
+		{"gone two ranges", append(appendU64Pair(nil, tGone, 5, 1, 3), appendU64Pair(nil, 0, 0, 5, 6)[headerLen:]...), errLength},
+		{"welcome zero heartbeat", appendWelcome(nil, 9, 1, 5, 1, 0, time.Second, 1024, netip.AddrPort{}), errField},
+		{"welcome tiny buffer", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 10, netip.AddrPort{}), errField},
+		{"roster empty name", appendName(appendRosterHeader(nil, 9, 1, false, nil), ""), errNameWire},
+		{"roster more=2", func() []byte { b := appendRosterHeader(nil, 9, 1, false, nil); b[headerLen+8] = 2; return b }(), errField},
+	} {
+		var p packet
+		if err := decode(tc.b, &p); err != tc.want {
+			t.Errorf("%s: decode = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+func TestDecodeAllocs(t *testing.T) {
+	seeds := seedDatagrams()
+	var p packet
+	if n := testing.AllocsPerRun(100, func() {
+		for _, b := range seeds {
+			decode(b, &p)
+		}
+	}); n != 0 {
+		t.Errorf("decode allocates %v times per run, want 0", n)
+	}
+}
+
+// FuzzDecode checks that decode never panics and that whatever it accepts
+// encodes back to the same bytes: the decoder is strict and canonical.
+func FuzzDecode(f *testing.F) {
+	for _, b := range seedDatagrams() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var p packet
+		if decode(b, &p) != nil {
+			return
+		}
+		if got := encode(&p); !bytes.Equal(got, b) {
+			t.Fatalf("type %d: encode(decode(%x)) = %x", p.typ, b, got)
+		}
+	})
+}
+
+// FuzzRelayHandle feeds datagrams through the relay's whole per-datagram
+// path (size check, decode, session check, dispatch) with two members
+// joined, and checks that the relay's state stays consistent.
+func FuzzRelayHandle(f *testing.F) {
+	for _, b := range seedDatagrams() {
+		f.Add(b, false)
+		f.Add(b, true)
+	}
+	r, err := NewRelay(WithAddr("127.0.0.1:0"), WithHistory(minHistory), WithBufferSize(256))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { r.Close() })
+	// The members' addresses are sockets of this test that absorb the
+	// relay's answers.
+	sink, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { sink.Close() })
+	member := sink.LocalAddr()
+	stranger := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: member.(*net.UDPAddr).Port + 1}
+	now := time.Now()
+	r.mu.Lock()
+	r.handle(appendJoin(nil, 1, 0, "alice"), member, now)
+	r.flush()
+	session := r.byName["alice"].session
+	r.mu.Unlock()
+	f.Add(appendChat(nil, session, 1, "hi"), false)
+	f.Add(appendU64Pair(nil, tNack, session, 1, 3), false)
+	f.Fuzz(func(t *testing.T, b []byte, fromStranger bool) {
+		from := member
+		if fromStranger {
+			from = stranger
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.handle(b, from, now)
+		r.flush()
+		if len(r.list) != len(r.members) || len(r.list) != len(r.byName) || len(r.list) != len(r.names) {
+			t.Fatalf("relay state out of step: %d list, %d sessions, %d names, %d sorted", len(r.list), len(r.members), len(r.byName), len(r.names))
+		}
+		for i, m := range r.list {
+			if m.idx != i || r.members[m.session] != m || r.byName[m.name] != m {
+				t.Fatalf("member %q indexed wrongly", m.name)
+			}
+		}
+	})
+}
