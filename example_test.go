@@ -1,0 +1,103 @@
+package udpchat_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/udpchat/udpchat"
+)
+
+// A relay and two members on loopback: bob hears alice.
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	relay, err := udpchat.NewRelay(udpchat.WithAddr("127.0.0.1:0")) // port 0: any free port
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer relay.Close()
+	go relay.Serve(ctx)
+
+	at := udpchat.WithAddr(relay.Addr().String())
+	alice, err := udpchat.Join(ctx, "alice", at)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer alice.Close()
+	bob, err := udpchat.Join(ctx, "bob", at)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer bob.Close()
+
+	if err := alice.Send(ctx, "hello, bob"); err != nil {
+		log.Fatal(err)
+	}
+	for range 2 {
+		msg, err := bob.Receive(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%d %v %s %q\n", msg.Seq, msg.Kind, msg.From, msg.Text)
+	}
+	fmt.Println(len(relay.Members()), "members")
+	// Output:
+	// 2 join bob ""
+	// 3 chat alice "hello, bob"
+	// 2 members
+}
+
+// Receive in a loop, reporting lost messages and going on.
+func ExampleMember_Receive() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	relay, err := udpchat.NewRelay(udpchat.WithAddr("127.0.0.1:0"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer relay.Close()
+	go relay.Serve(ctx)
+	m, err := udpchat.Join(ctx, "carol", udpchat.WithAddr(relay.Addr().String()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	m.Send(ctx, "anyone here?")
+	m.Close() // Receive returns ErrClosed from now on
+
+	for {
+		msg, err := m.Receive(ctx)
+		var gap *udpchat.GapError
+		switch {
+		case errors.As(err, &gap):
+			fmt.Printf("* lost messages %d to %d\n", gap.First, gap.Last)
+			continue
+		case err != nil:
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("%s: %s\n", msg.From, msg.Text)
+	}
+	// Output:
+	// udpchat: closed
+}
+
+// The relay of a server program: serve until the context ends, then Close
+// to tell the members.
+func ExampleRelay_Serve() {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	relay, err := udpchat.NewRelay(udpchat.WithAddr("127.0.0.1:0"), udpchat.WithHeartbeat(500*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = relay.Serve(ctx)
+	fmt.Println(err)
+	fmt.Println(relay.Close())
+	// Output:
+	// context deadline exceeded
+	// <nil>
+}

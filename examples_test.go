@@ -1,0 +1,128 @@
+package udpchat
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestExamplePrograms builds the example server and client and chats
+// through them as a user would: two clients on pipes, the server stopped
+// with SIGINT.
+func TestExamplePrograms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the examples")
+	}
+	dir := t.TempDir()
+	for _, p := range []string{"server", "client"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, p), "./examples/"+p).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build ./examples/%s: %v\n%s", p, err, out)
+		}
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	server := startProgram(t, filepath.Join(dir, "server"), "-addr", addr)
+	server.waitLine(t, "udpchat relay listening on "+addr)
+
+	bob := startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "bob")
+	bob.waitLine(t, "* bob joined")
+	alice := startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "alice")
+	alice.waitLine(t, "* alice joined")
+	bob.waitLine(t, "* alice joined")
+
+	io.WriteString(alice.stdin, "hello from alice\n")
+	bob.waitLine(t, "alice: hello from alice")
+	alice.waitLine(t, "alice: hello from alice")
+	alice.stdin.Close() // end of input: alice leaves and exits 0
+	alice.wait(t)
+	bob.waitLine(t, "* alice left")
+	bob.stdin.Close()
+	bob.wait(t)
+
+	server.cmd.Process.Signal(syscall.SIGINT)
+	server.wait(t)
+}
+
+type program struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+}
+
+func startProgram(t *testing.T, path string, args ...string) *program {
+	t.Helper()
+	cmd := exec.Command(path, args...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &program{cmd: cmd, stdin: stdin, lines: make(chan string, 100)}
+	go func() {
+		defer close(p.lines)
+		for sc := bufio.NewScanner(stdout); sc.Scan(); {
+			p.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		// Only the process this test started, by its PID.
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	return p
+}
+
+// waitLine reads output lines until one equals want.
+func (p *program) waitLine(t *testing.T, want string) {
+	t.Helper()
+	var seen []string
+	timeout := time.After(testTimeout)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("%s ended without printing %q; printed %q", p.cmd.Path, want, seen)
+			}
+			if line == want {
+				return
+			}
+			seen = append(seen, line)
+		case <-timeout:
+			t.Fatalf("%s did not print %q within %v; printed %q", p.cmd.Path, want, testTimeout, seen)
+		}
+	}
+}
+
+func (p *program) wait(t *testing.T) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		for range p.lines {
+		}
+		done <- p.cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s %s: %v", filepath.Base(p.cmd.Path), strings.Join(p.cmd.Args[1:], " "), err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatalf("%s did not exit", p.cmd.Path)
+	}
+}
