@@ -739,7 +739,8 @@ func (m *Member) push(it rxItem) {
 	signal(m.ready)
 }
 
-// ack confirms every pending chat up to mseq.
+// ack confirms every pending chat up to mseq: the relay has sequenced
+// them all.
 func (m *Member) ack(mseq uint64, now time.Time) {
 	n := 0
 	for n < len(m.pending) && m.pending[n].mseq <= mseq {
@@ -747,15 +748,23 @@ func (m *Member) ack(mseq uint64, now time.Time) {
 		<-m.window
 		n++
 	}
-	if n == 0 {
-		return
+	if n > 0 {
+		m.stats.Sent += uint64(n)
+		clear(m.pending[:n])
+		m.pending = m.pending[n:]
+		// The relay is answering: what is left need not wait out a long
+		// backoff earned while it was not.
+		for _, c := range m.pending {
+			c.rto = rtoMin
+			if !c.sentAt.IsZero() && c.next.After(c.sentAt.Add(rtoMin)) {
+				c.next = c.sentAt.Add(rtoMin)
+			}
+		}
 	}
-	m.stats.Sent += uint64(n)
-	clear(m.pending[:n])
-	m.pending = m.pending[n:]
-	if len(m.pending) > 0 && !m.pending[0].sentAt.IsZero() && now.Sub(m.pending[0].sentAt) > rtoMin/5 {
-		// The relay takes chats in order only; resend the head now rather
-		// than after its timeout.
+	// The relay has everything before the head but not the head: it was
+	// lost, so resend it now rather than after its timeout (unless it has
+	// only just gone out).
+	if len(m.pending) > 0 && m.pending[0].mseq == mseq+1 && !m.pending[0].sentAt.IsZero() && now.Sub(m.pending[0].sentAt) > rtoMin/5 {
 		m.pending[0].next = now
 		signal(m.kick)
 	}

@@ -58,8 +58,9 @@ type relayMember struct {
 	nonce     uint64 // of the join that created or last renewed the session
 	joinSeq   uint64 // first seq the session was told to expect
 	addr      netip.AddrPort
-	dst       *net.UDPAddr // addr, made once for sendmmsg
-	nextMseq  uint64       // the member seq the relay sequences next
+	dst       *net.UDPAddr      // addr, made once for sendmmsg
+	nextMseq  uint64            // the member seq the relay sequences next
+	ahead     map[uint64][]byte // chat texts that arrived before nextMseq; nil until needed
 	lastHeard time.Time
 	idx       int // position in Relay.list
 }
@@ -427,6 +428,9 @@ func (r *Relay) sendWelcome(m *relayMember, to net.Addr) {
 	r.reply(to, b)
 }
 
+// handleChat sequences a member's chats in the member's order. A chat that
+// arrives ahead of a lost one waits in the member's reorder buffer, which
+// holds no more than the member's send window.
 func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
 	switch {
 	case p.mseq < m.nextMseq:
@@ -434,23 +438,48 @@ func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
 		r.stats.DroppedDuplicate++
 		r.sendStatus(m)
 		return
+	case p.mseq-m.nextMseq >= sendWindow:
+		r.stats.DroppedMalformed++ // more in flight than any member sends
+		return
 	case p.mseq > m.nextMseq:
-		// One before it was lost; the member resends in order. Telling it
-		// where the relay stands lets it resend at once.
-		r.stats.DroppedOutOfOrder++
+		if _, dup := m.ahead[p.mseq]; dup {
+			r.stats.DroppedDuplicate++
+		} else {
+			if m.ahead == nil {
+				m.ahead = make(map[uint64][]byte)
+			}
+			m.ahead[p.mseq] = append([]byte(nil), p.text...)
+			r.stats.Reordered++
+		}
+		// Telling the member where the relay stands lets it resend the
+		// missing one at once.
 		r.sendStatus(m)
 		return
 	}
+	r.acceptChat(m, p.mseq, p.text, now)
+	for len(m.ahead) > 0 {
+		text, ok := m.ahead[m.nextMseq]
+		if !ok {
+			break
+		}
+		delete(m.ahead, m.nextMseq)
+		r.acceptChat(m, m.nextMseq, text, now)
+	}
+}
+
+// acceptChat sequences the member's next chat or refuses it; either way
+// the member seq is used up.
+func (r *Relay) acceptChat(m *relayMember, mseq uint64, text []byte, now time.Time) {
 	m.nextMseq++
 	switch {
-	case !utf8.Valid(p.text):
+	case !utf8.Valid(text):
 		r.stats.DroppedRejected++
-		r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, codeInvalidText, p.mseq))
-	case deliverHdrLen+len(m.name)+len(p.text) > r.cfg.bufferSize:
+		r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, codeInvalidText, mseq))
+	case deliverHdrLen+len(m.name)+len(text) > r.cfg.bufferSize:
 		r.stats.DroppedRejected++
-		r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, codeTooLarge, p.mseq))
+		r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, codeTooLarge, mseq))
 	default:
-		r.sequence(KindChat, m, p.mseq, p.text, now)
+		r.sequence(KindChat, m, mseq, text, now)
 	}
 }
 

@@ -54,13 +54,13 @@ type RelayStats struct {
 	Sequenced     uint64 // messages (chat, join, leave) given a sequence number
 	Delivered     uint64 // deliver datagrams sent (one per member, or one per message in broadcast mode)
 	Retransmitted uint64 // deliver datagrams resent to answer a member's NACK
+	Reordered     uint64 // chats that arrived ahead of a lost one and waited for it
 	Members       int    // current number of members
 
 	DroppedMalformed  uint64 // not a udpchat datagram, bad version, bad length or field
 	DroppedOversized  uint64 // larger than the buffer size
 	DroppedUnknown    uint64 // from an unknown session or an address that does not own it
 	DroppedDuplicate  uint64 // chat retransmissions that were already sequenced
-	DroppedOutOfOrder uint64 // chat datagrams that arrived ahead of a missing one (the member resends)
 	DroppedRejected   uint64 // joins and chats refused with an error (name taken, too large, ...)
 	DroppedSendErrors uint64 // datagrams the kernel refused to send
 	Expired           uint64 // members removed after missing heartbeats
