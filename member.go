@@ -26,7 +26,9 @@ const (
 	joinRetryMin = 100 * time.Millisecond // first join retransmission
 	leaveWait    = 100 * time.Millisecond // per LEAVE attempt in Close
 	leaveTries   = 3
-	sendWindow   = 64 // chat messages in flight per member
+	sendWindow   = 64   // chat messages in flight per member
+	maxOutbox    = 1024 // confirmed chats kept for a relay restart, at most
+	maxOrigins   = 4096 // senders remembered for dropping re-sequenced copies
 	readBufSize  = maxBufferSize + 1
 )
 
@@ -79,20 +81,25 @@ type Member struct {
 	rosterLoading bool
 	rosterAfter   string
 	rosterNext    time.Time
+	rosterSeq     uint64 // the seq of the first page of this load
 	roster        map[string]rosterEntry
 
-	next    uint64             // seq Receive gets next
-	lastSeq uint64             // highest seq known to exist
-	ackFrom uint64             // delivers from us at or after this seq confirm our chats
-	early   map[uint64]Message // arrived ahead of next
+	next    uint64              // seq Receive gets next
+	lastSeq uint64              // highest seq known to exist
+	early   map[uint64]earlyMsg // arrived ahead of next
+	origins map[string]origin   // per sender, the newest chat taken
 	queue   ring
-	gap     *GapError // a restart's loss, queued as soon as there is room
 
 	nackAt   time.Time // when missing seqs may be asked for again
 	nackHigh uint64    // highest seq asked for so far
 
-	mseq    uint64         // last member seq assigned in this session
-	pending []*pendingChat // unconfirmed, by mseq
+	// Chats carry an origin: this Member's random epoch and a member seq
+	// that is never reused, so that a chat sequenced twice (resent to a
+	// new relay, or after a lost confirmation) is taken once.
+	epoch  uint64
+	mseq   uint64         // last member seq assigned
+	outbox []*pendingChat // by mseq: unconfirmed chats, then confirmed ones kept until stable
+	stable uint64         // every member has every seq up to this, says the relay
 
 	stats MemberStats
 }
@@ -103,14 +110,28 @@ type rosterEntry struct {
 	seq     uint64 // the seq of the event or roster page that set it
 }
 
+// A pendingChat is a chat in the outbox. Until the relay confirms it, it is
+// resent; after that it is kept until every member has it (stable), so
+// that it can be resent to a new relay if this one dies first.
 type pendingChat struct {
-	mseq   uint64
-	text   string
-	done   chan error // buffered; receives once
-	next   time.Time  // when to (re)send
-	rto    time.Duration
-	sentAt time.Time
+	mseq      uint64
+	text      string
+	done      chan error // the waiting Send's answer (buffered); nil once answered
+	confirmed bool       // sequenced or refused by the relay
+	seqBound  uint64     // once confirmed: its seq is at most this
+	next      time.Time  // when to (re)send
+	rto       time.Duration
+	sentAt    time.Time
 }
+
+// earlyMsg is a message that arrived ahead of its turn, with its origin.
+type earlyMsg struct {
+	msg         Message
+	epoch, mseq uint64
+}
+
+// origin identifies a sender's chat across sessions and relays.
+type origin struct{ epoch, mseq uint64 }
 
 // Join joins the group at the relay as name and returns once the relay has
 // welcomed the member and the member list is loaded. Names are 1 to 32 bytes
@@ -149,7 +170,9 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		nonce:       randomID(),
 		joinBackoff: joinRetryMin,
 		roster:      make(map[string]rosterEntry),
-		early:       make(map[uint64]Message),
+		early:       make(map[uint64]earlyMsg),
+		origins:     make(map[string]origin),
+		epoch:       randomID(),
 		queue:       ring{buf: make([]rxItem, cfg.queueSize)},
 	}
 	m.wg.Add(2)
@@ -184,7 +207,8 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 // (ErrMessageTooLarge). If the relay does not confirm, Send resends with
 // backoff, also across a relay restart, until ctx is done; the message may
 // still be delivered after Send has returned ctx's error. Concurrent Sends
-// are delivered in the order they were called in.
+// are delivered in the order they were called in. At most 64 Sends of one
+// member wait for confirmation at a time; more wait for their turn.
 func (m *Member) Send(ctx context.Context, text string) error {
 	if !utf8.ValidString(text) {
 		return ErrInvalidText
@@ -202,7 +226,8 @@ func (m *Member) Send(ctx context.Context, text string) error {
 	case <-m.done:
 		return ErrClosed
 	}
-	p := &pendingChat{text: text, done: make(chan error, 1), rto: rtoMin}
+	done := make(chan error, 1) // p.done is cleared under m.mu once answered
+	p := &pendingChat{text: text, done: done, rto: rtoMin}
 	m.mu.Lock()
 	switch m.state {
 	case stateClosed:
@@ -217,14 +242,18 @@ func (m *Member) Send(ctx context.Context, text string) error {
 	}
 	m.mseq++
 	p.mseq = m.mseq
-	m.pending = append(m.pending, p)
-	if m.state == stateJoined {
+	m.outbox = append(m.outbox, p)
+	// Member seqs in the outbox are consecutive; if the chat sendWindow
+	// places back is confirmed, the relay has taken everything up to it
+	// and this one is within the relay's window. Otherwise tick sends it
+	// in its turn.
+	if back := len(m.outbox) - 1 - sendWindow; m.state == stateJoined && (back < 0 || m.outbox[back].confirmed) {
 		m.sendChat(p, time.Now())
 	}
 	m.mu.Unlock()
 
 	select {
-	case err := <-p.done:
+	case err := <-done:
 		return err
 	case <-ctx.Done():
 		m.mu.Lock()
@@ -312,10 +341,10 @@ func (m *Member) Close() error {
 		m.mu.Lock()
 		joined := m.state == stateJoined
 		m.state = stateClosed
-		for _, p := range m.pending {
-			p.done <- ErrClosed
+		for _, c := range m.outbox {
+			m.answer(c, ErrClosed)
 		}
-		m.pending = nil
+		m.outbox = nil
 		leave := appendHeader(nil, tLeave, m.session)
 		m.mu.Unlock()
 		if joined {
@@ -425,6 +454,10 @@ func (m *Member) handle(b []byte) {
 	}
 	now := time.Now()
 	switch {
+	case p.typ == tBye && p.session != m.session:
+		// Only the relay knows our session: a stranger cannot end it.
+		m.stats.Dropped++
+		return
 	case m.state == stateClosed:
 		if p.typ == tBye {
 			signal(m.leaveAck)
@@ -442,9 +475,16 @@ func (m *Member) handle(b []byte) {
 		return
 	case m.state != stateJoined:
 		return
+	case p.typ == tBye:
+		// The relay does not know our session: it restarted (its
+		// incarnation differs), expired us or is closing.
+		m.rejoin(now, "the relay holds no session for us")
+		return
 	case p.id != m.inc:
-		// Only a relay that restarted speaks with another incarnation.
-		m.rejoin(now, "relay restarted")
+		// A relay that restarted answers our next heartbeat with BYE;
+		// until then its datagrams, and late ones of the old relay, are
+		// not ours to take.
+		m.stats.Dropped++
 		return
 	}
 	m.lastHeard = now
@@ -452,15 +492,14 @@ func (m *Member) handle(b []byte) {
 	case tDeliver:
 		m.deliver(&p, now)
 	case tStatus:
-		m.ack(p.mseq, now)
+		m.stable = max(m.stable, p.stable)
+		m.ack(p.mseq, p.seq, now)
 		m.lastSeq = max(m.lastSeq, p.seq)
 		m.advance(now)
 	case tGone:
 		m.gone(p.ranges[0][0], p.ranges[0][1], now)
 	case tRoster:
 		m.rosterPage(&p, now)
-	case tBye:
-		m.rejoin(now, "relay dropped the session")
 	default:
 		m.stats.Dropped++
 	}
@@ -470,28 +509,22 @@ func (m *Member) handle(b []byte) {
 func (m *Member) welcome(p *packet, now time.Time) {
 	first := m.inc == 0
 	restarted := !first && p.id != m.inc
-	newSession := p.session != m.session
 	if restarted {
-		if m.lastSeq >= m.next {
-			m.stats.Missed += m.lastSeq - m.next + 1
-			if m.gap == nil {
-				m.gap = &GapError{First: m.next, Last: m.lastSeq, Restart: true}
-			}
-		}
+		// A new relay numbers anew, from 1 for members of the old one.
+		// What the old relay took with it comes back from its senders,
+		// who keep their chats until every member has them.
 		clear(m.early)
 		clear(m.roster)
+		m.stable = 0
 	}
 	if first || restarted {
 		m.next, m.lastSeq, m.nackHigh = p.seq, p.seq-1, p.seq-1
 		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
 	}
-	if newSession {
-		m.ackFrom = p.seq
-		// Renumber what is still unconfirmed for the new session.
-		m.mseq = 0
-		for _, c := range m.pending {
-			m.mseq++
-			c.mseq, c.next, c.rto = m.mseq, now, rtoMin
+	if p.session != m.session {
+		// A new session takes the outbox from its first chat on.
+		for _, c := range m.outbox {
+			c.confirmed, c.next, c.rto = false, now, rtoMin
 		}
 	}
 	if !first {
@@ -502,15 +535,6 @@ func (m *Member) welcome(p *packet, now time.Time) {
 	m.heartbeat, m.expiry, m.maxDatagram = p.heartbeat, p.expiry, p.maxDatagram
 	m.state, m.rejoinSince = stateJoined, time.Time{}
 	m.lastHeard, m.lastBeat = now, time.Time{} // beat at once: its answer says what we missed
-	limit := min(m.cfg.bufferSize, m.maxDatagram)
-	m.pending = slices.DeleteFunc(m.pending, func(c *pendingChat) bool {
-		if deliverHdrLen+len(m.name)+len(c.text) > limit {
-			c.done <- fmt.Errorf("%w: the relay's limit is now %d bytes", ErrMessageTooLarge, limit)
-			<-m.window
-			return true
-		}
-		return false
-	})
 	if p.group != m.group {
 		if err := m.listenGroup(p.group); err != nil {
 			m.fail(fmt.Errorf("udpchat: listening for the relay's broadcast at %s: %w", p.group, err))
@@ -581,20 +605,22 @@ func (m *Member) relayError(p *packet, now time.Time) {
 	if m.state != stateJoined || p.id != m.inc {
 		return
 	}
-	for i, c := range m.pending {
-		if c.mseq != p.ref {
+	for _, c := range m.outbox {
+		if c.mseq != p.ref || c.confirmed {
 			continue
 		}
 		switch p.code {
 		case codeTooLarge:
-			c.done <- ErrMessageTooLarge
+			m.answer(c, ErrMessageTooLarge)
 		case codeInvalidText:
-			c.done <- ErrInvalidText
+			m.answer(c, ErrInvalidText)
 		default:
-			c.done <- fmt.Errorf("udpchat: relay refused the message (code %d)", p.code)
+			m.answer(c, fmt.Errorf("udpchat: relay refused the message (code %d)", p.code))
 		}
-		m.pending = slices.Delete(m.pending, i, i+1)
-		<-m.window
+		// The relay used up its member seq: it stays in the outbox, so a
+		// new relay is offered an unbroken run of member seqs.
+		c.confirmed, c.seqBound = true, 0
+		m.prune()
 		return
 	}
 }
@@ -602,13 +628,23 @@ func (m *Member) relayError(p *packet, now time.Time) {
 // fail ends the member for good: the group refused it.
 func (m *Member) fail(err error) {
 	m.state, m.failErr = stateFailed, err
-	for _, c := range m.pending {
-		c.done <- err
-		<-m.window
+	for _, c := range m.outbox {
+		m.answer(c, err)
 	}
-	m.pending = nil
+	m.outbox = nil
 	close(m.failed)
 	m.cfg.logger.Warn("udpchat member failed", "name", m.name, "err", err)
+}
+
+// answer tells a waiting Send how its chat fared and frees its place in
+// the send window.
+func (m *Member) answer(c *pendingChat, err error) {
+	if c.done == nil {
+		return
+	}
+	c.done <- err
+	c.done = nil
+	<-m.window
 }
 
 // rejoin starts joining again after losing the relay. Pending chats stay
@@ -623,8 +659,8 @@ func (m *Member) rejoin(now time.Time, why string) {
 
 // deliver takes a deliver datagram into the ordered stream.
 func (m *Member) deliver(p *packet, now time.Time) {
-	if p.kind == KindChat && p.seq >= m.ackFrom && string(p.name) == m.name {
-		m.ack(p.mseq, now)
+	if p.kind == KindChat && p.epoch == m.epoch && string(p.name) == m.name {
+		m.ack(p.mseq, p.seq, now)
 	}
 	m.lastSeq = max(m.lastSeq, p.seq)
 	if _, dup := m.early[p.seq]; dup || p.seq < m.next {
@@ -632,12 +668,16 @@ func (m *Member) deliver(p *packet, now time.Time) {
 		return
 	}
 	if p.seq-m.next < uint64(m.queue.cap()) {
-		m.early[p.seq] = Message{
-			Seq:  p.seq,
-			Kind: p.kind,
-			From: m.intern(p.name),
-			Text: string(p.text),
-			Time: time.Unix(0, p.unixNano),
+		m.early[p.seq] = earlyMsg{
+			msg: Message{
+				Seq:  p.seq,
+				Kind: p.kind,
+				From: m.intern(p.name),
+				Text: string(p.text),
+				Time: time.Unix(0, p.unixNano),
+			},
+			epoch: p.epoch,
+			mseq:  p.mseq,
 		}
 	}
 	m.advance(now)
@@ -655,25 +695,44 @@ func (m *Member) intern(name []byte) string {
 // advance moves messages that are next in order into the queue while it
 // has room, and asks the relay for missing ones.
 func (m *Member) advance(now time.Time) {
-	if m.gap != nil && m.queue.n < m.queue.cap() {
-		m.push(rxItem{err: m.gap})
-		m.gap = nil
-	}
-	for m.queue.n < m.queue.cap() && m.gap == nil {
-		msg, ok := m.early[m.next]
+	for m.queue.n < m.queue.cap() {
+		e, ok := m.early[m.next]
 		if !ok {
 			break
 		}
 		delete(m.early, m.next)
 		m.next++
-		if msg.Kind != KindChat {
-			m.setPresent(msg.From, msg.Kind == KindJoin, msg.Seq)
+		switch {
+		case e.msg.Kind != KindChat:
+			m.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)
+		case !m.firstCopy(e):
+			m.stats.Duplicates++
+			continue
 		}
-		m.push(rxItem{msg: msg})
+		m.push(rxItem{msg: e.msg})
 	}
 	if m.lastSeq >= m.next {
 		m.nack(now, false)
 	}
+}
+
+// firstCopy reports whether e is a sender's chat not taken before. A
+// sender's chats are sequenced in its own order, so an older member seq
+// from the same epoch is a copy sequenced again.
+func (m *Member) firstCopy(e earlyMsg) bool {
+	o, ok := m.origins[e.msg.From]
+	if ok && o.epoch == e.epoch && e.mseq <= o.mseq {
+		return false
+	}
+	if !ok && len(m.origins) >= maxOrigins {
+		for name := range m.origins {
+			if !m.roster[name].present {
+				delete(m.origins, name)
+			}
+		}
+	}
+	m.origins[e.msg.From] = origin{e.epoch, e.mseq}
+	return true
 }
 
 // nack asks the relay for the missing seqs between next and lastSeq, as
@@ -683,6 +742,8 @@ func (m *Member) advance(now time.Time) {
 func (m *Member) nack(now time.Time, all bool) {
 	room := uint64(m.queue.cap() - m.queue.n)
 	if room == 0 {
+		// Receive makes room and asks again; tick need not spin meanwhile.
+		m.nackAt = now.Add(nackInterval)
 		return
 	}
 	start, end := m.next, min(m.lastSeq, m.next+room-1)
@@ -718,19 +779,28 @@ func (m *Member) nack(now time.Time, all bool) {
 }
 
 // gone reports messages the relay no longer has.
+// The gap ends before the first message the member holds: those arrived.
+// The join and leave events in the gap are lost too, so the member list is
+// loaded again.
 func (m *Member) gone(first, last uint64, now time.Time) {
 	if m.next < first || m.next > last || m.queue.n == m.queue.cap() {
 		return
 	}
-	m.push(rxItem{err: &GapError{First: m.next, Last: last}})
-	m.stats.Missed += last - m.next + 1
-	for s := range m.early {
-		if s <= last {
-			delete(m.early, s)
+	end := m.next
+	for end < last {
+		if _, held := m.early[end+1]; held {
+			break
 		}
+		end++
 	}
-	m.next = last + 1
-	m.nackHigh = max(m.nackHigh, last)
+	m.push(rxItem{err: &GapError{First: m.next, Last: end}})
+	m.stats.Missed += end - m.next + 1
+	m.next = end + 1
+	m.nackHigh = max(m.nackHigh, end)
+	if !m.rosterLoading {
+		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
+		signal(m.kick)
+	}
 	m.advance(now)
 }
 
@@ -739,35 +809,54 @@ func (m *Member) push(it rxItem) {
 	signal(m.ready)
 }
 
-// ack confirms every pending chat up to mseq: the relay has sequenced
-// them all.
-func (m *Member) ack(mseq uint64, now time.Time) {
-	n := 0
-	for n < len(m.pending) && m.pending[n].mseq <= mseq {
-		m.pending[n].done <- nil
-		<-m.window
-		n++
-	}
-	if n > 0 {
-		m.stats.Sent += uint64(n)
-		clear(m.pending[:n])
-		m.pending = m.pending[n:]
-		// The relay is answering: what is left need not wait out a long
-		// backoff earned while it was not.
-		for _, c := range m.pending {
-			c.rto = rtoMin
-			if !c.sentAt.IsZero() && c.next.After(c.sentAt.Add(rtoMin)) {
-				c.next = c.sentAt.Add(rtoMin)
+// ack confirms every chat up to mseq: the relay has sequenced them all,
+// each at a seq no higher than bound.
+func (m *Member) ack(mseq, bound uint64, now time.Time) {
+	var head *pendingChat // the first chat still unconfirmed
+	progress := false
+	for _, c := range m.outbox {
+		if c.confirmed {
+			continue
+		}
+		if c.mseq > mseq {
+			if head == nil {
+				head = c
 			}
+			if progress {
+				// The relay is answering: what is left need not wait out
+				// a long backoff earned while it was not.
+				c.rto = rtoMin
+				if !c.sentAt.IsZero() && c.next.After(c.sentAt.Add(rtoMin)) {
+					c.next = c.sentAt.Add(rtoMin)
+				}
+			}
+			continue
+		}
+		c.confirmed, c.seqBound, progress = true, bound, true
+		if c.done != nil {
+			m.stats.Sent++
+			m.answer(c, nil)
 		}
 	}
+	m.prune()
 	// The relay has everything before the head but not the head: it was
 	// lost, so resend it now rather than after its timeout (unless it has
 	// only just gone out).
-	if len(m.pending) > 0 && m.pending[0].mseq == mseq+1 && !m.pending[0].sentAt.IsZero() && now.Sub(m.pending[0].sentAt) > rtoMin/5 {
-		m.pending[0].next = now
+	if head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > rtoMin/5 {
+		head.next = now
 		signal(m.kick)
 	}
+}
+
+// prune drops confirmed chats from the front of the outbox once every
+// member has them, or when the outbox holds too many.
+func (m *Member) prune() {
+	n := 0
+	for n < len(m.outbox) && m.outbox[n].confirmed && (m.outbox[n].seqBound <= m.stable || len(m.outbox)-n > maxOutbox) {
+		n++
+	}
+	clear(m.outbox[:n])
+	m.outbox = m.outbox[n:]
 }
 
 func (m *Member) sendChat(c *pendingChat, now time.Time) {
@@ -783,6 +872,9 @@ func (m *Member) sendChat(c *pendingChat, now time.Time) {
 func (m *Member) rosterPage(p *packet, now time.Time) {
 	if !m.rosterLoading || string(p.name) != m.rosterAfter {
 		return
+	}
+	if m.rosterAfter == "" {
+		m.rosterSeq = p.seq
 	}
 	last := ""
 	for rest := p.entries; ; {
@@ -800,8 +892,9 @@ func (m *Member) rosterPage(p *packet, now time.Time) {
 		return
 	}
 	m.rosterLoading = false
+	// Names no page listed and no newer event set have left.
 	for name, e := range m.roster {
-		if !e.present {
+		if !e.present || e.seq < m.rosterSeq {
 			delete(m.roster, name)
 		}
 	}
@@ -860,7 +953,11 @@ func (m *Member) tick(now time.Time) time.Duration {
 	switch m.state {
 	case stateJoining:
 		if !now.Before(m.joinNext) {
-			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen), m.nonce, m.inc, m.name))
+			first := m.mseq + 1
+			if len(m.outbox) > 0 {
+				first = m.outbox[0].mseq
+			}
+			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+32), m.nonce, m.inc, m.epoch, first, m.name))
 			m.joinNext = now.Add(m.joinBackoff)
 			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
 		}
@@ -871,7 +968,7 @@ func (m *Member) tick(now time.Time) time.Duration {
 			return 0
 		}
 		if now.Sub(m.lastBeat) >= m.heartbeat {
-			m.writeLocked(appendHeader(make([]byte, 0, headerLen), tHeartbeat, m.session))
+			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+8), m.session, m.next))
 			m.lastBeat = now
 		}
 		soonest(m.lastBeat.Add(m.heartbeat))
@@ -883,7 +980,19 @@ func (m *Member) tick(now time.Time) time.Duration {
 			}
 			soonest(m.rosterNext)
 		}
-		for _, c := range m.pending {
+		// The relay holds at most sendWindow member seqs past the first
+		// unconfirmed one.
+		var limit uint64
+		for _, c := range m.outbox {
+			if c.confirmed {
+				continue
+			}
+			if limit == 0 {
+				limit = c.mseq + sendWindow
+			}
+			if c.mseq >= limit {
+				break
+			}
 			if !now.Before(c.next) {
 				m.sendChat(c, now)
 			}

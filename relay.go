@@ -44,11 +44,15 @@ type Relay struct {
 	list    []*relayMember // fan-out order; index kept in relayMember.idx
 	names   []string       // sorted, for roster pages
 	seq     uint64         // last sequence number assigned
+	stable  uint64         // every member has every seq up to this
 	history [][]byte       // deliver datagrams by seq % len, each with capacity bufferSize
 	out     []ipv4.Message // datagrams queued for the next sendmmsg
-	outBufs [][1][]byte    // backing for out[i].Buffers
-	slab    []byte         // replies queued in out live here until the flush
-	stats   RelayStats
+	// outOldest is the oldest seq whose history slot a queued datagram
+	// refers to, 0 when none: sequence flushes before reusing that slot.
+	outOldest uint64
+	outBufs   [][1][]byte // backing for out[i].Buffers
+	slab      []byte      // replies queued in out live here until the flush
+	stats     RelayStats
 }
 
 // relayMember is the relay's state for one member.
@@ -59,8 +63,12 @@ type relayMember struct {
 	joinSeq   uint64 // first seq the session was told to expect
 	addr      netip.AddrPort
 	dst       *net.UDPAddr      // addr, made once for sendmmsg
+	epoch     uint64            // the member's lifetime id, in each of its delivers
+	progress  uint64            // the member has every seq up to this, by its heartbeats
 	nextMseq  uint64            // the member seq the relay sequences next
 	ahead     map[uint64][]byte // chat texts that arrived before nextMseq; nil until needed
+	refused   uint64            // the last member seq refused, and why: a resent one
+	refusedAs byte              // is refused again, not confirmed
 	lastHeard time.Time
 	idx       int // position in Relay.list
 }
@@ -286,7 +294,7 @@ func (r *Relay) Close() error {
 	}
 	r.closed = true
 	for _, m := range r.list {
-		r.reply(m.dst, appendHeader(r.replyBuf(headerLen), tBye, r.inc))
+		r.reply(m.dst, appendBye(r.replyBuf(byeLen), r.inc, m.session))
 	}
 	r.flush()
 	r.mu.Unlock()
@@ -313,6 +321,11 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		return
 	}
 	src := addrPortOf(from)
+	if src.Port() == 0 {
+		r.stats.DroppedMalformed++ // nothing can be sent back to port 0
+		r.debugDrop("source port 0", from)
+		return
+	}
 	if p.typ == tJoin {
 		r.handleJoin(&p, src, from, now)
 		return
@@ -323,10 +336,11 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		case tChat, tHeartbeat, tNack, tRosterReq, tLeave:
 			r.stats.DroppedUnknown++
 			r.debugDrop("unknown session", from)
-			// BYE (12 bytes) is no larger than any of these: the answer to a
-			// spoofed source never amplifies.
-			if p.typ != tLeave {
-				r.reply(from, appendHeader(r.replyBuf(headerLen), tBye, r.inc))
+			// BYE names the session it answers, so a stranger cannot make
+			// it end anyone else's. It is no larger than the datagram it
+			// answers: the answer to a spoofed source never amplifies.
+			if len(b) >= byeLen {
+				r.reply(from, appendBye(r.replyBuf(byeLen), r.inc, p.id))
 			}
 		default:
 			r.stats.DroppedMalformed++
@@ -339,13 +353,16 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 	case tChat:
 		r.handleChat(m, &p, now)
 	case tHeartbeat:
+		if p.seq > m.progress && p.seq <= r.seq+1 {
+			m.progress = p.seq - 1
+		}
 		r.sendStatus(m)
 	case tNack:
 		r.handleNack(m, &p)
 	case tRosterReq:
 		r.handleRosterReq(m, p.name)
 	case tLeave:
-		r.reply(m.dst, appendHeader(r.replyBuf(headerLen), tBye, r.inc))
+		r.reply(m.dst, appendBye(r.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)
 	default:
 		r.stats.DroppedMalformed++
@@ -372,16 +389,21 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		r.reply(from, appendError(r.replyBuf(headerLen+9), r.inc, code, p.nonce))
 	}
 	if m := r.byName[string(p.name)]; m != nil {
-		if m.addr != src {
+		switch {
+		case m.addr != src:
 			refuse(codeNameTaken)
 			return
+		case m.epoch == p.epoch:
+			// The same member again: a lost welcome, or a member that lost
+			// track of the relay. Renew the session in place; nothing is
+			// announced.
+			m.nonce = p.nonce
+			m.lastHeard = now
+			r.sendWelcome(m, from)
+			return
 		}
-		// The same socket again: a lost welcome, or a member that lost track
-		// of the relay. Renew the session in place; nothing is announced.
-		m.nonce = p.nonce
-		m.lastHeard = now
-		r.sendWelcome(m, from)
-		return
+		// Another Member on the same socket address: the old one is gone.
+		r.remove(m, now)
 	}
 	name := string(p.name)
 	if err := checkName(name); err != nil {
@@ -406,7 +428,9 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		joinSeq:   joinSeq,
 		addr:      src,
 		dst:       net.UDPAddrFromAddrPort(src),
-		nextMseq:  1,
+		epoch:     p.epoch,
+		progress:  joinSeq - 1,
+		nextMseq:  p.mseq,
 		lastHeard: now,
 		idx:       len(r.list),
 	}
@@ -436,6 +460,10 @@ func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
 	case p.mseq < m.nextMseq:
 		// A retransmission: the confirmation was lost. Confirm again.
 		r.stats.DroppedDuplicate++
+		if p.mseq == m.refused {
+			r.refuse(m, p.mseq, m.refusedAs)
+			return
+		}
 		r.sendStatus(m)
 		return
 	case p.mseq-m.nextMseq >= sendWindow:
@@ -473,18 +501,22 @@ func (r *Relay) acceptChat(m *relayMember, mseq uint64, text []byte, now time.Ti
 	m.nextMseq++
 	switch {
 	case !utf8.Valid(text):
-		r.stats.DroppedRejected++
-		r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, codeInvalidText, mseq))
+		r.refuse(m, mseq, codeInvalidText)
 	case deliverHdrLen+len(m.name)+len(text) > r.cfg.bufferSize:
-		r.stats.DroppedRejected++
-		r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, codeTooLarge, mseq))
+		r.refuse(m, mseq, codeTooLarge)
 	default:
 		r.sequence(KindChat, m, mseq, text, now)
 	}
 }
 
+func (r *Relay) refuse(m *relayMember, mseq uint64, code byte) {
+	r.stats.DroppedRejected++
+	m.refused, m.refusedAs = mseq, code
+	r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, code, mseq))
+}
+
 func (r *Relay) sendStatus(m *relayMember) {
-	r.reply(m.dst, appendU64Pair(r.replyBuf(headerLen+16), tStatus, r.inc, r.seq, m.nextMseq-1))
+	r.reply(m.dst, appendStatus(r.replyBuf(headerLen+24), r.inc, r.seq, m.nextMseq-1, r.stable))
 }
 
 // oldest returns the oldest seq still in history.
@@ -507,7 +539,7 @@ func (r *Relay) handleNack(m *relayMember, p *packet) {
 			first = oldest
 		}
 		for s := first; s <= last && budget > 0; s++ {
-			r.queue(r.history[s%uint64(len(r.history))], m.dst)
+			r.queueHistory(s, m.dst)
 			r.stats.Retransmitted++
 			budget--
 		}
@@ -537,16 +569,19 @@ func (r *Relay) handleRosterReq(m *relayMember, after []byte) {
 func (r *Relay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte, now time.Time) {
 	r.seq++
 	r.stats.Sequenced++
+	if h := uint64(len(r.history)); r.outOldest != 0 && r.seq >= r.outOldest+h {
+		r.flush() // the slot about to be reused is still queued
+	}
 	slot := r.seq % uint64(len(r.history))
-	b := appendDeliver(r.history[slot][:0], r.inc, r.seq, now.UnixNano(), mseq, kind, from.name, text)
+	b := appendDeliver(r.history[slot][:0], r.inc, r.seq, now.UnixNano(), from.epoch, mseq, kind, from.name, text)
 	r.history[slot] = b
 	if r.groupDst != nil {
-		r.queue(b, r.groupDst)
+		r.queueHistory(r.seq, r.groupDst)
 		r.stats.Delivered++
 		return
 	}
 	for _, m := range r.list {
-		r.queue(b, m.dst)
+		r.queueHistory(r.seq, m.dst)
 	}
 	r.stats.Delivered += uint64(len(r.list))
 }
@@ -566,8 +601,18 @@ func (r *Relay) remove(m *relayMember, now time.Time) {
 	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)
 }
 
-// sweep expires members that have been silent for longer than the expiry.
+// sweep expires members that have been silent for longer than the expiry,
+// and works out which seqs every member has (stable): senders keep their
+// chats until then, to resend them to a new relay should this one die.
 func (r *Relay) sweep(now time.Time) {
+	defer func() {
+		stable := r.seq
+		for _, m := range r.list {
+			stable = min(stable, m.progress)
+		}
+		// What history no longer holds cannot be repaired by anyone.
+		r.stable = max(stable, r.oldest()-1)
+	}()
 	// Backwards, because remove moves the last member into the hole.
 	for i := len(r.list) - 1; i >= 0; i-- {
 		m := r.list[i]
@@ -576,7 +621,7 @@ func (r *Relay) sweep(now time.Time) {
 		}
 		r.stats.Expired++
 		// If it is alive after all, BYE makes it join again.
-		r.reply(m.dst, appendHeader(r.replyBuf(headerLen), tBye, r.inc))
+		r.reply(m.dst, appendBye(r.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)
 	}
 }
@@ -607,6 +652,17 @@ func (r *Relay) queue(b []byte, dst net.Addr) {
 	r.out = append(r.out, ipv4.Message{Buffers: r.outBufs[i][:], Addr: dst})
 }
 
+// queueHistory queues the deliver datagram of seq, which history holds.
+func (r *Relay) queueHistory(seq uint64, dst net.Addr) {
+	if len(r.out) == cap(r.out) {
+		r.flush()
+	}
+	if r.outOldest == 0 || seq < r.outOldest {
+		r.outOldest = seq
+	}
+	r.queue(r.history[seq%uint64(len(r.history))], dst)
+}
+
 // flush sends every queued datagram. A datagram the kernel refuses is
 // counted and skipped; the rest still go.
 func (r *Relay) flush() {
@@ -617,14 +673,16 @@ func (r *Relay) flush() {
 			if errors.Is(err, net.ErrClosed) {
 				break
 			}
-			// sendmmsg reports an error only for the first datagram.
+			// sendmmsg fails only on the first datagram of the batch (n is 0
+			// or -1 then): count it and go on with the rest.
 			r.stats.DroppedSendErrors++
 			r.cfg.logger.Debug("udpchat relay write", "err", err)
-			n = min(n+1, len(ms))
+			n = min(max(n, 0)+1, len(ms))
 		}
 		ms = ms[n:]
 	}
 	clear(r.out)
 	r.out = r.out[:0]
 	r.slab = r.slab[:0]
+	r.outOldest = 0
 }

@@ -92,19 +92,15 @@ var (
 )
 
 // GapError reports messages a member will never receive: they were sequenced
-// while the member was unreachable or too slow, and the relay no longer holds
-// them (or the relay restarted and lost them). Receive returns it once, in
-// order, in place of the missing messages; the next Receive carries on with
-// the message after the gap. It matches ErrGap with errors.Is.
+// while the member was unreachable or too slow, and the relay no longer
+// holds them. Receive returns it once, in order, in place of the missing
+// messages; the next Receive carries on with the message after the gap. It
+// matches ErrGap with errors.Is.
 type GapError struct {
-	First, Last uint64 // the missing range, inclusive, in the old numbering when Restart is set
-	Restart     bool   // the relay restarted; numbering starts anew after this error
+	First, Last uint64 // the missing range of Seq, inclusive
 }
 
 func (e *GapError) Error() string {
-	if e.Restart {
-		return fmt.Sprintf("udpchat: relay restarted; messages %d to %d lost", e.First, e.Last)
-	}
 	return fmt.Sprintf("udpchat: messages %d to %d lost", e.First, e.Last)
 }
 

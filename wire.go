@@ -21,16 +21,16 @@ const (
 )
 
 const (
-	tJoin      byte = 1  // m→r nonce u64, previous incarnation u64 (0 if none), name len u8, name, zero padding to 64 bytes
+	tJoin      byte = 1  // m→r nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, name len u8, name, zero padding to 64 bytes
 	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, max datagram u16, group IPv4 [4], group port u16
 	tChat      byte = 3  // m→r member seq u64, text
-	tDeliver   byte = 4  // r→m seq u64, unix ns i64, member seq u64, kind u8, name len u8, name, text
-	tHeartbeat byte = 5  // m→r (no body)
-	tStatus    byte = 6  // r→m last seq u64, last member seq sequenced u64
+	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, text
+	tHeartbeat byte = 5  // m→r next expected seq u64
+	tStatus    byte = 6  // r→m last seq u64, last member seq sequenced u64, stable seq u64
 	tNack      byte = 7  // m→r 1 to 8 ranges of first u64, last u64
 	tGone      byte = 8  // r→m first u64, last u64: no longer in history
 	tLeave     byte = 9  // m→r (no body)
-	tBye       byte = 10 // r→m (no body): the relay holds no session for you (closing, left, expired, unknown)
+	tBye       byte = 10 // r→m session u64: the relay holds no such session (closing, left, expired, unknown)
 	tError     byte = 11 // r→m code u8, ref u64 (join nonce or member seq)
 	tRosterReq byte = 12 // m→r name len u8, name: list members whose names sort after it
 	tRoster    byte = 13 // r→m seq u64, more u8, name len u8, after (the request's name), entries of name len u8, name
@@ -47,7 +47,8 @@ const (
 
 const (
 	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 2 + 6
-	deliverHdrLen = headerLen + 8 + 8 + 8 + 1 + 1
+	byeLen        = headerLen + 8
+	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1
 	chatHdrLen    = headerLen + 8
 	maxNackRanges = 8
 )
@@ -70,9 +71,11 @@ type packet struct {
 
 	nonce    uint64 // join, welcome
 	prevInc  uint64 // join: the incarnation the member was in before, or 0
-	session  uint64 // welcome
-	seq      uint64 // welcome (join seq), deliver, status (last), roster
-	mseq     uint64 // chat, deliver, status (last sequenced)
+	epoch    uint64 // join, deliver: the member's lifetime id
+	stable   uint64 // status: every member has every seq up to this
+	session  uint64 // welcome, bye
+	seq      uint64 // welcome (join seq), deliver, heartbeat (next), status (last), roster
+	mseq     uint64 // join (first), chat, deliver, status (last sequenced)
 	unixNano int64  // deliver
 	kind     Kind   // deliver
 	text     []byte // chat, deliver
@@ -101,11 +104,13 @@ func appendName(b []byte, name string) []byte {
 	return append(b, name...)
 }
 
-func appendJoin(b []byte, nonce, prevInc uint64, name string) []byte {
+func appendJoin(b []byte, nonce, prevInc, epoch, firstMseq uint64, name string) []byte {
 	start := len(b)
 	b = appendHeader(b, tJoin, 0)
 	b = binary.BigEndian.AppendUint64(b, nonce)
 	b = binary.BigEndian.AppendUint64(b, prevInc)
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	b = binary.BigEndian.AppendUint64(b, firstMseq)
 	b = appendName(b, name)
 	for len(b)-start < joinMinLen {
 		b = append(b, 0)
@@ -135,10 +140,11 @@ func appendChat(b []byte, session, mseq uint64, text string) []byte {
 	return append(b, text...)
 }
 
-func appendDeliver(b []byte, inc, seq uint64, unixNano int64, mseq uint64, kind Kind, name string, text []byte) []byte {
+func appendDeliver(b []byte, inc, seq uint64, unixNano int64, epoch, mseq uint64, kind Kind, name string, text []byte) []byte {
 	b = appendHeader(b, tDeliver, inc)
 	b = binary.BigEndian.AppendUint64(b, seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano))
+	b = binary.BigEndian.AppendUint64(b, epoch)
 	b = binary.BigEndian.AppendUint64(b, mseq)
 	b = append(b, byte(kind))
 	b = appendName(b, name)
@@ -149,6 +155,21 @@ func appendU64Pair(b []byte, typ byte, id, x, y uint64) []byte {
 	b = appendHeader(b, typ, id)
 	b = binary.BigEndian.AppendUint64(b, x)
 	return binary.BigEndian.AppendUint64(b, y)
+}
+
+func appendBye(b []byte, inc, session uint64) []byte {
+	b = appendHeader(b, tBye, inc)
+	return binary.BigEndian.AppendUint64(b, session)
+}
+
+func appendHeartbeat(b []byte, session, next uint64) []byte {
+	b = appendHeader(b, tHeartbeat, session)
+	return binary.BigEndian.AppendUint64(b, next)
+}
+
+func appendStatus(b []byte, inc, last, lastMseq, stable uint64) []byte {
+	b = appendU64Pair(b, tStatus, inc, last, lastMseq)
+	return binary.BigEndian.AppendUint64(b, stable)
 }
 
 func appendError(b []byte, inc uint64, code byte, ref uint64) []byte {
@@ -213,8 +234,11 @@ func decode(b []byte, p *packet) error {
 		if p.id != 0 {
 			return errField // a joiner has no session yet
 		}
-		p.nonce, p.prevInc = u64(0), u64(8)
-		name, pad, err := splitName(body[16:])
+		p.nonce, p.prevInc, p.epoch, p.mseq = u64(0), u64(8), u64(16), u64(24)
+		if p.epoch == 0 || p.mseq == 0 {
+			return errField
+		}
+		name, pad, err := splitName(body[32:])
 		if err != nil {
 			return err
 		}
@@ -255,12 +279,12 @@ func decode(b []byte, p *packet) error {
 		if len(body) < deliverHdrLen-headerLen {
 			return errLength
 		}
-		p.seq, p.unixNano, p.mseq = u64(0), int64(u64(8)), u64(16)
-		p.kind = Kind(body[24])
+		p.seq, p.unixNano, p.epoch, p.mseq = u64(0), int64(u64(8)), u64(16), u64(24)
+		p.kind = Kind(body[32])
 		if p.kind < KindChat || p.kind > KindLeave {
 			return errField
 		}
-		name, rest, err := splitName(body[25:])
+		name, rest, err := splitName(body[33:])
 		if err != nil {
 			return err
 		}
@@ -268,11 +292,16 @@ func decode(b []byte, p *packet) error {
 			return errNameWire
 		}
 		p.name, p.text = name, rest
-	case tStatus:
-		if err := fixed(16); err != nil {
+	case tHeartbeat:
+		if err := fixed(8); err != nil {
 			return err
 		}
-		p.seq, p.mseq = u64(0), u64(8)
+		p.seq = u64(0)
+	case tStatus:
+		if err := fixed(24); err != nil {
+			return err
+		}
+		p.seq, p.mseq, p.stable = u64(0), u64(8), u64(16)
 	case tNack, tGone:
 		n := len(body) / 16
 		if len(body)%16 != 0 || n == 0 || n > maxNackRanges || (p.typ == tGone && n != 1) {
@@ -286,7 +315,12 @@ func decode(b []byte, p *packet) error {
 			p.ranges[i] = [2]uint64{first, last}
 		}
 		p.nranges = n
-	case tHeartbeat, tLeave, tBye:
+	case tBye:
+		if err := fixed(8); err != nil {
+			return err
+		}
+		p.session = u64(0)
+	case tLeave:
 		if err := fixed(0); err != nil {
 			return err
 		}

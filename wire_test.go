@@ -12,22 +12,26 @@ import (
 func encode(p *packet) []byte {
 	switch p.typ {
 	case tJoin:
-		return appendJoin(nil, p.nonce, p.prevInc, string(p.name))
+		return appendJoin(nil, p.nonce, p.prevInc, p.epoch, p.mseq, string(p.name))
 	case tWelcome:
 		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.maxDatagram, p.group)
 	case tChat:
 		return appendChat(nil, p.id, p.mseq, string(p.text))
 	case tDeliver:
-		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.mseq, p.kind, string(p.name), p.text)
+		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.epoch, p.mseq, p.kind, string(p.name), p.text)
 	case tStatus:
-		return appendU64Pair(nil, tStatus, p.id, p.seq, p.mseq)
+		return appendStatus(nil, p.id, p.seq, p.mseq, p.stable)
+	case tHeartbeat:
+		return appendHeartbeat(nil, p.id, p.seq)
 	case tNack, tGone:
 		b := appendHeader(nil, p.typ, p.id)
 		for _, r := range p.ranges[:p.nranges] {
 			b = append(b, appendU64Pair(nil, 0, 0, r[0], r[1])[headerLen:]...)
 		}
 		return b
-	case tHeartbeat, tLeave, tBye:
+	case tBye:
+		return appendBye(nil, p.id, p.session)
+	case tLeave:
 		return appendHeader(nil, p.typ, p.id)
 	case tError:
 		return appendError(nil, p.id, p.code, p.ref)
@@ -49,20 +53,20 @@ func seedDatagrams() [][]byte {
 		nack = append(nack, appendU64Pair(nil, 0, 0, r[0], r[1])[headerLen:]...)
 	}
 	return [][]byte{
-		appendJoin(nil, 1, 0, "alice"),
-		appendJoin(nil, 1, 99, "a-very-long-name-of-32-bytes-xyz"),
+		appendJoin(nil, 1, 0, 7, 1, "alice"),
+		appendJoin(nil, 1, 99, 7, 12, "a-very-long-name-of-32-bytes-xyz"),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, netip.AddrPort{}),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, group),
 		appendChat(nil, 5, 1, "hello"),
 		appendChat(nil, 5, 2, ""),
-		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 1, KindChat, "alice", []byte("hello")),
-		appendDeliver(nil, 9, 4, 0, 0, KindJoin, "bob", nil),
-		appendHeader(nil, tHeartbeat, 5),
-		appendU64Pair(nil, tStatus, 9, 10, 2),
+		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 7, 1, KindChat, "alice", []byte("hello")),
+		appendDeliver(nil, 9, 4, 0, 7, 0, KindJoin, "bob", nil),
+		appendHeartbeat(nil, 5, 3),
+		appendStatus(nil, 9, 10, 2, 8),
 		nack,
 		appendU64Pair(nil, tGone, 9, 1, 100),
 		appendHeader(nil, tLeave, 5),
-		appendHeader(nil, tBye, 9),
+		appendBye(nil, 9, 5),
 		appendError(nil, 9, codeNameTaken, 1),
 		appendRosterReq(nil, 5, ""),
 		roster,
@@ -104,12 +108,18 @@ func TestDecodeRejects(t *testing.T) {
 		{"magic", append([]byte("XC"), valid[2:]...), errMagic},
 		{"version", append([]byte{'U', 'C', 2}, valid[3:]...), errVersion},
 		{"type", appendHeader(nil, 200, 1), errType},
-		{"heartbeat with body", append(appendHeader(nil, tHeartbeat, 5), 0), errLength},
-		{"join too short", appendJoin(nil, 1, 0, "alice")[:joinMinLen-1], errLength},
-		{"join padding not zero", func() []byte { b := appendJoin(nil, 1, 0, "al"); b[len(b)-1] = 1; return b }(), errField},
-		{"join name past end", func() []byte { b := appendJoin(nil, 1, 0, "al"); b[headerLen+16] = 60; return b }(), errNameWire},
-		{"deliver kind", func() []byte { b := appendDeliver(nil, 9, 1, 0, 0, KindChat, "a", nil); b[headerLen+24] = 9; return b }(), errField},
-		{"deliver empty name", appendDeliver(nil, 9, 1, 0, 0, KindChat, "", nil), errNameWire},
+		{"heartbeat without body", appendHeader(nil, tHeartbeat, 5), errLength},
+		{"join epoch zero", appendJoin(nil, 1, 0, 0, 1, "al"), errField},
+		{"join first seq zero", appendJoin(nil, 1, 0, 7, 0, "al"), errField},
+		{"join too short", appendJoin(nil, 1, 0, 7, 1, "alice")[:joinMinLen-1], errLength},
+		{"join padding not zero", func() []byte { b := appendJoin(nil, 1, 0, 7, 1, "al"); b[len(b)-1] = 1; return b }(), errField},
+		{"join name past end", func() []byte { b := appendJoin(nil, 1, 0, 7, 1, "al"); b[headerLen+32] = 60; return b }(), errNameWire},
+		{"deliver kind", func() []byte {
+			b := appendDeliver(nil, 9, 1, 0, 7, 0, KindChat, "a", nil)
+			b[headerLen+32] = 9
+			return b
+		}(), errField},
+		{"deliver empty name", appendDeliver(nil, 9, 1, 0, 7, 0, KindChat, "", nil), errNameWire},
 		{"nack backwards", appendU64Pair(nil, tNack, 5, 9, 3), errField},
 		{"nack zero", appendU64Pair(nil, tNack, 5, 0, 3), errField},
 		{"nack ragged", append(appendU64Pair(nil, tNack, 5, 1, 3), 1), errLength},
@@ -179,7 +189,7 @@ func FuzzRelayHandle(f *testing.F) {
 	stranger := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: member.(*net.UDPAddr).Port + 1}
 	now := time.Now()
 	r.mu.Lock()
-	r.handle(appendJoin(nil, 1, 0, "alice"), member, now)
+	r.handle(appendJoin(nil, 1, 0, 7, 1, "alice"), member, now)
 	r.flush()
 	session := r.byName["alice"].session
 	r.mu.Unlock()
