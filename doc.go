@@ -20,23 +20,32 @@
 //
 // # Delivery
 //
-// Send numbers each message of the member (its member seq) and resends it,
-// with backoff from 50ms to 1s, until the relay confirms that it sequenced
-// it; the relay takes a member's messages in order and sequences each once.
-// A member that sees a gap in the sequence, or learns from a heartbeat
-// answer that it missed the latest message, asks the relay to resend (NACK).
-// What the history ring no longer holds is reported by Receive as a
-// *GapError, in place, never skipped silently. Duplicates are dropped.
+// Send numbers each message of the member (its member seq, never reused in
+// the Member's lifetime) and resends it, with backoff from 50ms to 1s, until
+// the relay confirms that it sequenced it. The relay takes a member's
+// messages in member-seq order, holding those that arrive ahead of a lost
+// one (at most 64), and sequences each once. A member that sees a gap in the
+// sequence, or learns from a heartbeat answer that it missed the latest
+// message, asks the relay to resend (NACK). What the history ring no longer
+// holds is reported by Receive as a *GapError, in place, never skipped
+// silently. Duplicates are dropped: a chat's origin (the sending Member's
+// random epoch and member seq) makes a chat that was sequenced twice count
+// once.
 //
 // Members send a heartbeat every heartbeat interval (WithHeartbeat, default
 // 1s). The relay expires a member it has not heard from for the expiry span
 // (WithExpiry, default three heartbeats plus one second) and announces that
 // it left; a member that hears nothing from the relay for that span, or is
 // told its session is unknown, joins again by itself under the same name.
-// Each relay has a random incarnation id, so members notice a restart:
-// they rejoin, resend what was unconfirmed and report what the old relay
-// took with it as a GapError with Restart set. After a restart Seq starts
-// anew.
+// Each relay has a random incarnation id. A restarted relay answers a
+// member's next heartbeat with BYE; the member joins it, resends what was
+// unconfirmed, and also what was confirmed but not yet stable: heartbeats
+// tell the relay how far each member has received, the relay tells senders
+// up to which seq every member has everything, and senders keep their
+// messages until then. So a crash loses nothing that a surviving sender
+// sent; a message the dead relay had not yet delivered everywhere reaches
+// the members that lacked it at its place in the new relay's order. After a
+// restart Seq starts anew.
 //
 // # Untrusted input
 //
@@ -44,9 +53,12 @@
 // or field drops it, and the relay counts it in RelayStats. A datagram
 // larger than the buffer size (WithBufferSize) is detected by reading into
 // a buffer one byte larger, and dropped. A member's datagrams count only
-// from the address that joined with its session. Before an address has a
-// session, the relay never answers with more bytes than it received: joins
-// are padded to 64 bytes, and the answers to strangers are no larger.
+// from the address that joined with its session, and a BYE only for the
+// session it names, so a stranger cannot speak for a member or end its
+// session. The relay's answers to datagrams from unknown sessions are no
+// larger than those datagrams (joins are padded to 64 bytes). A forged join
+// can still make the relay send the group's traffic to the forged address
+// until it expires: address validation with a cookie is planned.
 //
 // # Wire protocol, version 1
 //
@@ -57,22 +69,24 @@
 // id is the member's session in datagrams to the relay (0 in a JOIN) and
 // the relay's incarnation in datagrams from it. The bodies by type:
 //
-//	1  JOIN       m→r  nonce u64, previous incarnation u64, name (u8 length + bytes), zero padding to 64 bytes
+//	1  JOIN       m→r  nonce u64, previous incarnation u64, epoch u64, first member seq u64,
+//	                   name (u8 length + bytes), zero padding to 64 bytes
 //	2  WELCOME    r→m  nonce u64, session u64, first seq u64, heartbeat ms u32, expiry ms u32,
 //	                   buffer size u16, group IPv4 [4] + port u16 (zero in unicast mode)
 //	3  CHAT       m→r  member seq u64, text (UTF-8, to the end)
-//	4  DELIVER    r→m  seq u64, time unix ns i64, member seq u64, kind u8, name, text
-//	5  HEARTBEAT  m→r  -
-//	6  STATUS     r→m  last seq u64, last member seq sequenced u64 (answers HEARTBEAT and resent CHAT)
+//	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name, text
+//	5  HEARTBEAT  m→r  next seq expected u64
+//	6  STATUS     r→m  last seq u64, last member seq sequenced u64, stable seq u64
+//	                   (answers HEARTBEAT, and CHAT that is resent or ahead of a lost one)
 //	7  NACK       m→r  1 to 8 ranges of first u64, last u64
 //	8  GONE       r→m  first u64, last u64: no longer in history
 //	9  LEAVE      m→r  -
-//	10 BYE        r→m  -: the relay holds no session for you (it is closing, you left, expired or are unknown)
+//	10 BYE        r→m  session u64: the relay holds no such session (closing, left, expired, unknown)
 //	11 ERROR      r→m  code u8 (1 name taken, 2 full, 3 bad name, 4 too large, 5 bad text), ref u64 (nonce or member seq)
 //	12 ROSTERREQ  m→r  name: list the members whose names sort after it
 //	13 ROSTER     r→m  seq u64, more u8, the request's name, then names
 //
-// A deliver datagram takes 38 bytes plus the sender's name plus the text,
-// so with the default 1024-byte buffer a member named "alice" can send 981
+// A deliver datagram takes 46 bytes plus the sender's name plus the text,
+// so with the default 1024-byte buffer a member named "alice" can send 973
 // bytes of text. Names are at most 32 bytes.
 package udpchat

@@ -18,8 +18,8 @@ type lossRun struct {
 	members, perMember int
 	imp                impairment
 	seed               uint64
-	// midway, if set, runs once the first member has received a third of
-	// the messages: an outage, a relay restart (then set restarts).
+	// midway, if set, runs once the relay has sequenced a third of the
+	// messages: an outage, a relay restart (then set restarts).
 	midway   func(t *testing.T, env *lossEnv)
 	restarts bool
 }
@@ -79,13 +79,15 @@ func (lr lossRun) run(t *testing.T) lossResult {
 	}
 	// From the last join on, every member's stream is the same.
 	last := ms[len(ms)-1].Name()
-	for _, m := range ms {
+	lastJoin := make([]uint64, len(ms))
+	for i, m := range ms {
 		for {
 			msg, err := m.Receive(ctx)
 			if err != nil {
 				t.Fatalf("%s waiting for the last join: %v", m.Name(), err)
 			}
 			if msg.Kind == KindJoin && msg.From == last {
+				lastJoin[i] = msg.Seq
 				break
 			}
 		}
@@ -98,13 +100,12 @@ func (lr lossRun) run(t *testing.T) lossResult {
 	// incarnation (counted by seq going back) sequenced it.
 	type where struct{ seq, incarnation uint64 }
 	at := make([]map[string]where, len(ms))
-	var received atomic.Int64 // by the first member
-	midwayDue := make(chan struct{})
 	var rwg, swg sync.WaitGroup
 	for i, m := range ms {
 		at[i] = make(map[string]where, total)
 		rwg.Go(func() {
-			var lastSeq, inc uint64
+			// A new relay numbers from 1 again: seq going back is a restart.
+			lastSeq, inc := lastJoin[i], uint64(0)
 			for len(got[i]) < total {
 				msg, err := m.Receive(ctx)
 				if err != nil {
@@ -123,9 +124,6 @@ func (lr lossRun) run(t *testing.T) lossResult {
 				}
 				at[i][msg.Text] = where{msg.Seq, inc}
 				got[i] = append(got[i], msg.Text)
-				if i == 0 && received.Add(1) == int64(total/3) {
-					close(midwayDue)
-				}
 			}
 		})
 	}
@@ -141,11 +139,8 @@ func (lr lossRun) run(t *testing.T) lossResult {
 		}
 	}
 	if lr.midway != nil {
-		select {
-		case <-midwayDue:
-			lr.midway(t, env)
-		case <-ctx.Done():
-		}
+		waitFor(t, func() bool { return env.relay.Stats().Sequenced >= uint64(lr.members+total/3) }, "the relay to sequence a third of the messages")
+		lr.midway(t, env)
 	}
 	swg.Wait()
 	rwg.Wait()

@@ -203,7 +203,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 
 // Send sends text to the group and returns once the relay has sequenced it.
 // The text must be valid UTF-8 (ErrInvalidText) and fit the buffer size
-// together with the member's name and a 38-byte header
+// together with the member's name and a 46-byte header
 // (ErrMessageTooLarge). If the relay does not confirm, Send resends with
 // backoff, also across a relay restart, until ctx is done; the message may
 // still be delivered after Send has returned ctx's error. Concurrent Sends
