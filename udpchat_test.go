@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -660,6 +661,15 @@ func TestRelayRestart(t *testing.T) {
 						defer m.mu.Unlock()
 						return m.state == stateJoining
 					}, m.Name()+" to notice the relay is gone")
+					// Its heartbeats and joins met a closed port: the
+					// kernel's ICMP answer reached the read loop, which
+					// went on.
+					m.mu.Lock()
+					lastErr := m.lastErr
+					m.mu.Unlock()
+					if !errors.Is(lastErr, syscall.ECONNREFUSED) {
+						t.Errorf("%s's last socket error is %v, want ECONNREFUSED", m.Name(), lastErr)
+					}
 				}
 			}
 
