@@ -44,8 +44,10 @@
 // up to which seq every member has everything, and senders keep their
 // messages until then. So a crash loses nothing that a surviving sender
 // sent; a message the dead relay had not yet delivered everywhere reaches
-// the members that lacked it at its place in the new relay's order. After a
-// restart Seq starts anew.
+// the members that lacked it at its place in the new relay's order. A
+// member that was further behind than the relay's history (whose missing
+// messages senders no longer keep) gets a GapError for them, in the old
+// relay's numbering. After a restart Seq starts anew.
 //
 // # Untrusted input
 //
@@ -72,7 +74,7 @@
 //	1  JOIN       m→r  nonce u64, previous incarnation u64, epoch u64, first member seq u64,
 //	                   name (u8 length + bytes), zero padding to 64 bytes
 //	2  WELCOME    r→m  nonce u64, session u64, first seq u64, heartbeat ms u32, expiry ms u32,
-//	                   buffer size u16, group IPv4 [4] + port u16 (zero in unicast mode)
+//	                   history u32, buffer size u16, group IPv4 [4] + port u16 (zero in unicast mode)
 //	3  CHAT       m→r  member seq u64, text (UTF-8, to the end)
 //	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name, text
 //	5  HEARTBEAT  m→r  next seq expected u64

@@ -27,8 +27,7 @@ const (
 	leaveWait    = 100 * time.Millisecond // per LEAVE attempt in Close
 	leaveTries   = 3
 	sendWindow   = 64   // chat messages in flight per member
-	maxOutbox    = 1024 // confirmed chats kept for a relay restart, at most
-	maxOrigins   = 4096 // senders remembered for dropping re-sequenced copies
+	maxOrigins   = 4096 // senders remembered for dropping re-sequenced copies, before pruning
 	readBufSize  = maxBufferSize + 1
 )
 
@@ -50,6 +49,7 @@ type Member struct {
 	pc    *ipv4.PacketConn // unicast, connected to the relay
 
 	wg       sync.WaitGroup
+	room     chan struct{} // the outbox shrank: a Send waiting for room may go on
 	done     chan struct{} // closed by Close
 	kick     chan struct{} // wakes the timer loop early
 	ready    chan struct{} // a message was queued for Receive
@@ -72,6 +72,7 @@ type Member struct {
 	inc, session uint64
 	heartbeat    time.Duration
 	expiry       time.Duration
+	history      int // the relay's history size
 	maxDatagram  int
 	group        netip.AddrPort
 	gpc          *ipv4.PacketConn // broadcast/multicast listener, nil in unicast mode
@@ -86,9 +87,11 @@ type Member struct {
 
 	next    uint64              // seq Receive gets next
 	lastSeq uint64              // highest seq known to exist
+	ackFrom uint64              // our own delivers at or after this seq are of this session
 	early   map[uint64]earlyMsg // arrived ahead of next
 	origins map[string]origin   // per sender, the newest chat taken
 	queue   ring
+	gap     *GapError // a restart's loss, queued as soon as there is room
 
 	nackAt   time.Time // when missing seqs may be asked for again
 	nackHigh uint64    // highest seq asked for so far
@@ -130,8 +133,9 @@ type earlyMsg struct {
 	epoch, mseq uint64
 }
 
-// origin identifies a sender's chat across sessions and relays.
-type origin struct{ epoch, mseq uint64 }
+// origin identifies a sender's chat across sessions and relays; seq is
+// where it was taken, to forget senders long silent.
+type origin struct{ epoch, mseq, seq uint64 }
 
 // Join joins the group at the relay as name and returns once the relay has
 // welcomed the member and the member list is loaded. Names are 1 to 32 bytes
@@ -161,6 +165,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		relay:       addrPortOf(cfg.addr),
 		pc:          ipv4.NewPacketConn(c),
 		done:        make(chan struct{}),
+		room:        make(chan struct{}, 1),
 		kick:        make(chan struct{}, 1),
 		ready:       make(chan struct{}, 1),
 		joined:      make(chan struct{}),
@@ -208,7 +213,10 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 // backoff, also across a relay restart, until ctx is done; the message may
 // still be delivered after Send has returned ctx's error. Concurrent Sends
 // are delivered in the order they were called in. At most 64 Sends of one
-// member wait for confirmation at a time; more wait for their turn.
+// member wait for confirmation at a time; more wait for their turn. A Send
+// also waits while the member keeps more than twice the relay's history of
+// its own messages that not every member has yet (see doc.go: they are
+// kept to survive a relay crash).
 func (m *Member) Send(ctx context.Context, text string) error {
 	if !utf8.ValidString(text) {
 		return ErrInvalidText
@@ -229,16 +237,36 @@ func (m *Member) Send(ctx context.Context, text string) error {
 	done := make(chan error, 1) // p.done is cleared under m.mu once answered
 	p := &pendingChat{text: text, done: done, rto: rtoMin}
 	m.mu.Lock()
-	switch m.state {
-	case stateClosed:
-		m.mu.Unlock()
-		<-m.window
-		return ErrClosed
-	case stateFailed:
-		err := m.failErr
-		m.mu.Unlock()
-		<-m.window
-		return err
+	for {
+		switch {
+		case m.state == stateClosed:
+			m.mu.Unlock()
+			<-m.window
+			return ErrClosed
+		case m.state == stateFailed:
+			err := m.failErr
+			m.mu.Unlock()
+			<-m.window
+			return err
+		case len(m.outbox) < m.outboxCap():
+		default:
+			// The outbox keeps what not every member has yet, for a relay
+			// restart; it may not outgrow what the relay's history holds.
+			m.mu.Unlock()
+			select {
+			case <-m.room:
+			case <-ctx.Done():
+				<-m.window
+				return ctx.Err()
+			case <-m.done:
+				<-m.window
+				return ErrClosed
+			case <-m.failed:
+			}
+			m.mu.Lock()
+			continue
+		}
+		break
 	}
 	m.mseq++
 	p.mseq = m.mseq
@@ -515,14 +543,25 @@ func (m *Member) welcome(p *packet, now time.Time) {
 		// who keep their chats until every member has them.
 		clear(m.early)
 		clear(m.roster)
-		m.stable = 0
+	}
+	if restarted && m.next <= m.stable {
+		// Senders keep their chats only until every member has them, by
+		// the old relay's count; this member was further behind than that
+		// (history had dropped what it lacked), so those are lost.
+		m.stats.Missed += m.stable - m.next + 1
+		if m.gap == nil {
+			m.gap = &GapError{First: m.next, Last: m.stable}
+		}
 	}
 	if first || restarted {
 		m.next, m.lastSeq, m.nackHigh = p.seq, p.seq-1, p.seq-1
 		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
+		m.stable = 0
 	}
 	if p.session != m.session {
-		// A new session takes the outbox from its first chat on.
+		// A new session takes the outbox from its first chat on; only
+		// delivers of this session confirm our chats.
+		m.ackFrom = p.seq
 		for _, c := range m.outbox {
 			c.confirmed, c.next, c.rto = false, now, rtoMin
 		}
@@ -532,7 +571,7 @@ func (m *Member) welcome(p *packet, now time.Time) {
 		m.cfg.logger.Info("udpchat rejoined", "name", m.name, "restarted", restarted)
 	}
 	m.inc, m.session = p.id, p.session
-	m.heartbeat, m.expiry, m.maxDatagram = p.heartbeat, p.expiry, p.maxDatagram
+	m.heartbeat, m.expiry, m.maxDatagram, m.history = p.heartbeat, p.expiry, p.maxDatagram, p.history
 	m.state, m.rejoinSince = stateJoined, time.Time{}
 	m.lastHeard, m.lastBeat = now, time.Time{} // beat at once: its answer says what we missed
 	if p.group != m.group {
@@ -659,7 +698,7 @@ func (m *Member) rejoin(now time.Time, why string) {
 
 // deliver takes a deliver datagram into the ordered stream.
 func (m *Member) deliver(p *packet, now time.Time) {
-	if p.kind == KindChat && p.epoch == m.epoch && string(p.name) == m.name {
+	if p.kind == KindChat && p.epoch == m.epoch && p.seq >= m.ackFrom && string(p.name) == m.name {
 		m.ack(p.mseq, p.seq, now)
 	}
 	m.lastSeq = max(m.lastSeq, p.seq)
@@ -695,7 +734,11 @@ func (m *Member) intern(name []byte) string {
 // advance moves messages that are next in order into the queue while it
 // has room, and asks the relay for missing ones.
 func (m *Member) advance(now time.Time) {
-	for m.queue.n < m.queue.cap() {
+	if m.gap != nil && m.queue.n < m.queue.cap() {
+		m.push(rxItem{err: m.gap})
+		m.gap = nil
+	}
+	for m.queue.n < m.queue.cap() && m.gap == nil {
 		e, ok := m.early[m.next]
 		if !ok {
 			break
@@ -725,13 +768,15 @@ func (m *Member) firstCopy(e earlyMsg) bool {
 		return false
 	}
 	if !ok && len(m.origins) >= maxOrigins {
-		for name := range m.origins {
-			if !m.roster[name].present {
+		// Forget senders not heard from in a long while: no relay or
+		// sender still holds their chats to send them again.
+		for name, o := range m.origins {
+			if o.seq+uint64(4*m.history) < e.msg.Seq {
 				delete(m.origins, name)
 			}
 		}
 	}
-	m.origins[e.msg.From] = origin{e.epoch, e.mseq}
+	m.origins[e.msg.From] = origin{e.epoch, e.mseq, e.msg.Seq}
 	return true
 }
 
@@ -849,15 +894,23 @@ func (m *Member) ack(mseq, bound uint64, now time.Time) {
 }
 
 // prune drops confirmed chats from the front of the outbox once every
-// member has them, or when the outbox holds too many.
+// member has them.
 func (m *Member) prune() {
 	n := 0
-	for n < len(m.outbox) && m.outbox[n].confirmed && (m.outbox[n].seqBound <= m.stable || len(m.outbox)-n > maxOutbox) {
+	for n < len(m.outbox) && m.outbox[n].confirmed && m.outbox[n].seqBound <= m.stable {
 		n++
 	}
-	clear(m.outbox[:n])
-	m.outbox = m.outbox[n:]
+	if n > 0 {
+		clear(m.outbox[:n])
+		m.outbox = m.outbox[n:]
+		signal(m.room)
+	}
 }
+
+// outboxCap bounds the outbox. The relay's stable seq trails its newest by
+// at most its history, plus the time until members report progress; twice
+// the history leaves room for that.
+func (m *Member) outboxCap() int { return 2*m.history + sendWindow }
 
 func (m *Member) sendChat(c *pendingChat, now time.Time) {
 	if !c.sentAt.IsZero() {

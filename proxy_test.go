@@ -31,6 +31,7 @@ type lossyProxy struct {
 	relay    *net.UDPAddr
 	up, down impairment
 	blackout atomic.Bool
+	filter   atomic.Pointer[func(up bool, p *packet) bool] // drops what it returns true for
 
 	mu        sync.Mutex
 	rng       *rand.Rand
@@ -111,7 +112,7 @@ func (p *lossyProxy) readFront() {
 		if up == nil {
 			return
 		}
-		p.schedule(p.up, buf[:n], func(b []byte) { up.Write(b) })
+		p.schedule(true, buf[:n], func(b []byte) { up.Write(b) })
 	}
 }
 
@@ -149,15 +150,28 @@ func (p *lossyProxy) readUpstream(u *net.UDPConn, member netip.AddrPort) {
 			}
 			continue // ICMP from a relay that is down
 		}
-		p.schedule(p.down, buf[:n], func(b []byte) { p.front.WriteToUDPAddrPort(b, member) })
+		p.schedule(false, buf[:n], func(b []byte) { p.front.WriteToUDPAddrPort(b, member) })
 	}
 }
 
+// setFilter makes the proxy drop the datagrams f returns true for, on top
+// of its impairment; up is the direction towards the relay.
+func (p *lossyProxy) setFilter(f func(up bool, pk *packet) bool) { p.filter.Store(&f) }
+
 // schedule decides the fate of one datagram and queues its copies.
-func (p *lossyProxy) schedule(imp impairment, b []byte, send func([]byte)) {
+func (p *lossyProxy) schedule(up bool, b []byte, send func([]byte)) {
+	imp := p.down
+	if up {
+		imp = p.up
+	}
+	var pk packet
+	filtered := false
+	if f := p.filter.Load(); f != nil && decode(b, &pk) == nil {
+		filtered = (*f)(up, &pk)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.blackout.Load() || p.rng.Float64() < imp.drop {
+	if filtered || p.blackout.Load() || p.rng.Float64() < imp.drop {
 		p.stats.dropped++
 		return
 	}

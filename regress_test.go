@@ -1,11 +1,14 @@
 package udpchat
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -247,5 +250,196 @@ func TestNoDuplicateAfterExpiryRejoin(t *testing.T) {
 		if msg.Text == "twice?" {
 			break
 		}
+	}
+}
+
+// After the relay expires a member and it rejoins the same relay, a repair
+// of its own chat from the old session must not confirm the chat for the
+// new session: the relay would wait for it forever, and every later Send
+// would stall.
+func TestOldSessionDeliverDoesNotConfirm(t *testing.T) {
+	r := startRelay(t, WithHeartbeat(20*time.Millisecond), WithExpiry(150*time.Millisecond))
+	px := newLossyProxy(t, r.Addr(), 1, impairment{}, impairment{})
+	bob := join(t, r, "bob")
+	alice, err := Join(ctxT(t), "alice", WithAddr(px.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	expect(t, bob, KindJoin, "bob", "")
+	expect(t, bob, KindJoin, "alice", "")
+
+	// Alice never hears her own chat delivered: STATUS confirms it, and
+	// it stays in her outbox, not yet stable.
+	px.setFilter(func(up bool, p *packet) bool {
+		return !up && p.typ == tDeliver && p.kind == KindChat && string(p.name) == "alice"
+	})
+	if err := alice.Send(ctxT(t), "c1"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, KindChat, "alice", "c1")
+	// Cut off until the relay expires her.
+	px.setFilter(func(bool, *packet) bool { return true })
+	expect(t, bob, KindLeave, "alice", "")
+	// Back, but her chats towards the relay are lost for a while, while
+	// her repairs (the old session's deliver of c1) reach her.
+	px.setFilter(func(up bool, p *packet) bool { return up && p.typ == tChat })
+	waitFor(t, func() bool {
+		alice.mu.Lock()
+		defer alice.mu.Unlock()
+		return alice.state == stateJoined && alice.stats.Rejoins == 1 && alice.next > alice.lastSeq
+	}, "alice to rejoin and catch up")
+	px.setFilter(func(bool, *packet) bool { return false })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := alice.Send(ctx, "c2"); err != nil {
+		t.Fatalf("Send after the rejoin on a healthy network: %v", err)
+	}
+	expect(t, bob, KindJoin, "alice", "")
+	expect(t, bob, KindChat, "alice", "c2") // c1, sequenced again, is dropped as a copy
+}
+
+// A member that lags behind what the relay's history holds when the relay
+// crashes: what senders no longer keep is reported as a GapError, never
+// dropped silently, and what they keep arrives.
+func TestRestartLaggardGetsGap(t *testing.T) {
+	opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(200 * time.Millisecond), WithHistory(128)}
+	r1, err := NewRelay(append(opts, WithAddr("127.0.0.1:0"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := r1.Addr().String()
+	served := make(chan error, 1)
+	go func() { served <- r1.Serve(context.Background()) }()
+	alice := join(t, r1, "alice")
+	bob := join(t, r1, "bob", WithQueueSize(8)) // does not Receive for now
+	const count = 300
+	for i := range count {
+		if err := alice.Send(ctxT(t), strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		alice.mu.Lock()
+		defer alice.mu.Unlock()
+		return alice.stable > 128 // she has heard that history moved past bob
+	}, "the stable seq to pass the history")
+	r1.pc.Close() // crash
+	r1.Close()
+	<-served
+	startRelay(t, append(opts, WithAddr(addr))...)
+
+	got := map[int]bool{}
+	lost := 0
+	for !got[count-1] {
+		msg, err := bob.Receive(ctxT(t))
+		var g *GapError
+		switch {
+		case errors.As(err, &g):
+			lost += int(g.Last - g.First + 1)
+			continue
+		case err != nil:
+			t.Fatalf("bob: %v after %d chats", err, len(got))
+		}
+		if msg.Kind == KindChat {
+			n, _ := strconv.Atoi(msg.Text)
+			if got[n] {
+				t.Fatalf("bob got %d twice", n)
+			}
+			got[n] = true
+		}
+	}
+	if len(got)+lost < count {
+		t.Errorf("bob got %d chats and was told of %d lost: %d of %d missing without notice", len(got), lost, count-len(got)-lost, count)
+	}
+}
+
+// A sender that stays silent while others are expired and rejoin is not
+// forgotten by a member pruning its origins: its chat sequenced again
+// after the rejoin is still taken once.
+func TestOriginsPruneKeepsRecentSenders(t *testing.T) {
+	r := startRelay(t)
+	alice := join(t, r, "alice")
+	bob := join(t, r, "bob")
+	carol := join(t, r, "carol")
+	expect(t, bob, KindJoin, "bob", "")
+	expect(t, bob, KindJoin, "carol", "")
+
+	alice.mu.Lock()
+	alice.rejoin(time.Now(), "test: deaf to the relay")
+	alice.mu.Unlock()
+	sent := make(chan error, 1)
+	go func() { sent <- alice.Send(ctxT(t), "once") }()
+	expect(t, bob, KindChat, "alice", "once")
+	bob.mu.Lock()
+	for i := len(bob.origins); i < maxOrigins; i++ {
+		bob.origins["gone"+strconv.Itoa(i)] = origin{uint64(i + 1), 1, 1} // senders of long ago
+	}
+	bob.mu.Unlock()
+	r.mu.Lock()
+	r.stats.Expired++
+	r.remove(r.byName["alice"], time.Now())
+	r.flush()
+	r.mu.Unlock()
+	expect(t, bob, KindLeave, "alice", "")
+	if err := carol.Send(ctxT(t), "a new name speaks"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, KindChat, "carol", "a new name speaks")
+	if err := <-sent; err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	expect(t, bob, KindJoin, "alice", "")
+	if err := alice.Send(ctxT(t), "after"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg := recv(t, bob)
+		if msg.Text == "once" {
+			t.Fatalf("bob received alice's %q again at seq %d", msg.Text, msg.Seq)
+		}
+		if msg.Text == "after" {
+			break
+		}
+	}
+}
+
+// An outage longer than the expiry under 20% loss: members are expired,
+// rejoin the same relay with new sessions, and can all still send.
+func TestLossyExpiryRejoin(t *testing.T) {
+	r := startRelay(t, WithHeartbeat(50*time.Millisecond), WithExpiry(300*time.Millisecond), WithHistory(4096))
+	px := newLossyProxy(t, r.Addr(), 21, lossy, lossy)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ms []*Member
+	for i := range 3 {
+		m, err := Join(ctx, "m"+strconv.Itoa(i), WithAddr(px.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ms = append(ms, m)
+	}
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		for k := range 100 {
+			wg.Go(func() {
+				if err := m.Send(ctx, strconv.Itoa(k)); err != nil {
+					t.Errorf("%s Send %d: %v", m.Name(), k, err)
+				}
+			})
+		}
+	}
+	waitFor(t, func() bool { return ms[0].Stats().Sent >= 30 }, "some chats to go through")
+	px.blackout.Store(true)
+	waitFor(t, func() bool { return r.Stats().Expired >= 3 }, "the relay to expire everyone")
+	px.blackout.Store(false)
+	wg.Wait()
+	for _, m := range ms {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.Send(c, "after"); err != nil {
+			t.Errorf("%s: Send after the outage: %v", m.Name(), err)
+		}
+		cancel()
 	}
 }

@@ -414,12 +414,18 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		refuse(codeFull)
 		return
 	}
-	joinSeq := r.seq + 1
-	if p.prevInc != 0 && p.prevInc != r.inc {
+	// A new member has everything before its join. A member coming back
+	// to this relay (it was expired) keeps its place and reports it in its
+	// next heartbeat; until then it must not move stable on.
+	joinSeq, progress := r.seq+1, r.seq
+	switch {
+	case p.prevInc == r.inc:
+		progress = r.stable
+	case p.prevInc != 0:
 		// A member of the relay this one replaced: it has seen none of
 		// this incarnation's messages, so it starts from the first. What
 		// history no longer holds it learns through GONE.
-		joinSeq = 1
+		joinSeq, progress = 1, 0
 	}
 	m := &relayMember{
 		name:      name,
@@ -429,7 +435,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		addr:      src,
 		dst:       net.UDPAddrFromAddrPort(src),
 		epoch:     p.epoch,
-		progress:  joinSeq - 1,
+		progress:  progress,
 		nextMseq:  p.mseq,
 		lastHeard: now,
 		idx:       len(r.list),
@@ -448,7 +454,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 
 func (r *Relay) sendWelcome(m *relayMember, to net.Addr) {
 	b := appendWelcome(r.replyBuf(welcomeLen), r.inc, m.nonce, m.session, m.joinSeq,
-		r.cfg.heartbeat, r.cfg.expiry, r.cfg.bufferSize, r.group)
+		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, r.group)
 	r.reply(to, b)
 }
 
@@ -468,6 +474,7 @@ func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
 		return
 	case p.mseq-m.nextMseq >= sendWindow:
 		r.stats.DroppedMalformed++ // more in flight than any member sends
+		r.sendStatus(m)
 		return
 	case p.mseq > m.nextMseq:
 		if _, dup := m.ahead[p.mseq]; dup {

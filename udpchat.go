@@ -97,7 +97,7 @@ var (
 // messages; the next Receive carries on with the message after the gap. It
 // matches ErrGap with errors.Is.
 type GapError struct {
-	First, Last uint64 // the missing range of Seq, inclusive
+	First, Last uint64 // the missing range of Seq, inclusive, as numbered by the relay that sequenced them
 }
 
 func (e *GapError) Error() string {

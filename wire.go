@@ -22,7 +22,7 @@ const (
 
 const (
 	tJoin      byte = 1  // m→r nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, name len u8, name, zero padding to 64 bytes
-	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, max datagram u16, group IPv4 [4], group port u16
+	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, history u32, max datagram u16, group IPv4 [4], group port u16
 	tChat      byte = 3  // m→r member seq u64, text
 	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, text
 	tHeartbeat byte = 5  // m→r next expected seq u64
@@ -46,7 +46,7 @@ const (
 )
 
 const (
-	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 2 + 6
+	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 6
 	byeLen        = headerLen + 8
 	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1
 	chatHdrLen    = headerLen + 8
@@ -81,6 +81,7 @@ type packet struct {
 	text     []byte // chat, deliver
 
 	heartbeat, expiry time.Duration  // welcome
+	history           int            // welcome
 	maxDatagram       int            // welcome
 	group             netip.AddrPort // welcome; invalid when the relay fans out by unicast
 
@@ -118,13 +119,14 @@ func appendJoin(b []byte, nonce, prevInc, epoch, firstMseq uint64, name string) 
 	return b
 }
 
-func appendWelcome(b []byte, inc, nonce, session, joinSeq uint64, heartbeat, expiry time.Duration, maxDatagram int, group netip.AddrPort) []byte {
+func appendWelcome(b []byte, inc, nonce, session, joinSeq uint64, heartbeat, expiry time.Duration, history, maxDatagram int, group netip.AddrPort) []byte {
 	b = appendHeader(b, tWelcome, inc)
 	b = binary.BigEndian.AppendUint64(b, nonce)
 	b = binary.BigEndian.AppendUint64(b, session)
 	b = binary.BigEndian.AppendUint64(b, joinSeq)
 	b = binary.BigEndian.AppendUint32(b, uint32(heartbeat.Milliseconds()))
 	b = binary.BigEndian.AppendUint32(b, uint32(expiry.Milliseconds()))
+	b = binary.BigEndian.AppendUint32(b, uint32(history))
 	b = binary.BigEndian.AppendUint16(b, uint16(maxDatagram))
 	var ip [4]byte
 	if group.IsValid() {
@@ -259,12 +261,13 @@ func decode(b []byte, p *packet) error {
 		p.nonce, p.session, p.seq = u64(0), u64(8), u64(16)
 		p.heartbeat = time.Duration(binary.BigEndian.Uint32(body[24:])) * time.Millisecond
 		p.expiry = time.Duration(binary.BigEndian.Uint32(body[28:])) * time.Millisecond
-		p.maxDatagram = int(binary.BigEndian.Uint16(body[32:]))
-		if p.heartbeat <= 0 || p.expiry < p.heartbeat || p.maxDatagram < minBufferSize {
+		p.history = int(binary.BigEndian.Uint32(body[32:]))
+		p.maxDatagram = int(binary.BigEndian.Uint16(body[36:]))
+		if p.heartbeat <= 0 || p.expiry < p.heartbeat || p.maxDatagram < minBufferSize || p.history < minHistory || p.history > maxHistory {
 			return errField
 		}
-		ip := netip.AddrFrom4([4]byte(body[34:38]))
-		switch port := binary.BigEndian.Uint16(body[38:]); {
+		ip := netip.AddrFrom4([4]byte(body[38:42]))
+		switch port := binary.BigEndian.Uint16(body[42:]); {
 		case port != 0:
 			p.group = netip.AddrPortFrom(ip, port)
 		case !ip.IsUnspecified():

@@ -14,7 +14,7 @@ func encode(p *packet) []byte {
 	case tJoin:
 		return appendJoin(nil, p.nonce, p.prevInc, p.epoch, p.mseq, string(p.name))
 	case tWelcome:
-		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.maxDatagram, p.group)
+		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.history, p.maxDatagram, p.group)
 	case tChat:
 		return appendChat(nil, p.id, p.mseq, string(p.text))
 	case tDeliver:
@@ -55,8 +55,8 @@ func seedDatagrams() [][]byte {
 	return [][]byte{
 		appendJoin(nil, 1, 0, 7, 1, "alice"),
 		appendJoin(nil, 1, 99, 7, 12, "a-very-long-name-of-32-bytes-xyz"),
-		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, netip.AddrPort{}),
-		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, group),
+		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}),
+		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, group),
 		appendChat(nil, 5, 1, "hello"),
 		appendChat(nil, 5, 2, ""),
 		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 7, 1, KindChat, "alice", []byte("hello")),
@@ -124,8 +124,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"nack zero", appendU64Pair(nil, tNack, 5, 0, 3), errField},
 		{"nack ragged", append(appendU64Pair(nil, tNack, 5, 1, 3), 1), errLength},
 		{"gone two ranges", append(appendU64Pair(nil, tGone, 5, 1, 3), appendU64Pair(nil, 0, 0, 5, 6)[headerLen:]...), errLength},
-		{"welcome zero heartbeat", appendWelcome(nil, 9, 1, 5, 1, 0, time.Second, 1024, netip.AddrPort{}), errField},
-		{"welcome tiny buffer", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 10, netip.AddrPort{}), errField},
+		{"welcome zero heartbeat", appendWelcome(nil, 9, 1, 5, 1, 0, time.Second, 1024, 1024, netip.AddrPort{}), errField},
+		{"welcome tiny buffer", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 10, netip.AddrPort{}), errField},
+		{"welcome tiny history", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1, 1024, netip.AddrPort{}), errField},
 		{"roster empty name", appendName(appendRosterHeader(nil, 9, 1, false, nil), ""), errNameWire},
 		{"roster more=2", func() []byte { b := appendRosterHeader(nil, 9, 1, false, nil); b[headerLen+8] = 2; return b }(), errField},
 	} {
