@@ -57,10 +57,15 @@
 // a buffer one byte larger, and dropped. A member's datagrams count only
 // from the address that joined with its session, and a BYE only for the
 // session it names, so a stranger cannot speak for a member or end its
-// session. The relay's answers to datagrams from unknown sessions are no
-// larger than those datagrams (joins are padded to 64 bytes). A forged join
-// can still make the relay send the group's traffic to the forged address
-// until it expires: address validation with a cookie is planned.
+// session. A join is a two-step exchange: the relay answers the first
+// JOIN with a COOKIE, an HMAC-SHA256 over the joiner's address, the join's
+// nonce and a 30-second slot, keyed with a random secret that changes every
+// slot; only a JOIN that echoes a cookie of the current or the previous
+// slot creates a session. So the relay keeps no state for an address, and
+// sends it nothing of the group's, until the address has shown that it
+// receives; and it never answers a datagram from an unknown address or
+// session with more bytes than that datagram (joins are padded to 64
+// bytes).
 //
 // # Wire protocol, version 1
 //
@@ -72,7 +77,7 @@
 // the relay's incarnation in datagrams from it. The bodies by type:
 //
 //	1  JOIN       m→r  nonce u64, previous incarnation u64, epoch u64, first member seq u64,
-//	                   name (u8 length + bytes), zero padding to 64 bytes
+//	                   cookie [16] (zero at first), name (u8 length + bytes), zero padding to 64 bytes
 //	2  WELCOME    r→m  nonce u64, session u64, first seq u64, heartbeat ms u32, expiry ms u32,
 //	                   history u32, buffer size u16, group IPv4 [4] + port u16 (zero in unicast mode)
 //	3  CHAT       m→r  member seq u64, text (UTF-8, to the end)
@@ -87,6 +92,7 @@
 //	11 ERROR      r→m  code u8 (1 name taken, 2 full, 3 bad name, 4 too large, 5 bad text), ref u64 (nonce or member seq)
 //	12 ROSTERREQ  m→r  name: list the members whose names sort after it
 //	13 ROSTER     r→m  seq u64, more u8, the request's name, then names
+//	14 COOKIE     r→m  nonce u64, cookie [16]: join again with it
 //
 // A deliver datagram takes 46 bytes plus the sender's name plus the text,
 // so with the default 1024-byte buffer a member named "alice" can send 973

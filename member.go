@@ -63,7 +63,8 @@ type Member struct {
 	mu          sync.Mutex // guards everything below
 	state       memberState
 	failErr     error
-	nonce       uint64 // of the join under way
+	nonce       uint64          // of the join under way
+	cookie      [cookieLen]byte // the relay's answer to our address and nonce; zero until it gives one
 	joinNext    time.Time
 	joinBackoff time.Duration
 	rejoinSince time.Time // when the current rejoin began; zero for the first join
@@ -498,6 +499,14 @@ func (m *Member) handle(b []byte) {
 			m.welcome(&p, now)
 		}
 		return
+	case p.typ == tCookie:
+		if m.state == stateJoining && p.nonce == m.nonce {
+			// Join again at once, proving we receive at our address.
+			m.cookie = p.cookie
+			m.joinNext = now
+			signal(m.kick)
+		}
+		return
 	case p.typ == tError:
 		m.relayError(&p, now)
 		return
@@ -691,7 +700,7 @@ func (m *Member) answer(c *pendingChat, err error) {
 func (m *Member) rejoin(now time.Time, why string) {
 	m.cfg.logger.Info("udpchat rejoining", "name", m.name, "why", why)
 	m.state = stateJoining
-	m.nonce = randomID()
+	m.nonce, m.cookie = randomID(), [cookieLen]byte{}
 	m.joinNext, m.joinBackoff, m.rejoinSince = now, joinRetryMin, now
 	signal(m.kick)
 }
@@ -1010,7 +1019,7 @@ func (m *Member) tick(now time.Time) time.Duration {
 			if len(m.outbox) > 0 {
 				first = m.outbox[0].mseq
 			}
-			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+32), m.nonce, m.inc, m.epoch, first, m.name))
+			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.nonce, m.inc, m.epoch, first, &m.cookie, m.name))
 			m.joinNext = now.Add(m.joinBackoff)
 			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
 		}

@@ -135,7 +135,7 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 	var sess []uint64
 	from := func(i int) *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1 + i} }
 	for i := range 3 {
-		r.handle(appendJoin(nil, uint64(i+1), 0, uint64(i+1), 1, fmt.Sprint("m", i)), from(i), now)
+		r.handle(cookieJoin(r, from(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from(i), now)
 		sess = append(sess, r.byName[fmt.Sprint("m", i)].session)
 	}
 	r.flush()

@@ -2,10 +2,13 @@ package udpchat
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -18,9 +21,10 @@ import (
 )
 
 const (
-	readBatchSize   = 64  // datagrams per recvmmsg
-	writeBatchSize  = 256 // datagrams per sendmmsg
-	maxRepairPerNak = 128 // deliver datagrams resent for one NACK; the member asks again for more
+	readBatchSize   = 64               // datagrams per recvmmsg
+	cookieSlot      = 30 * time.Second // a cookie is good for the slot it was made in and the next
+	writeBatchSize  = 256              // datagrams per sendmmsg
+	maxRepairPerNak = 128              // deliver datagrams resent for one NACK; the member asks again for more
 )
 
 // A Relay sequences the group's messages and delivers each one to every
@@ -35,6 +39,12 @@ type Relay struct {
 	groupDst *net.UDPAddr
 
 	serveWG sync.WaitGroup
+
+	// Join cookies: an HMAC over the slot, the joiner's address and nonce,
+	// keyed with the secret of the current or the previous slot.
+	cookieMAC  [2]hash.Hash // [slot%2]
+	cookieSlot int64        // the current slot
+	cookieSum  [sha256.Size]byte
 
 	mu      sync.Mutex // guards everything below; Serve holds it while it handles a batch
 	closed  bool
@@ -383,7 +393,50 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
+// checkCookie reports whether the join carries the cookie the relay gave
+// its address; otherwise it answers with one. Until then the relay keeps no
+// state for the joiner, and its answer is smaller than the join.
+func (r *Relay) checkCookie(p *packet, src netip.AddrPort, from net.Addr, now time.Time) bool {
+	slot := now.UnixNano() / int64(cookieSlot)
+	if slot != r.cookieSlot {
+		// New secrets for the slots that begin; the previous slot's stays
+		// if it is the one before.
+		for s := max(slot-1, r.cookieSlot+1); s <= slot; s++ {
+			var secret [32]byte
+			rand.Read(secret[:])
+			r.cookieMAC[s&1] = hmac.New(sha256.New, secret[:])
+		}
+		r.cookieSlot = slot
+	}
+	var want [cookieLen]byte
+	for _, s := range []int64{slot, slot - 1} {
+		r.cookieFor(&want, s, src, p.nonce)
+		if hmac.Equal(want[:], p.cookie[:]) {
+			return true
+		}
+	}
+	r.cookieFor(&want, slot, src, p.nonce)
+	r.reply(from, appendCookie(r.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
+	return false
+}
+
+func (r *Relay) cookieFor(c *[cookieLen]byte, slot int64, src netip.AddrPort, nonce uint64) {
+	mac := r.cookieMAC[slot&1]
+	mac.Reset()
+	var in [8 + 4 + 2 + 8]byte
+	binary.BigEndian.PutUint64(in[0:], uint64(slot))
+	ip := src.Addr().As4()
+	copy(in[8:], ip[:])
+	binary.BigEndian.PutUint16(in[12:], src.Port())
+	binary.BigEndian.PutUint64(in[14:], nonce)
+	mac.Write(in[:])
+	copy(c[:], mac.Sum(r.cookieSum[:0]))
+}
+
 func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now time.Time) {
+	if !r.checkCookie(p, src, from, now) {
+		return
+	}
 	refuse := func(code byte) {
 		r.stats.DroppedRejected++
 		r.reply(from, appendError(r.replyBuf(headerLen+9), r.inc, code, p.nonce))

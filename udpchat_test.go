@@ -290,8 +290,31 @@ func (rc *rawClient) readType(typ byte) packet {
 
 // joinRaw performs the handshake and returns the welcome.
 func (rc *rawClient) joinRaw(name string) packet {
-	rc.send(appendJoin(nil, 42, 0, 4242, 1, name))
-	return rc.readType(tWelcome)
+	return rc.joinWith(42, name, tWelcome)
+}
+
+// joinWith sends a join, echoes the cookie the relay answers with, and
+// returns the relay's answer to that, which must be of type want.
+func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
+	rc.t.Helper()
+	rc.send(appendJoin(nil, nonce, 0, 4242, 1, &[cookieLen]byte{}, name))
+	c := rc.readType(tCookie)
+	if c.nonce != nonce {
+		rc.t.Fatalf("cookie for nonce %d, want %d", c.nonce, nonce)
+	}
+	rc.send(appendJoin(nil, nonce, 0, 4242, 1, &c.cookie, name))
+	return rc.readType(want)
+}
+
+// cookieJoin returns a join from `from` with the cookie the relay gives
+// it. r.mu is held.
+func cookieJoin(r *Relay, from net.Addr, nonce, epoch uint64, name string) []byte {
+	now := time.Now()
+	p := packet{nonce: nonce}
+	r.checkCookie(&p, addrPortOf(from), from, now) // makes the secrets; queues a cookie
+	var c [cookieLen]byte
+	r.cookieFor(&c, r.cookieSlot, addrPortOf(from), nonce)
+	return appendJoin(nil, nonce, 0, epoch, 1, &c, name)
 }
 
 func TestExpirySilentMember(t *testing.T) {
@@ -351,8 +374,7 @@ func TestJoinRefused(t *testing.T) {
 	}
 	// A raw client skips the local check: the relay refuses too.
 	rc := dialRaw(t, r.Addr())
-	rc.send(appendJoin(nil, 7, 0, 77, 1, "a:b"))
-	if p := rc.readType(tError); p.code != codeBadName || p.ref != 7 {
+	if p := rc.joinWith(7, "a:b", tError); p.code != codeBadName || p.ref != 7 {
 		t.Errorf("relay answered a bad name with code %d ref %d", p.code, p.ref)
 	}
 	join(t, r, "bob")

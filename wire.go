@@ -21,7 +21,7 @@ const (
 )
 
 const (
-	tJoin      byte = 1  // m→r nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, name len u8, name, zero padding to 64 bytes
+	tJoin      byte = 1  // m→r nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, cookie [16] (zero if none), name len u8, name, zero padding to 64 bytes
 	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, history u32, max datagram u16, group IPv4 [4], group port u16
 	tChat      byte = 3  // m→r member seq u64, text
 	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, text
@@ -34,6 +34,7 @@ const (
 	tError     byte = 11 // r→m code u8, ref u64 (join nonce or member seq)
 	tRosterReq byte = 12 // m→r name len u8, name: list members whose names sort after it
 	tRoster    byte = 13 // r→m seq u64, more u8, name len u8, after (the request's name), entries of name len u8, name
+	tCookie    byte = 14 // r→m nonce u64, cookie [16]: join again with it
 )
 
 // Error codes carried by tError.
@@ -48,6 +49,8 @@ const (
 const (
 	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 6
 	byeLen        = headerLen + 8
+	cookieLen     = 16
+	cookieMsgLen  = headerLen + 8 + cookieLen
 	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1
 	chatHdrLen    = headerLen + 8
 	maxNackRanges = 8
@@ -69,16 +72,17 @@ type packet struct {
 	id   uint64
 	name []byte // join, deliver, roster request, roster (after)
 
-	nonce    uint64 // join, welcome
-	prevInc  uint64 // join: the incarnation the member was in before, or 0
-	epoch    uint64 // join, deliver: the member's lifetime id
-	stable   uint64 // status: every member has every seq up to this
-	session  uint64 // welcome, bye
-	seq      uint64 // welcome (join seq), deliver, heartbeat (next), status (last), roster
-	mseq     uint64 // join (first), chat, deliver, status (last sequenced)
-	unixNano int64  // deliver
-	kind     Kind   // deliver
-	text     []byte // chat, deliver
+	nonce    uint64          // join, welcome
+	prevInc  uint64          // join: the incarnation the member was in before, or 0
+	epoch    uint64          // join, deliver: the member's lifetime id
+	cookie   [cookieLen]byte // join, cookie
+	stable   uint64          // status: every member has every seq up to this
+	session  uint64          // welcome, bye
+	seq      uint64          // welcome (join seq), deliver, heartbeat (next), status (last), roster
+	mseq     uint64          // join (first), chat, deliver, status (last sequenced)
+	unixNano int64           // deliver
+	kind     Kind            // deliver
+	text     []byte          // chat, deliver
 
 	heartbeat, expiry time.Duration  // welcome
 	history           int            // welcome
@@ -105,13 +109,14 @@ func appendName(b []byte, name string) []byte {
 	return append(b, name...)
 }
 
-func appendJoin(b []byte, nonce, prevInc, epoch, firstMseq uint64, name string) []byte {
+func appendJoin(b []byte, nonce, prevInc, epoch, firstMseq uint64, cookie *[cookieLen]byte, name string) []byte {
 	start := len(b)
 	b = appendHeader(b, tJoin, 0)
 	b = binary.BigEndian.AppendUint64(b, nonce)
 	b = binary.BigEndian.AppendUint64(b, prevInc)
 	b = binary.BigEndian.AppendUint64(b, epoch)
 	b = binary.BigEndian.AppendUint64(b, firstMseq)
+	b = append(b, cookie[:]...)
 	b = appendName(b, name)
 	for len(b)-start < joinMinLen {
 		b = append(b, 0)
@@ -157,6 +162,12 @@ func appendU64Pair(b []byte, typ byte, id, x, y uint64) []byte {
 	b = appendHeader(b, typ, id)
 	b = binary.BigEndian.AppendUint64(b, x)
 	return binary.BigEndian.AppendUint64(b, y)
+}
+
+func appendCookie(b []byte, inc, nonce uint64, cookie *[cookieLen]byte) []byte {
+	b = appendHeader(b, tCookie, inc)
+	b = binary.BigEndian.AppendUint64(b, nonce)
+	return append(b, cookie[:]...)
 }
 
 func appendBye(b []byte, inc, session uint64) []byte {
@@ -240,7 +251,8 @@ func decode(b []byte, p *packet) error {
 		if p.epoch == 0 || p.mseq == 0 {
 			return errField
 		}
-		name, pad, err := splitName(body[32:])
+		p.cookie = [cookieLen]byte(body[32 : 32+cookieLen])
+		name, pad, err := splitName(body[32+cookieLen:])
 		if err != nil {
 			return err
 		}
@@ -323,6 +335,12 @@ func decode(b []byte, p *packet) error {
 			return err
 		}
 		p.session = u64(0)
+	case tCookie:
+		if err := fixed(cookieMsgLen - headerLen); err != nil {
+			return err
+		}
+		p.nonce = u64(0)
+		p.cookie = [cookieLen]byte(body[8:])
 	case tLeave:
 		if err := fixed(0); err != nil {
 			return err

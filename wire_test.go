@@ -12,7 +12,7 @@ import (
 func encode(p *packet) []byte {
 	switch p.typ {
 	case tJoin:
-		return appendJoin(nil, p.nonce, p.prevInc, p.epoch, p.mseq, string(p.name))
+		return appendJoin(nil, p.nonce, p.prevInc, p.epoch, p.mseq, &p.cookie, string(p.name))
 	case tWelcome:
 		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.history, p.maxDatagram, p.group)
 	case tChat:
@@ -31,6 +31,8 @@ func encode(p *packet) []byte {
 		return b
 	case tBye:
 		return appendBye(nil, p.id, p.session)
+	case tCookie:
+		return appendCookie(nil, p.id, p.nonce, &p.cookie)
 	case tLeave:
 		return appendHeader(nil, p.typ, p.id)
 	case tError:
@@ -53,8 +55,10 @@ func seedDatagrams() [][]byte {
 		nack = append(nack, appendU64Pair(nil, 0, 0, r[0], r[1])[headerLen:]...)
 	}
 	return [][]byte{
-		appendJoin(nil, 1, 0, 7, 1, "alice"),
-		appendJoin(nil, 1, 99, 7, 12, "a-very-long-name-of-32-bytes-xyz"),
+		appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{}, "alice"),
+		appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{1, 2, 3}, "alice"),
+		appendCookie(nil, 9, 1, &[cookieLen]byte{4, 5, 6}),
+		appendJoin(nil, 1, 99, 7, 12, &[cookieLen]byte{}, "a-very-long-name-of-32-bytes-xyz"),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, group),
 		appendChat(nil, 5, 1, "hello"),
@@ -109,11 +113,15 @@ func TestDecodeRejects(t *testing.T) {
 		{"version", append([]byte{'U', 'C', 2}, valid[3:]...), errVersion},
 		{"type", appendHeader(nil, 200, 1), errType},
 		{"heartbeat without body", appendHeader(nil, tHeartbeat, 5), errLength},
-		{"join epoch zero", appendJoin(nil, 1, 0, 0, 1, "al"), errField},
-		{"join first seq zero", appendJoin(nil, 1, 0, 7, 0, "al"), errField},
-		{"join too short", appendJoin(nil, 1, 0, 7, 1, "alice")[:joinMinLen-1], errLength},
-		{"join padding not zero", func() []byte { b := appendJoin(nil, 1, 0, 7, 1, "al"); b[len(b)-1] = 1; return b }(), errField},
-		{"join name past end", func() []byte { b := appendJoin(nil, 1, 0, 7, 1, "al"); b[headerLen+32] = 60; return b }(), errNameWire},
+		{"join epoch zero", appendJoin(nil, 1, 0, 0, 1, &[cookieLen]byte{}, "al"), errField},
+		{"join first seq zero", appendJoin(nil, 1, 0, 7, 0, &[cookieLen]byte{}, "al"), errField},
+		{"join too short", appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{}, "alice")[:joinMinLen-1], errLength},
+		{"join padding not zero", func() []byte { b := appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{}, "al"); b[len(b)-1] = 1; return b }(), errField},
+		{"join name past end", func() []byte {
+			b := appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{}, "al")
+			b[headerLen+32+cookieLen] = 60
+			return b
+		}(), errNameWire},
 		{"deliver kind", func() []byte {
 			b := appendDeliver(nil, 9, 1, 0, 7, 0, KindChat, "a", nil)
 			b[headerLen+32] = 9
@@ -190,7 +198,7 @@ func FuzzRelayHandle(f *testing.F) {
 	stranger := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: member.(*net.UDPAddr).Port + 1}
 	now := time.Now()
 	r.mu.Lock()
-	r.handle(appendJoin(nil, 1, 0, 7, 1, "alice"), member, now)
+	r.handle(cookieJoin(r, member, 1, 7, "alice"), member, now)
 	r.flush()
 	session := r.byName["alice"].session
 	r.mu.Unlock()

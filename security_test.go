@@ -1,0 +1,107 @@
+package udpchat
+
+import (
+	"math/rand/v2"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A join forged with a victim's address gets the victim one cookie, smaller
+// than the forged join, and nothing else: the relay keeps no state for it
+// and sends the group's traffic nowhere.
+func TestForgedJoinDoesNotAmplify(t *testing.T) {
+	r := startRelay(t)
+	alice := join(t, r, "alice")
+	expect(t, alice, KindJoin, "alice", "")
+	victim, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Close()
+	forged := appendJoin(nil, 99, 0, 5, 1, &[cookieLen]byte{}, "mallory")
+	sendSpoofed(t, victim.LocalAddr().(*net.UDPAddr).Port, r.addr, forged)
+	// A guessed cookie does no better.
+	sendSpoofed(t, victim.LocalAddr().(*net.UDPAddr).Port, r.addr, appendJoin(nil, 99, 0, 5, 1, &[cookieLen]byte{1}, "mallory"))
+	for range 20 {
+		if err := alice.Send(ctxT(t), strings.Repeat("x", 900)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect(t, alice, KindChat, "alice", strings.Repeat("x", 900)) // the relay has handled the forged joins
+	got, n := 0, 0
+	buf := make([]byte, 65536)
+	for {
+		victim.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		k, err := victim.Read(buf)
+		if err != nil {
+			break
+		}
+		var p packet
+		if decode(buf[:k], &p) != nil || p.typ != tCookie {
+			t.Errorf("the victim received a datagram of type %d", p.typ)
+		}
+		got += k
+		n++
+	}
+	if got > 2*len(forged) || n != 2 {
+		t.Errorf("two forged joins of %d bytes got the victim %d datagrams, %d bytes", len(forged), n, got)
+	}
+	if names(r.Members()) != "alice" {
+		t.Errorf("members after forged joins: %s", names(r.Members()))
+	}
+}
+
+// 10,000 random datagrams (many with a valid header) sprayed at the relay
+// while two members chat: nothing bogus is delivered, the chat goes on, and
+// the relay sends the sprayer no more bytes than it received.
+func TestSprayRandomDatagrams(t *testing.T) {
+	r := startRelay(t)
+	alice := join(t, r, "alice")
+	bob := join(t, r, "bob")
+	expect(t, bob, KindJoin, "bob", "")
+	sprayer := dialRaw(t, r.Addr())
+	rng := rand.New(rand.NewPCG(4, 2))
+	sent := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 10000 {
+			b := make([]byte, 1+rng.IntN(200))
+			for j := range b {
+				b[j] = byte(rng.Uint32())
+			}
+			if i%2 == 0 && len(b) >= headerLen { // a valid header, a random type and body
+				copy(b, appendHeader(nil, byte(rng.IntN(16)), rng.Uint64()))
+			}
+			sprayer.c.Write(b)
+			sent += len(b)
+		}
+	}()
+	for i := range 50 {
+		if err := alice.Send(ctxT(t), strings.Repeat("a", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	if err := alice.Send(ctxT(t), "last"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		expect(t, bob, KindChat, "alice", strings.Repeat("a", i))
+	}
+	expect(t, bob, KindChat, "alice", "last")
+	got := 0
+	for b := sprayer.read(100 * time.Millisecond); b != nil; b = sprayer.read(100 * time.Millisecond) {
+		got += len(b)
+	}
+	if got > sent {
+		t.Errorf("the relay sent the sprayer %d bytes for %d", got, sent)
+	}
+	st := r.Stats()
+	t.Logf("sprayed %d bytes, got %d back; relay %+v", sent, got, st)
+	if st.Members != 2 || names(r.Members()) != "alice,bob" {
+		t.Errorf("the spray changed the group: %s", names(r.Members()))
+	}
+}
