@@ -40,9 +40,10 @@
 // Each relay has a random incarnation id. A restarted relay answers a
 // member's next heartbeat with BYE; the member joins it, resends what was
 // unconfirmed, and also what was confirmed but not yet stable: heartbeats
-// tell the relay how far each member has received, the relay tells senders
-// up to which seq every member has everything, and senders keep their
-// messages until then. So a crash loses nothing that a surviving sender
+// tell the relay how far each member has received, the relay tells
+// everyone up to which seq every member has everything (stable), and
+// senders keep their messages until every member has heard that
+// (prunable). So a crash loses nothing that a surviving sender
 // sent; a message the dead relay had not yet delivered everywhere reaches
 // the members that lacked it at its place in the new relay's order. A
 // member that was further behind than the relay's history (whose missing
@@ -82,8 +83,8 @@
 //	                   history u32, buffer size u16, group IPv4 [4] + port u16 (zero in unicast mode)
 //	3  CHAT       m→r  member seq u64, text (UTF-8, to the end)
 //	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name, text
-//	5  HEARTBEAT  m→r  next seq expected u64
-//	6  STATUS     r→m  last seq u64, last member seq sequenced u64, stable seq u64
+//	5  HEARTBEAT  m→r  next seq expected u64, stable seq known u64
+//	6  STATUS     r→m  last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
 //	                   (answers HEARTBEAT, and CHAT that is resent or ahead of a lost one)
 //	7  NACK       m→r  1 to 8 ranges of first u64, last u64
 //	8  GONE       r→m  first u64, last u64: no longer in history

@@ -100,10 +100,11 @@ type Member struct {
 	// Chats carry an origin: this Member's random epoch and a member seq
 	// that is never reused, so that a chat sequenced twice (resent to a
 	// new relay, or after a lost confirmation) is taken once.
-	epoch  uint64
-	mseq   uint64         // last member seq assigned
-	outbox []*pendingChat // by mseq: unconfirmed chats, then confirmed ones kept until stable
-	stable uint64         // every member has every seq up to this, says the relay
+	epoch    uint64
+	mseq     uint64         // last member seq assigned
+	outbox   []*pendingChat // by mseq: unconfirmed chats, then confirmed ones kept until stable
+	stable   uint64         // every member has every seq up to this, says the relay
+	prunable uint64         // every member knows of stable up to this: our copies may go
 
 	stats MemberStats
 }
@@ -530,6 +531,7 @@ func (m *Member) handle(b []byte) {
 		m.deliver(&p, now)
 	case tStatus:
 		m.stable = max(m.stable, p.stable)
+		m.prunable = max(m.prunable, min(p.prunable, p.stable))
 		m.ack(p.mseq, p.seq, now)
 		m.lastSeq = max(m.lastSeq, p.seq)
 		m.advance(now)
@@ -565,7 +567,7 @@ func (m *Member) welcome(p *packet, now time.Time) {
 	if first || restarted {
 		m.next, m.lastSeq, m.nackHigh = p.seq, p.seq-1, p.seq-1
 		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
-		m.stable = 0
+		m.stable, m.prunable = 0, 0
 	}
 	if p.session != m.session {
 		// A new session takes the outbox from its first chat on; only
@@ -906,7 +908,7 @@ func (m *Member) ack(mseq, bound uint64, now time.Time) {
 // member has them.
 func (m *Member) prune() {
 	n := 0
-	for n < len(m.outbox) && m.outbox[n].confirmed && m.outbox[n].seqBound <= m.stable {
+	for n < len(m.outbox) && m.outbox[n].confirmed && m.outbox[n].seqBound <= m.prunable {
 		n++
 	}
 	if n > 0 {
@@ -1030,7 +1032,7 @@ func (m *Member) tick(now time.Time) time.Duration {
 			return 0
 		}
 		if now.Sub(m.lastBeat) >= m.heartbeat {
-			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+8), m.session, m.next))
+			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.next, m.stable))
 			m.lastBeat = now
 		}
 		soonest(m.lastBeat.Add(m.heartbeat))

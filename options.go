@@ -21,6 +21,8 @@ const (
 	DefaultHistory    = 1024
 	DefaultMaxMembers = 1024
 	DefaultQueueSize  = 1024
+	DefaultRateLimit  = 100       // chat messages per second per member
+	DefaultByteLimit  = 128 << 10 // bytes of chat datagrams per second per member
 
 	minBufferSize = 128   // room for every control datagram and a short chat
 	maxBufferSize = 65507 // the largest UDP payload over IPv4
@@ -47,6 +49,9 @@ type config struct {
 	history    int
 	maxMembers int
 	queueSize  int
+	rateMsgs   float64 // per second; 0: no limit
+	rateBytes  float64
+	nameRule   func(string) error
 
 	expirySet bool
 }
@@ -59,6 +64,8 @@ func newConfig(s side, opts []Option) (*config, error) {
 		history:    DefaultHistory,
 		maxMembers: DefaultMaxMembers,
 		queueSize:  DefaultQueueSize,
+		rateMsgs:   DefaultRateLimit,
+		rateBytes:  DefaultByteLimit,
 	}
 	if err := WithAddr(DefaultAddr)(c); err != nil {
 		return nil, err
@@ -248,6 +255,47 @@ func WithQueueSize(n int) Option {
 
 // resolveUDP4 resolves addr to an IPv4 UDP address; an empty host means
 // 0.0.0.0.
+// WithRateLimit limits each member's chat datagrams to messages per second
+// and bytes per second, with bursts of two seconds' worth (default 100
+// messages and 128 KiB). Relay only. The relay drops and counts what goes
+// beyond; a Member resends it later, so a member that sends too fast is
+// slowed down rather than losing messages, while a flood from a hostile
+// client is cut to the rate and leaves the others' share alone. 0 turns a
+// limit off.
+func WithRateLimit(messages, bytes int) Option {
+	return func(c *config) error {
+		if err := relayOnly(c, "WithRateLimit"); err != nil {
+			return err
+		}
+		if messages < 0 || bytes < 0 {
+			return fmt.Errorf("%w: WithRateLimit(%d, %d): want limits of 0 (none) or more", ErrInvalidOption, messages, bytes)
+		}
+		if bytes > 0 && bytes < maxBufferSize/2 {
+			// A burst must hold at least one datagram of any size.
+			return fmt.Errorf("%w: WithRateLimit(%d, %d): want at least %d bytes per second", ErrInvalidOption, messages, bytes, maxBufferSize/2)
+		}
+		c.rateMsgs, c.rateBytes = float64(messages), float64(bytes)
+		return nil
+	}
+}
+
+// WithNameRule adds a rule for members' names, checked by the relay after
+// the built-in ones (1 to 32 bytes of UTF-8, no control characters, no ':',
+// no space at either end). A join whose name the rule refuses fails with
+// ErrInvalidName. Relay only.
+func WithNameRule(rule func(name string) error) Option {
+	return func(c *config) error {
+		if err := relayOnly(c, "WithNameRule"); err != nil {
+			return err
+		}
+		if rule == nil {
+			return fmt.Errorf("%w: WithNameRule(nil)", ErrInvalidOption)
+		}
+		c.nameRule = rule
+		return nil
+	}
+}
+
 func resolveUDP4(addr string) (*net.UDPAddr, error) {
 	a, err := net.ResolveUDPAddr("udp4", addr)
 	if err != nil {

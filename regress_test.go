@@ -44,7 +44,7 @@ func sendSpoofed(t testing.TB, srcPort int, dst *net.UDPAddr, payload []byte) {
 func TestSourcePortZero(t *testing.T) {
 	r := startRelay(t)
 	alice := join(t, r, "alice")
-	sendSpoofed(t, 0, r.addr, appendHeartbeat(nil, 12345, 1))
+	sendSpoofed(t, 0, r.addr, appendHeartbeat(nil, 12345, 1, 0))
 	if err := alice.Send(ctxT(t), "still serving"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestSpoofedSessionCannotEndMember(t *testing.T) {
 	expect(t, alice, KindJoin, "alice", "")
 	port := alice.pc.PacketConn.LocalAddr().(*net.UDPAddr).Port
 	for i := range 10 {
-		sendSpoofed(t, port, r.addr, appendHeartbeat(nil, uint64(1000+i), 1))
+		sendSpoofed(t, port, r.addr, appendHeartbeat(nil, uint64(1000+i), 1, 0))
 	}
 	if err := alice.Send(ctxT(t), "undisturbed"); err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestSpoofedSessionCannotEndMember(t *testing.T) {
 // A NACK repair queued from the oldest history slot, and a chat sequenced
 // into that slot in the same batch: the repair must go out intact.
 func TestRepairNotOverwrittenInBatch(t *testing.T) {
-	r := startRelay(t, WithHistory(128))
+	r := startRelay(t, WithHistory(128), WithRateLimit(0, 0)) // the raw client does not resend
 	bob := join(t, r, "bob")
 	raw := dialRaw(t, r.Addr())
 	w := raw.joinRaw("raw")
@@ -303,7 +303,7 @@ func TestOldSessionDeliverDoesNotConfirm(t *testing.T) {
 // crashes: what senders no longer keep is reported as a GapError, never
 // dropped silently, and what they keep arrives.
 func TestRestartLaggardGetsGap(t *testing.T) {
-	opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(200 * time.Millisecond), WithHistory(128)}
+	opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(200 * time.Millisecond), WithHistory(128), WithRateLimit(0, 0)}
 	r1, err := NewRelay(append(opts, WithAddr("127.0.0.1:0"))...)
 	if err != nil {
 		t.Fatal(err)
@@ -322,7 +322,7 @@ func TestRestartLaggardGetsGap(t *testing.T) {
 	waitFor(t, func() bool {
 		alice.mu.Lock()
 		defer alice.mu.Unlock()
-		return alice.stable > 128 // she has heard that history moved past bob
+		return alice.prunable > 128 // she forgot chats bob lacks
 	}, "the stable seq to pass the history")
 	r1.pc.Close() // crash
 	r1.Close()
@@ -407,7 +407,7 @@ func TestOriginsPruneKeepsRecentSenders(t *testing.T) {
 // An outage longer than the expiry under 20% loss: members are expired,
 // rejoin the same relay with new sessions, and can all still send.
 func TestLossyExpiryRejoin(t *testing.T) {
-	r := startRelay(t, WithHeartbeat(50*time.Millisecond), WithExpiry(300*time.Millisecond), WithHistory(4096))
+	r := startRelay(t, WithHeartbeat(50*time.Millisecond), WithExpiry(300*time.Millisecond), WithHistory(4096), WithRateLimit(0, 0))
 	px := newLossyProxy(t, r.Addr(), 21, lossy, lossy)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -46,17 +46,18 @@ type Relay struct {
 	cookieSlot int64        // the current slot
 	cookieSum  [sha256.Size]byte
 
-	mu      sync.Mutex // guards everything below; Serve holds it while it handles a batch
-	closed  bool
-	serving bool
-	members map[uint64]*relayMember // by session
-	byName  map[string]*relayMember
-	list    []*relayMember // fan-out order; index kept in relayMember.idx
-	names   []string       // sorted, for roster pages
-	seq     uint64         // last sequence number assigned
-	stable  uint64         // every member has every seq up to this
-	history [][]byte       // deliver datagrams by seq % len, each with capacity bufferSize
-	out     []ipv4.Message // datagrams queued for the next sendmmsg
+	mu       sync.Mutex // guards everything below; Serve holds it while it handles a batch
+	closed   bool
+	serving  bool
+	members  map[uint64]*relayMember // by session
+	byName   map[string]*relayMember
+	list     []*relayMember // fan-out order; index kept in relayMember.idx
+	names    []string       // sorted, for roster pages
+	seq      uint64         // last sequence number assigned
+	stable   uint64         // every member has every seq up to this (or history lost it)
+	prunable uint64         // every member knows stable reached this: senders may forget it
+	history  [][]byte       // deliver datagrams by seq % len, each with capacity bufferSize
+	out      []ipv4.Message // datagrams queued for the next sendmmsg
 	// outOldest is the oldest seq whose history slot a queued datagram
 	// refers to, 0 when none: sequence flushes before reusing that slot.
 	outOldest uint64
@@ -67,20 +68,24 @@ type Relay struct {
 
 // relayMember is the relay's state for one member.
 type relayMember struct {
-	name      string
-	session   uint64
-	nonce     uint64 // of the join that created or last renewed the session
-	joinSeq   uint64 // first seq the session was told to expect
-	addr      netip.AddrPort
-	dst       *net.UDPAddr      // addr, made once for sendmmsg
-	epoch     uint64            // the member's lifetime id, in each of its delivers
-	progress  uint64            // the member has every seq up to this, by its heartbeats
-	nextMseq  uint64            // the member seq the relay sequences next
-	ahead     map[uint64][]byte // chat texts that arrived before nextMseq; nil until needed
-	refused   uint64            // the last member seq refused, and why: a resent one
-	refusedAs byte              // is refused again, not confirmed
-	lastHeard time.Time
-	idx       int // position in Relay.list
+	name       string
+	session    uint64
+	nonce      uint64 // of the join that created or last renewed the session
+	joinSeq    uint64 // first seq the session was told to expect
+	addr       netip.AddrPort
+	dst        *net.UDPAddr      // addr, made once for sendmmsg
+	epoch      uint64            // the member's lifetime id, in each of its delivers
+	progress   uint64            // the member has every seq up to this, by its heartbeats
+	knows      uint64            // the stable seq the member has heard of, by its heartbeats
+	nextMseq   uint64            // the member seq the relay sequences next
+	ahead      map[uint64][]byte // chat texts that arrived before nextMseq; nil until needed
+	msgTokens  float64           // the member's rate limit buckets
+	byteTokens float64
+	refilled   time.Time
+	refused    uint64 // the last member seq refused, and why: a resent one
+	refusedAs  byte   // is refused again, not confirmed
+	lastHeard  time.Time
+	idx        int // position in Relay.list
 }
 
 // NewRelay binds the relay's socket and returns a Relay ready to Serve.
@@ -366,6 +371,7 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		if p.seq > m.progress && p.seq <= r.seq+1 {
 			m.progress = p.seq - 1
 		}
+		m.knows = max(m.knows, min(p.stable, r.stable))
 		r.sendStatus(m)
 	case tNack:
 		r.handleNack(m, &p)
@@ -459,7 +465,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		r.remove(m, now)
 	}
 	name := string(p.name)
-	if err := checkName(name); err != nil {
+	if err := checkName(name); err != nil || (r.cfg.nameRule != nil && r.cfg.nameRule(name) != nil) {
 		refuse(codeBadName)
 		return
 	}
@@ -470,28 +476,32 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 	// A new member has everything before its join. A member coming back
 	// to this relay (it was expired) keeps its place and reports it in its
 	// next heartbeat; until then it must not move stable on.
-	joinSeq, progress := r.seq+1, r.seq
+	joinSeq, progress, knows := r.seq+1, r.seq, r.stable
 	switch {
 	case p.prevInc == r.inc:
-		progress = r.stable
+		progress, knows = r.stable, 0
 	case p.prevInc != 0:
 		// A member of the relay this one replaced: it has seen none of
 		// this incarnation's messages, so it starts from the first. What
 		// history no longer holds it learns through GONE.
-		joinSeq, progress = 1, 0
+		joinSeq, progress, knows = 1, 0, 0
 	}
 	m := &relayMember{
-		name:      name,
-		session:   randomID(),
-		nonce:     p.nonce,
-		joinSeq:   joinSeq,
-		addr:      src,
-		dst:       net.UDPAddrFromAddrPort(src),
-		epoch:     p.epoch,
-		progress:  progress,
-		nextMseq:  p.mseq,
-		lastHeard: now,
-		idx:       len(r.list),
+		name:       name,
+		session:    randomID(),
+		nonce:      p.nonce,
+		joinSeq:    joinSeq,
+		addr:       src,
+		dst:        net.UDPAddrFromAddrPort(src),
+		epoch:      p.epoch,
+		progress:   progress,
+		knows:      knows,
+		nextMseq:   p.mseq,
+		msgTokens:  2 * r.cfg.rateMsgs,
+		byteTokens: 2 * r.cfg.rateBytes,
+		refilled:   now,
+		lastHeard:  now,
+		idx:        len(r.list),
 	}
 	r.members[m.session] = m
 	r.byName[name] = m
@@ -515,6 +525,10 @@ func (r *Relay) sendWelcome(m *relayMember, to net.Addr) {
 // arrives ahead of a lost one waits in the member's reorder buffer, which
 // holds no more than the member's send window.
 func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
+	if !r.allow(m, len(p.text)+chatHdrLen, now) {
+		r.stats.DroppedRateLimited++
+		return
+	}
 	switch {
 	case p.mseq < m.nextMseq:
 		// A retransmission: the confirmation was lost. Confirm again.
@@ -555,6 +569,24 @@ func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
 	}
 }
 
+// allow takes one chat datagram of n bytes from the member's token buckets,
+// or reports that it goes beyond the member's rate.
+func (r *Relay) allow(m *relayMember, n int, now time.Time) bool {
+	if r.cfg.rateMsgs == 0 && r.cfg.rateBytes == 0 {
+		return true
+	}
+	dt := now.Sub(m.refilled).Seconds()
+	m.refilled = now
+	m.msgTokens = min(m.msgTokens+dt*r.cfg.rateMsgs, 2*r.cfg.rateMsgs)
+	m.byteTokens = min(m.byteTokens+dt*r.cfg.rateBytes, 2*r.cfg.rateBytes)
+	if (r.cfg.rateMsgs > 0 && m.msgTokens < 1) || (r.cfg.rateBytes > 0 && m.byteTokens < float64(n)) {
+		return false
+	}
+	m.msgTokens--
+	m.byteTokens -= float64(n)
+	return true
+}
+
 // acceptChat sequences the member's next chat or refuses it; either way
 // the member seq is used up.
 func (r *Relay) acceptChat(m *relayMember, mseq uint64, text []byte, now time.Time) {
@@ -576,7 +608,7 @@ func (r *Relay) refuse(m *relayMember, mseq uint64, code byte) {
 }
 
 func (r *Relay) sendStatus(m *relayMember) {
-	r.reply(m.dst, appendStatus(r.replyBuf(headerLen+24), r.inc, r.seq, m.nextMseq-1, r.stable))
+	r.reply(m.dst, appendStatus(r.replyBuf(headerLen+32), r.inc, r.seq, m.nextMseq-1, r.stable, r.prunable))
 }
 
 // oldest returns the oldest seq still in history.
@@ -666,12 +698,17 @@ func (r *Relay) remove(m *relayMember, now time.Time) {
 // chats until then, to resend them to a new relay should this one die.
 func (r *Relay) sweep(now time.Time) {
 	defer func() {
-		stable := r.seq
+		stable, prunable := r.seq, r.stable
 		for _, m := range r.list {
 			stable = min(stable, m.progress)
+			prunable = min(prunable, m.knows)
 		}
-		// What history no longer holds cannot be repaired by anyone.
+		// What history no longer holds cannot be repaired by anyone. A
+		// member behind that learns of it from stable, and only once every
+		// member has, senders forget: so a member that lacks what senders
+		// forgot knows it, should the relay die.
 		r.stable = max(stable, r.oldest()-1)
+		r.prunable = max(r.prunable, prunable)
 	}()
 	// Backwards, because remove moves the last member into the hole.
 	for i := len(r.list) - 1; i >= 0; i-- {

@@ -1,6 +1,7 @@
 package udpchat
 
 import (
+	"errors"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -104,4 +105,75 @@ func TestSprayRandomDatagrams(t *testing.T) {
 	if st.Members != 2 || names(r.Members()) != "alice,bob" {
 		t.Errorf("the spray changed the group: %s", names(r.Members()))
 	}
+}
+
+// A client flooding 10,000 chats a second is cut to its rate limit, while
+// another member's messages all get through. The flooder speaks the
+// protocol correctly (joined, its own session, in-order member seqs) but
+// never slows down or resends.
+func TestFloodIsCutToRate(t *testing.T) {
+	const rate = 100
+	r := startRelay(t, WithRateLimit(rate, 0))
+	alice := join(t, r, "alice")
+	bob := join(t, r, "bob")
+	expect(t, bob, KindJoin, "bob", "")
+	flooder := dialRaw(t, r.Addr())
+	w := flooder.joinRaw("flood")
+	expect(t, bob, KindJoin, "flood", "")
+
+	start := time.Now()
+	done := make(chan int)
+	go func() {
+		mseq := uint64(1)
+		for range 200 { // 2 seconds of 100 datagrams every 10ms
+			for range 100 {
+				flooder.c.Write(appendChat(nil, w.session, mseq, "spam"))
+				mseq++
+			}
+			time.Sleep(10 * time.Millisecond) // pacing the flood, not synchronising
+		}
+		done <- int(mseq - 1)
+	}()
+	for i := range 50 {
+		if err := alice.Send(ctxT(t), strings.Repeat("a", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent := <-done
+	elapsed := time.Since(start)
+	if err := alice.Send(ctxT(t), "last"); err != nil {
+		t.Fatal(err)
+	}
+	spam, mine := 0, 0
+	for mine < 51 {
+		msg := recv(t, bob)
+		switch msg.From {
+		case "flood":
+			spam++
+		case "alice":
+			mine++
+		}
+	}
+	// The bucket holds two seconds' worth and refills at the rate.
+	limit := int(2*rate + elapsed.Seconds()*rate)
+	t.Logf("flooder sent %d chats in %v; %d delivered (limit %d); relay %+v", sent, elapsed.Round(time.Millisecond), spam, limit, r.Stats())
+	if spam > limit {
+		t.Errorf("%d of the flooder's chats were delivered, more than its rate allows (%d)", spam, limit)
+	}
+	if r.Stats().DroppedRateLimited == 0 {
+		t.Error("no chat was counted as rate-limited")
+	}
+}
+
+func TestNameRule(t *testing.T) {
+	r := startRelay(t, WithNameRule(func(name string) error {
+		if strings.HasPrefix(strings.ToLower(name), "admin") {
+			return errors.New("reserved")
+		}
+		return nil
+	}))
+	if _, err := Join(ctxT(t), "Administrator", WithAddr(r.Addr().String())); !errors.Is(err, ErrInvalidName) {
+		t.Errorf("Join with a name the rule refuses: %v, want ErrInvalidName", err)
+	}
+	join(t, r, "alice")
 }

@@ -471,6 +471,9 @@ func TestInvalidOptions(t *testing.T) {
 		WithHistory(1),
 		WithMaxMembers(0),
 		WithQueueSize(10), // member only
+		WithRateLimit(-1, 0),
+		WithRateLimit(10, 100), // a burst could not hold a large datagram
+		WithNameRule(nil),
 		nil,
 	}
 	for i, o := range relay {
@@ -490,6 +493,8 @@ func TestInvalidOptions(t *testing.T) {
 		WithBroadcast("127.255.255.255:2411"), // relay only
 		WithHeartbeat(time.Second),
 		WithQueueSize(0),
+		WithRateLimit(10, 0),
+		WithNameRule(func(string) error { return nil }),
 	}
 	for i, o := range member {
 		if _, err := Join(ctxT(t), "alice", o); !errors.Is(err, ErrInvalidOption) {
@@ -601,7 +606,7 @@ func TestJunkDatagrams(t *testing.T) {
 	for i := range 200 {
 		spray(fmt.Appendf(nil, "UC\x01%c%s", byte(i), strings.Repeat("?", i%40)))
 	}
-	spray(appendHeartbeat(nil, 12345, 1)) // unknown session
+	spray(appendHeartbeat(nil, 12345, 1, 0)) // unknown session
 
 	if err := alice.Send(ctxT(t), "after the storm"); err != nil {
 		t.Fatal(err)
@@ -744,7 +749,7 @@ func TestSlowReceiver(t *testing.T) {
 		{"beyond history", 400, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startRelay(t, WithHistory(128))
+			r := startRelay(t, WithHistory(128), WithRateLimit(0, 0))
 			alice := join(t, r, "alice")
 			bob := join(t, r, "bob", WithQueueSize(8))
 			expect(t, bob, KindJoin, "bob", "")

@@ -25,8 +25,8 @@ const (
 	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, history u32, max datagram u16, group IPv4 [4], group port u16
 	tChat      byte = 3  // m→r member seq u64, text
 	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, text
-	tHeartbeat byte = 5  // m→r next expected seq u64
-	tStatus    byte = 6  // r→m last seq u64, last member seq sequenced u64, stable seq u64
+	tHeartbeat byte = 5  // m→r next expected seq u64, stable seq the member knows u64
+	tStatus    byte = 6  // r→m last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
 	tNack      byte = 7  // m→r 1 to 8 ranges of first u64, last u64
 	tGone      byte = 8  // r→m first u64, last u64: no longer in history
 	tLeave     byte = 9  // m→r (no body)
@@ -76,7 +76,8 @@ type packet struct {
 	prevInc  uint64          // join: the incarnation the member was in before, or 0
 	epoch    uint64          // join, deliver: the member's lifetime id
 	cookie   [cookieLen]byte // join, cookie
-	stable   uint64          // status: every member has every seq up to this
+	stable   uint64          // heartbeat (as known), status: every member has every seq up to this
+	prunable uint64          // status: every member knows that stable passed this
 	session  uint64          // welcome, bye
 	seq      uint64          // welcome (join seq), deliver, heartbeat (next), status (last), roster
 	mseq     uint64          // join (first), chat, deliver, status (last sequenced)
@@ -175,14 +176,14 @@ func appendBye(b []byte, inc, session uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, session)
 }
 
-func appendHeartbeat(b []byte, session, next uint64) []byte {
-	b = appendHeader(b, tHeartbeat, session)
-	return binary.BigEndian.AppendUint64(b, next)
+func appendHeartbeat(b []byte, session, next, stable uint64) []byte {
+	return appendU64Pair(b, tHeartbeat, session, next, stable)
 }
 
-func appendStatus(b []byte, inc, last, lastMseq, stable uint64) []byte {
+func appendStatus(b []byte, inc, last, lastMseq, stable, prunable uint64) []byte {
 	b = appendU64Pair(b, tStatus, inc, last, lastMseq)
-	return binary.BigEndian.AppendUint64(b, stable)
+	b = binary.BigEndian.AppendUint64(b, stable)
+	return binary.BigEndian.AppendUint64(b, prunable)
 }
 
 func appendError(b []byte, inc uint64, code byte, ref uint64) []byte {
@@ -308,15 +309,15 @@ func decode(b []byte, p *packet) error {
 		}
 		p.name, p.text = name, rest
 	case tHeartbeat:
-		if err := fixed(8); err != nil {
+		if err := fixed(16); err != nil {
 			return err
 		}
-		p.seq = u64(0)
+		p.seq, p.stable = u64(0), u64(8)
 	case tStatus:
-		if err := fixed(24); err != nil {
+		if err := fixed(32); err != nil {
 			return err
 		}
-		p.seq, p.mseq, p.stable = u64(0), u64(8), u64(16)
+		p.seq, p.mseq, p.stable, p.prunable = u64(0), u64(8), u64(16), u64(24)
 	case tNack, tGone:
 		n := len(body) / 16
 		if len(body)%16 != 0 || n == 0 || n > maxNackRanges || (p.typ == tGone && n != 1) {

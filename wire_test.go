@@ -20,9 +20,9 @@ func encode(p *packet) []byte {
 	case tDeliver:
 		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.epoch, p.mseq, p.kind, string(p.name), p.text)
 	case tStatus:
-		return appendStatus(nil, p.id, p.seq, p.mseq, p.stable)
+		return appendStatus(nil, p.id, p.seq, p.mseq, p.stable, p.prunable)
 	case tHeartbeat:
-		return appendHeartbeat(nil, p.id, p.seq)
+		return appendHeartbeat(nil, p.id, p.seq, p.stable)
 	case tNack, tGone:
 		b := appendHeader(nil, p.typ, p.id)
 		for _, r := range p.ranges[:p.nranges] {
@@ -65,8 +65,8 @@ func seedDatagrams() [][]byte {
 		appendChat(nil, 5, 2, ""),
 		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 7, 1, KindChat, "alice", []byte("hello")),
 		appendDeliver(nil, 9, 4, 0, 7, 0, KindJoin, "bob", nil),
-		appendHeartbeat(nil, 5, 3),
-		appendStatus(nil, 9, 10, 2, 8),
+		appendHeartbeat(nil, 5, 3, 2),
+		appendStatus(nil, 9, 10, 2, 8, 7),
 		nack,
 		appendU64Pair(nil, tGone, 9, 1, 100),
 		appendHeader(nil, tLeave, 5),
