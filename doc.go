@@ -95,6 +95,10 @@
 //	13 ROSTER     r→m  seq u64, more u8, the request's name, then names
 //	14 COOKIE     r→m  nonce u64, cookie [16]: join again with it
 //
+// With a group key (WithKey) each of these datagrams travels sealed with
+// AES-GCM, as "UC" | version | 0x80 | key id | nonce [12] | ciphertext |
+// tag [16]; SECURITY.md has the details.
+//
 // A deliver datagram takes 46 bytes plus the sender's name plus the text,
 // so with the default 1024-byte buffer a member named "alice" can send 973
 // bytes of text. Names are at most 32 bytes.

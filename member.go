@@ -47,6 +47,7 @@ type Member struct {
 	name  string
 	relay netip.AddrPort
 	pc    *ipv4.PacketConn // unicast, connected to the relay
+	plain []byte           // an opened datagram, with a key
 
 	wg       sync.WaitGroup
 	room     chan struct{} // the outbox shrank: a Send waiting for room may go on
@@ -69,6 +70,9 @@ type Member struct {
 	joinBackoff time.Duration
 	rejoinSince time.Time // when the current rejoin began; zero for the first join
 	lastErr     error     // the last socket error, for ErrRelayUnreachable's message
+	sealer      *sealer   // nil without a key
+	relaySalt   uint64    // with a key: the relay's sealing salt
+	relayCount  uint32    // and the last count of its control datagrams taken
 
 	inc, session uint64
 	heartbeat    time.Duration
@@ -182,6 +186,10 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		epoch:       randomID(),
 		queue:       ring{buf: make([]rxItem, cfg.queueSize)},
 	}
+	if cfg.keys != nil {
+		m.sealer = newSealer(cfg.keys)
+		m.plain = make([]byte, readBufSize)
+	}
 	m.wg.Add(2)
 	go m.readLoop(m.pc, false)
 	go m.timerLoop()
@@ -226,7 +234,7 @@ func (m *Member) Send(ctx context.Context, text string) error {
 	m.mu.Lock()
 	limit := min(m.cfg.bufferSize, m.maxDatagram)
 	m.mu.Unlock()
-	if size := deliverHdrLen + len(m.name) + len(text); size > limit {
+	if size := deliverHdrLen + len(m.name) + len(text) + m.cfg.sealOverhead(); size > limit {
 		return fmt.Errorf("%w: %d bytes with header and name, limit %d", ErrMessageTooLarge, size, limit)
 	}
 	select {
@@ -410,15 +418,16 @@ func (m *Member) leave(b []byte) {
 }
 
 func (m *Member) write(b []byte) {
-	if _, err := m.pc.WriteTo(b, nil, nil); err != nil {
-		m.mu.Lock()
-		m.lastErr = err
-		m.mu.Unlock()
-	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.writeLocked(b)
 }
 
-// writeLocked writes with m.mu held.
+// writeLocked seals b if the group has a key, and sends it. m.mu is held.
 func (m *Member) writeLocked(b []byte) {
+	if m.sealer != nil {
+		b = m.sealer.seal(b)
+	}
 	if _, err := m.pc.WriteTo(b, nil, nil); err != nil {
 		m.lastErr = err
 	}
@@ -477,8 +486,22 @@ func isTransient(err error) bool {
 func (m *Member) handle(b []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(b) > max(m.cfg.bufferSize, m.maxDatagram) {
+		m.stats.Dropped++
+		return
+	}
+	var salt uint64
+	var count uint32
+	if m.sealer != nil {
+		plain, s, c, err := m.cfg.keys.open(m.plain, b)
+		if err != nil {
+			m.stats.Dropped++
+			return
+		}
+		b, salt, count = plain, s, c
+	}
 	var p packet
-	if len(b) > max(m.cfg.bufferSize, m.maxDatagram) || decode(b, &p) != nil {
+	if decode(b, &p) != nil {
 		m.stats.Dropped++
 		return
 	}
@@ -497,6 +520,7 @@ func (m *Member) handle(b []byte) {
 		return
 	case p.typ == tWelcome:
 		if m.state == stateJoining && p.nonce == m.nonce {
+			m.relaySalt, m.relayCount = salt, count
 			m.welcome(&p, now)
 		}
 		return
@@ -512,6 +536,13 @@ func (m *Member) handle(b []byte) {
 		m.relayError(&p, now)
 		return
 	case m.state != stateJoined:
+		return
+	case m.sealer != nil && p.id == m.inc && (salt != m.relaySalt || (p.typ != tDeliver && !freshCount(&m.relayCount, count))):
+		// Replayed, or sealed by another sender with the key. Delivers are
+		// exempt: they are resent from history, and their seqs make a
+		// replayed one harmless. (A restarted relay's BYE has another
+		// incarnation, and names our session, which no replay can.)
+		m.stats.Dropped++
 		return
 	case p.typ == tBye:
 		// The relay does not know our session: it restarted (its

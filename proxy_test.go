@@ -32,6 +32,7 @@ type lossyProxy struct {
 	up, down impairment
 	blackout atomic.Bool
 	filter   atomic.Pointer[func(up bool, p *packet) bool] // drops what it returns true for
+	tap      atomic.Pointer[func(up bool, b []byte)]       // sees every datagram, as it is on the wire
 
 	mu        sync.Mutex
 	rng       *rand.Rand
@@ -163,6 +164,9 @@ func (p *lossyProxy) schedule(up bool, b []byte, send func([]byte)) {
 	imp := p.down
 	if up {
 		imp = p.up
+	}
+	if f := p.tap.Load(); f != nil {
+		(*f)(up, b)
 	}
 	var pk packet
 	filtered := false

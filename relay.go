@@ -63,6 +63,8 @@ type Relay struct {
 	outOldest uint64
 	outBufs   [][1][]byte // backing for out[i].Buffers
 	slab      []byte      // replies queued in out live here until the flush
+	sealer    *sealer     // nil without a key
+	plain     []byte      // an opened datagram
 	stats     RelayStats
 }
 
@@ -75,6 +77,8 @@ type relayMember struct {
 	addr       netip.AddrPort
 	dst        *net.UDPAddr      // addr, made once for sendmmsg
 	epoch      uint64            // the member's lifetime id, in each of its delivers
+	salt       uint64            // with a key: the member's sealing salt
+	count      uint32            // and the last count of it taken, against replays
 	progress   uint64            // the member has every seq up to this, by its heartbeats
 	knows      uint64            // the stable seq the member has heard of, by its heartbeats
 	nextMseq   uint64            // the member seq the relay sequences next
@@ -115,6 +119,10 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		out:     make([]ipv4.Message, 0, writeBatchSize),
 		outBufs: make([][1][]byte, writeBatchSize),
 		slab:    make([]byte, 0, 64*cfg.bufferSize),
+	}
+	if cfg.keys != nil {
+		r.sealer = newSealer(cfg.keys)
+		r.plain = make([]byte, cfg.bufferSize)
 	}
 	hist := make([]byte, cfg.history*cfg.bufferSize)
 	for i := range r.history {
@@ -329,6 +337,17 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		r.debugDrop("oversized", from)
 		return
 	}
+	var salt uint64
+	var count uint32
+	if r.cfg.keys != nil {
+		plain, s, c, err := r.cfg.keys.open(r.plain, b)
+		if err != nil {
+			r.stats.DroppedUnauthenticated++
+			r.debugDrop(err.Error(), from)
+			return
+		}
+		b, salt, count = plain, s, c
+	}
 	var p packet
 	if err := decode(b, &p); err != nil {
 		r.stats.DroppedMalformed++
@@ -342,7 +361,7 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		return
 	}
 	if p.typ == tJoin {
-		r.handleJoin(&p, src, from, now)
+		r.handleJoin(&p, src, from, now, salt, count)
 		return
 	}
 	m := r.members[p.id]
@@ -361,6 +380,13 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 			r.stats.DroppedMalformed++
 			r.debugDrop("relay-bound datagram of a member-bound type", from)
 		}
+		return
+	}
+	if r.sealer != nil && (salt != m.salt || (p.typ != tChat && !freshCount(&m.count, count))) {
+		// Sealed by another sender with the key, or replayed. Chats are
+		// exempt: their member seqs make a resent or replayed one harmless.
+		r.stats.DroppedReplayed++
+		r.debugDrop("replayed", from)
 		return
 	}
 	m.lastHeard = now
@@ -439,7 +465,7 @@ func (r *Relay) cookieFor(c *[cookieLen]byte, slot int64, src netip.AddrPort, no
 	copy(c[:], mac.Sum(r.cookieSum[:0]))
 }
 
-func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now time.Time) {
+func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now time.Time, salt uint64, count uint32) {
 	if !r.checkCookie(p, src, from, now) {
 		return
 	}
@@ -456,6 +482,13 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 			// The same member again: a lost welcome, or a member that lost
 			// track of the relay. Renew the session in place; nothing is
 			// announced.
+			if r.sealer != nil {
+				if salt == m.salt && !freshCount(&m.count, count) {
+					r.stats.DroppedReplayed++ // a replayed join
+					return
+				}
+				m.salt, m.count = salt, count
+			}
 			m.nonce = p.nonce
 			m.lastHeard = now
 			r.sendWelcome(m, from)
@@ -494,6 +527,8 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		addr:       src,
 		dst:        net.UDPAddrFromAddrPort(src),
 		epoch:      p.epoch,
+		salt:       salt,
+		count:      count,
 		progress:   progress,
 		knows:      knows,
 		nextMseq:   p.mseq,
@@ -594,7 +629,7 @@ func (r *Relay) acceptChat(m *relayMember, mseq uint64, text []byte, now time.Ti
 	switch {
 	case !utf8.Valid(text):
 		r.refuse(m, mseq, codeInvalidText)
-	case deliverHdrLen+len(m.name)+len(text) > r.cfg.bufferSize:
+	case deliverHdrLen+len(m.name)+len(text)+r.cfg.sealOverhead() > r.cfg.bufferSize:
 		r.refuse(m, mseq, codeTooLarge)
 	default:
 		r.sequence(KindChat, m, mseq, text, now)
@@ -647,7 +682,7 @@ func (r *Relay) handleRosterReq(m *relayMember, after []byte) {
 	b := r.replyBuf(r.cfg.bufferSize)
 	b = appendRosterHeader(b, r.inc, r.seq, false, after)
 	moreAt := len(b) - 2 - len(after)
-	for ; i < len(r.names) && len(b)+1+len(r.names[i]) <= r.cfg.bufferSize; i++ {
+	for ; i < len(r.names) && len(b)+1+len(r.names[i])+r.cfg.sealOverhead() <= r.cfg.bufferSize; i++ {
 		b = appendName(b, r.names[i])
 	}
 	if i < len(r.names) {
@@ -665,7 +700,12 @@ func (r *Relay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte,
 		r.flush() // the slot about to be reused is still queued
 	}
 	slot := r.seq % uint64(len(r.history))
-	b := appendDeliver(r.history[slot][:0], r.inc, r.seq, now.UnixNano(), from.epoch, mseq, kind, from.name, text)
+	buf := r.history[slot][:0]
+	b := appendDeliver(buf[sealPrefix(r.sealer):sealPrefix(r.sealer)], r.inc, r.seq, now.UnixNano(), from.epoch, mseq, kind, from.name, text)
+	if r.sealer != nil {
+		// Sealed once: the fan-out and every repair send the same bytes.
+		b = r.sealer.sealInPlace(buf, len(b))
+	}
 	r.history[slot] = b
 	if r.groupDst != nil {
 		r.queueHistory(r.seq, r.groupDst)
@@ -727,14 +767,19 @@ func (r *Relay) sweep(now time.Time) {
 // It flushes first when the slab or the batch is full, so that the reply
 // call that follows never has to.
 func (r *Relay) replyBuf(n int) []byte {
-	if cap(r.slab)-len(r.slab) < n || len(r.out) == cap(r.out) {
+	if cap(r.slab)-len(r.slab) < n+r.cfg.sealOverhead() || len(r.out) == cap(r.out) {
 		r.flush()
 	}
-	return r.slab[len(r.slab):len(r.slab):cap(r.slab)]
+	start := len(r.slab) + sealPrefix(r.sealer)
+	return r.slab[start:start:cap(r.slab)]
 }
 
-// reply queues b, which the last replyBuf returned, for sending to dst.
+// reply seals b, which the last replyBuf returned, where it lies, and
+// queues it for sending to dst.
 func (r *Relay) reply(dst net.Addr, b []byte) {
+	if r.sealer != nil {
+		b = r.sealer.sealInPlace(r.slab[len(r.slab):len(r.slab):cap(r.slab)], len(b))
+	}
 	r.slab = r.slab[:len(r.slab)+len(b)]
 	r.queue(b, dst)
 }

@@ -57,14 +57,16 @@ type RelayStats struct {
 	Reordered     uint64 // chats that arrived ahead of a lost one and waited for it
 	Members       int    // current number of members
 
-	DroppedMalformed   uint64 // not a udpchat datagram, bad version, bad length or field
-	DroppedOversized   uint64 // larger than the buffer size
-	DroppedUnknown     uint64 // from an unknown session or an address that does not own it
-	DroppedDuplicate   uint64 // chat retransmissions that were already sequenced
-	DroppedRejected    uint64 // joins and chats refused with an error (name taken, too large, ...)
-	DroppedRateLimited uint64 // chats beyond the member's rate limit (a Member resends them later)
-	DroppedSendErrors  uint64 // datagrams the kernel refused to send
-	Expired            uint64 // members removed after missing heartbeats
+	DroppedMalformed       uint64 // not a udpchat datagram, bad version, bad length or field
+	DroppedOversized       uint64 // larger than the buffer size
+	DroppedUnknown         uint64 // from an unknown session or an address that does not own it
+	DroppedDuplicate       uint64 // chat retransmissions that were already sequenced
+	DroppedRejected        uint64 // joins and chats refused with an error (name taken, too large, ...)
+	DroppedRateLimited     uint64 // chats beyond the member's rate limit (a Member resends them later)
+	DroppedUnauthenticated uint64 // with a key: not sealed, or not with a key of the group
+	DroppedReplayed        uint64 // with a key: a member's control datagram seen before, or sealed by another sender
+	DroppedSendErrors      uint64 // datagrams the kernel refused to send
+	Expired                uint64 // members removed after missing heartbeats
 }
 
 // MemberStats are a member's counters since Join.

@@ -2,8 +2,13 @@ package udpchat
 
 import (
 	"bytes"
+	"flag"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -222,4 +227,48 @@ func FuzzRelayHandle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzOpen checks that opening never panics on any datagram, and that
+// anything sealed opens to itself.
+func FuzzOpen(f *testing.F) {
+	ring, err := newKeyring([][]byte{bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{8}, 16)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := newSealer(ring)
+	for _, b := range seedDatagrams() {
+		f.Add(b)
+		f.Add(s.seal(b))
+	}
+	dst := make([]byte, 0, 1<<16)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ring.open(dst, b)
+		plain, salt, _, err := ring.open(dst, s.seal(b))
+		if err != nil || !bytes.Equal(plain, b) || salt != s.salt {
+			t.Fatalf("seal then open: %v, %x", err, plain)
+		}
+	})
+}
+
+var writeCorpus = flag.Bool("write-corpus", false, "write the seed datagrams into testdata/fuzz")
+
+// TestWriteCorpus keeps a corpus of genuine datagrams in testdata/fuzz for
+// the fuzz targets (go test -run TestWriteCorpus -write-corpus).
+func TestWriteCorpus(t *testing.T) {
+	if !*writeCorpus {
+		t.Skip("run with -write-corpus")
+	}
+	for i, b := range seedDatagrams() {
+		for target, extra := range map[string]string{"FuzzDecode": "", "FuzzRelayHandle": "bool(false)\n", "FuzzOpen": ""} {
+			dir := filepath.Join("testdata", "fuzz", target)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			body := fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n%s", strconv.Quote(string(b)), extra)
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("genuine-%02d", i)), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
