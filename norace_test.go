@@ -1,0 +1,5 @@
+//go:build !race
+
+package udpchat
+
+const raceEnabled = false
