@@ -71,8 +71,8 @@ type Member struct {
 	rejoinSince time.Time // when the current rejoin began; zero for the first join
 	lastErr     error     // the last socket error, for ErrRelayUnreachable's message
 	sealer      *sealer   // nil without a key
-	relaySalt   uint64    // with a key: the relay's sealing salt
-	relayCount  uint32    // and the last count of its control datagrams taken
+	relaySalt   uint32    // with a key: the relay's sealing salt
+	relayReplay replay    // and the counters of its control datagrams taken
 
 	inc, session uint64
 	heartbeat    time.Duration
@@ -490,8 +490,8 @@ func (m *Member) handle(b []byte) {
 		m.stats.Dropped++
 		return
 	}
-	var salt uint64
-	var count uint32
+	var salt uint32
+	var count uint64
 	if m.sealer != nil {
 		plain, s, c, err := m.cfg.keys.open(m.plain, b)
 		if err != nil {
@@ -520,7 +520,7 @@ func (m *Member) handle(b []byte) {
 		return
 	case p.typ == tWelcome:
 		if m.state == stateJoining && p.nonce == m.nonce {
-			m.relaySalt, m.relayCount = salt, count
+			m.relaySalt, m.relayReplay = salt, replay{newest: count, seen: 1}
 			m.welcome(&p, now)
 		}
 		return
@@ -537,11 +537,13 @@ func (m *Member) handle(b []byte) {
 		return
 	case m.state != stateJoined:
 		return
-	case m.sealer != nil && p.id == m.inc && (salt != m.relaySalt || (p.typ != tDeliver && !freshCount(&m.relayCount, count))):
-		// Replayed, or sealed by another sender with the key. Delivers are
-		// exempt: they are resent from history, and their seqs make a
-		// replayed one harmless. (A restarted relay's BYE has another
-		// incarnation, and names our session, which no replay can.)
+	case m.sealer != nil && (p.id != m.inc || salt != m.relaySalt || (p.typ != tDeliver && !m.relayReplay.fresh(count))):
+		// Replayed, or sealed by another sender with the key (another
+		// relay of the group included: anyone who captured one of our
+		// datagrams could have it answer with a BYE for our session, so
+		// with a key a restarted relay is noticed by its silence).
+		// Delivers are exempt: they are resent from history, and their
+		// seqs make a replayed one harmless.
 		m.stats.Dropped++
 		return
 	case p.typ == tBye:
@@ -838,8 +840,10 @@ func (m *Member) nack(now time.Time, all bool) {
 		start = max(start, m.nackHigh+1)
 	}
 	b := appendHeader(make([]byte, 0, headerLen+16*maxNackRanges), tNack, m.session)
+	// As many ranges as fit the smaller buffer, sealed.
+	ranges := min(maxNackRanges, (min(m.cfg.bufferSize, m.maxDatagram)-headerLen-m.cfg.sealOverhead())/16)
 	n := 0
-	for s := start; s <= end && n < maxNackRanges; s++ {
+	for s := start; s <= end && n < ranges; s++ {
 		if _, ok := m.early[s]; ok {
 			continue
 		}

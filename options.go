@@ -24,7 +24,7 @@ const (
 	DefaultRateLimit  = 100       // chat messages per second per member
 	DefaultByteLimit  = 128 << 10 // bytes of chat datagrams per second per member
 
-	minBufferSize = 128   // room for every control datagram and a short chat
+	minBufferSize = 128   // room for every control datagram, sealed too (NACKs take fewer ranges), and a short chat
 	maxBufferSize = 65507 // the largest UDP payload over IPv4
 	minHistory    = 2 * readBatchSize
 	maxHistory    = 1 << 20

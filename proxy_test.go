@@ -33,6 +33,7 @@ type lossyProxy struct {
 	blackout atomic.Bool
 	filter   atomic.Pointer[func(up bool, p *packet) bool] // drops what it returns true for
 	tap      atomic.Pointer[func(up bool, b []byte)]       // sees every datagram, as it is on the wire
+	keys     *keyring                                      // if set, the filter sees sealed datagrams opened
 
 	mu        sync.Mutex
 	rng       *rand.Rand
@@ -170,8 +171,14 @@ func (p *lossyProxy) schedule(up bool, b []byte, send func([]byte)) {
 	}
 	var pk packet
 	filtered := false
-	if f := p.filter.Load(); f != nil && decode(b, &pk) == nil {
-		filtered = (*f)(up, &pk)
+	if f := p.filter.Load(); f != nil {
+		plain := b
+		if p.keys != nil {
+			plain, _, _, _ = p.keys.open(make([]byte, len(b)), b)
+		}
+		if decode(plain, &pk) == nil {
+			filtered = (*f)(up, &pk)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

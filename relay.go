@@ -45,6 +45,7 @@ type Relay struct {
 	cookieMAC  [2]hash.Hash // [slot%2]
 	cookieSlot int64        // the current slot
 	cookieSum  [sha256.Size]byte
+	joined     map[uint64]int64 // nonces of joins that made a session, by cookie slot
 
 	mu       sync.Mutex // guards everything below; Serve holds it while it handles a batch
 	closed   bool
@@ -66,30 +67,31 @@ type Relay struct {
 	sealer    *sealer     // nil without a key
 	plain     []byte      // an opened datagram
 	stats     RelayStats
+	// leftBuckets keeps the rate buckets of members that left, by IP, for
+	// a few seconds.
+	leftBuckets map[netip.Addr]buckets
 }
 
 // relayMember is the relay's state for one member.
 type relayMember struct {
-	name       string
-	session    uint64
-	nonce      uint64 // of the join that created or last renewed the session
-	joinSeq    uint64 // first seq the session was told to expect
-	addr       netip.AddrPort
-	dst        *net.UDPAddr      // addr, made once for sendmmsg
-	epoch      uint64            // the member's lifetime id, in each of its delivers
-	salt       uint64            // with a key: the member's sealing salt
-	count      uint32            // and the last count of it taken, against replays
-	progress   uint64            // the member has every seq up to this, by its heartbeats
-	knows      uint64            // the stable seq the member has heard of, by its heartbeats
-	nextMseq   uint64            // the member seq the relay sequences next
-	ahead      map[uint64][]byte // chat texts that arrived before nextMseq; nil until needed
-	msgTokens  float64           // the member's rate limit buckets
-	byteTokens float64
-	refilled   time.Time
-	refused    uint64 // the last member seq refused, and why: a resent one
-	refusedAs  byte   // is refused again, not confirmed
-	lastHeard  time.Time
-	idx        int // position in Relay.list
+	name     string
+	session  uint64
+	nonce    uint64 // of the join that created or last renewed the session
+	joinSeq  uint64 // first seq the session was told to expect
+	addr     netip.AddrPort
+	dst      *net.UDPAddr      // addr, made once for sendmmsg
+	epoch    uint64            // the member's lifetime id, in each of its delivers
+	salt     uint32            // with a key: the member's sealing salt
+	replay   replay            // and its counters taken, against replays
+	progress uint64            // the member has every seq up to this, by its heartbeats
+	knows    uint64            // the stable seq the member has heard of, by its heartbeats
+	nextMseq uint64            // the member seq the relay sequences next
+	ahead    map[uint64][]byte // chat texts that arrived before nextMseq; nil until needed
+	buckets
+	refused   uint64 // the last member seq refused, and why: a resent one
+	refusedAs byte   // is refused again, not confirmed
+	lastHeard time.Time
+	idx       int // position in Relay.list
 }
 
 // NewRelay binds the relay's socket and returns a Relay ready to Serve.
@@ -109,16 +111,18 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		return nil, fmt.Errorf("udpchat: relay listen on %s: %w", cfg.addr, err)
 	}
 	r := &Relay{
-		cfg:     cfg,
-		pc:      ipv4.NewPacketConn(c),
-		addr:    c.LocalAddr().(*net.UDPAddr),
-		inc:     randomID(),
-		members: make(map[uint64]*relayMember),
-		byName:  make(map[string]*relayMember),
-		history: make([][]byte, cfg.history),
-		out:     make([]ipv4.Message, 0, writeBatchSize),
-		outBufs: make([][1][]byte, writeBatchSize),
-		slab:    make([]byte, 0, 64*cfg.bufferSize),
+		cfg:         cfg,
+		pc:          ipv4.NewPacketConn(c),
+		addr:        c.LocalAddr().(*net.UDPAddr),
+		inc:         randomID(),
+		members:     make(map[uint64]*relayMember),
+		joined:      make(map[uint64]int64),
+		leftBuckets: make(map[netip.Addr]buckets),
+		byName:      make(map[string]*relayMember),
+		history:     make([][]byte, cfg.history),
+		out:         make([]ipv4.Message, 0, writeBatchSize),
+		outBufs:     make([][1][]byte, writeBatchSize),
+		slab:        make([]byte, 0, 64*cfg.bufferSize),
 	}
 	if cfg.keys != nil {
 		r.sealer = newSealer(cfg.keys)
@@ -337,8 +341,8 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		r.debugDrop("oversized", from)
 		return
 	}
-	var salt uint64
-	var count uint32
+	var salt uint32
+	var count uint64
 	if r.cfg.keys != nil {
 		plain, s, c, err := r.cfg.keys.open(r.plain, b)
 		if err != nil {
@@ -370,10 +374,14 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		case tChat, tHeartbeat, tNack, tRosterReq, tLeave:
 			r.stats.DroppedUnknown++
 			r.debugDrop("unknown session", from)
-			// BYE names the session it answers, so a stranger cannot make
-			// it end anyone else's. It is no larger than the datagram it
-			// answers: the answer to a spoofed source never amplifies.
-			if len(b) >= byeLen {
+			// BYE tells a member of a relay that restarted, or that
+			// expired it, to join again. It names the session it answers,
+			// and goes only where that session is unknown: a session the
+			// relay knows, used from another address, is someone replaying
+			// it, who must not get a BYE for it. It is no larger than the
+			// datagram it answers: the answer to a spoofed source never
+			// amplifies.
+			if m == nil && len(b) >= byeLen {
 				r.reply(from, appendBye(r.replyBuf(byeLen), r.inc, p.id))
 			}
 		default:
@@ -382,9 +390,9 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		}
 		return
 	}
-	if r.sealer != nil && (salt != m.salt || (p.typ != tChat && !freshCount(&m.count, count))) {
-		// Sealed by another sender with the key, or replayed. Chats are
-		// exempt: their member seqs make a resent or replayed one harmless.
+	if r.sealer != nil && (salt != m.salt || !m.replay.fresh(count)) {
+		// Sealed by another sender with the key, or replayed: a Member
+		// seals every datagram anew, resent chats too.
 		r.stats.DroppedReplayed++
 		r.debugDrop("replayed", from)
 		return
@@ -400,8 +408,12 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		m.knows = max(m.knows, min(p.stable, r.stable))
 		r.sendStatus(m)
 	case tNack:
-		r.handleNack(m, &p)
+		r.handleNack(m, &p, now)
 	case tRosterReq:
+		if !r.allow(m, len(b), now) {
+			r.stats.DroppedRateLimited++
+			return
+		}
 		r.handleRosterReq(m, p.name)
 	case tLeave:
 		r.reply(m.dst, appendBye(r.replyBuf(byeLen), r.inc, m.session))
@@ -439,6 +451,12 @@ func (r *Relay) checkCookie(p *packet, src netip.AddrPort, from net.Addr, now ti
 			r.cookieMAC[s&1] = hmac.New(sha256.New, secret[:])
 		}
 		r.cookieSlot = slot
+		// A cookie is good for two slots: so are the nonces it may carry.
+		for nonce, s := range r.joined {
+			if s < slot-1 {
+				delete(r.joined, nonce)
+			}
+		}
 	}
 	var want [cookieLen]byte
 	for _, s := range []int64{slot, slot - 1} {
@@ -465,7 +483,7 @@ func (r *Relay) cookieFor(c *[cookieLen]byte, slot int64, src netip.AddrPort, no
 	copy(c[:], mac.Sum(r.cookieSum[:0]))
 }
 
-func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now time.Time, salt uint64, count uint32) {
+func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now time.Time, salt uint32, count uint64) {
 	if !r.checkCookie(p, src, from, now) {
 		return
 	}
@@ -483,11 +501,11 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 			// track of the relay. Renew the session in place; nothing is
 			// announced.
 			if r.sealer != nil {
-				if salt == m.salt && !freshCount(&m.count, count) {
+				if salt == m.salt && !m.replay.fresh(count) {
 					r.stats.DroppedReplayed++ // a replayed join
 					return
 				}
-				m.salt, m.count = salt, count
+				m.salt, m.replay = salt, replay{newest: count, seen: 1}
 			}
 			m.nonce = p.nonce
 			m.lastHeard = now
@@ -506,6 +524,14 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		refuse(codeFull)
 		return
 	}
+	if _, used := r.joined[p.nonce]; used {
+		// This join made a session before (its cookie is still good): a
+		// replay, perhaps after the member left. A Member joins again
+		// with a new nonce.
+		r.stats.DroppedReplayed++
+		return
+	}
+	r.joined[p.nonce] = r.cookieSlot
 	// A new member has everything before its join. A member coming back
 	// to this relay (it was expired) keeps its place and reports it in its
 	// next heartbeat; until then it must not move stable on.
@@ -520,23 +546,21 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		joinSeq, progress, knows = 1, 0, 0
 	}
 	m := &relayMember{
-		name:       name,
-		session:    randomID(),
-		nonce:      p.nonce,
-		joinSeq:    joinSeq,
-		addr:       src,
-		dst:        net.UDPAddrFromAddrPort(src),
-		epoch:      p.epoch,
-		salt:       salt,
-		count:      count,
-		progress:   progress,
-		knows:      knows,
-		nextMseq:   p.mseq,
-		msgTokens:  2 * r.cfg.rateMsgs,
-		byteTokens: 2 * r.cfg.rateBytes,
-		refilled:   now,
-		lastHeard:  now,
-		idx:        len(r.list),
+		name:      name,
+		session:   randomID(),
+		nonce:     p.nonce,
+		joinSeq:   joinSeq,
+		addr:      src,
+		dst:       net.UDPAddrFromAddrPort(src),
+		epoch:     p.epoch,
+		salt:      salt,
+		replay:    replay{newest: count, seen: 1},
+		progress:  progress,
+		knows:     knows,
+		nextMseq:  p.mseq,
+		buckets:   r.bucketsFor(src.Addr(), now),
+		lastHeard: now,
+		idx:       len(r.list),
 	}
 	r.members[m.session] = m
 	r.byName[name] = m
@@ -610,16 +634,46 @@ func (r *Relay) allow(m *relayMember, n int, now time.Time) bool {
 	if r.cfg.rateMsgs == 0 && r.cfg.rateBytes == 0 {
 		return true
 	}
-	dt := now.Sub(m.refilled).Seconds()
-	m.refilled = now
-	m.msgTokens = min(m.msgTokens+dt*r.cfg.rateMsgs, 2*r.cfg.rateMsgs)
-	m.byteTokens = min(m.byteTokens+dt*r.cfg.rateBytes, 2*r.cfg.rateBytes)
+	r.refill(&m.buckets, now)
 	if (r.cfg.rateMsgs > 0 && m.msgTokens < 1) || (r.cfg.rateBytes > 0 && m.byteTokens < float64(n)) {
 		return false
 	}
 	m.msgTokens--
 	m.byteTokens -= float64(n)
 	return true
+}
+
+// buckets are a member's token buckets: chat messages and bytes, and
+// datagrams resent to repair its losses (repairs cost the relay far more
+// than the NACK that asks for them).
+type buckets struct {
+	msgTokens, byteTokens, repairTokens float64
+	refilled                            time.Time
+}
+
+// repairRate is how many datagrams a second the relay resends to one
+// member, with bursts of twice that: enough to catch up on the whole
+// history at once.
+func (r *Relay) repairRate() float64 { return float64(len(r.history)) }
+
+func (r *Relay) refill(b *buckets, now time.Time) {
+	dt := now.Sub(b.refilled).Seconds()
+	b.refilled = now
+	b.msgTokens = min(b.msgTokens+dt*r.cfg.rateMsgs, 2*r.cfg.rateMsgs)
+	b.byteTokens = min(b.byteTokens+dt*r.cfg.rateBytes, 2*r.cfg.rateBytes)
+	b.repairTokens = min(b.repairTokens+dt*r.repairRate(), 2*r.repairRate())
+}
+
+// bucketsFor gives a new member full buckets, unless a member from the
+// same IP address left a moment ago: then it carries on with those, so
+// that leaving and joining again does not buy a fresh burst.
+func (r *Relay) bucketsFor(ip netip.Addr, now time.Time) buckets {
+	if b, ok := r.leftBuckets[ip]; ok {
+		delete(r.leftBuckets, ip)
+		r.refill(&b, now)
+		return b
+	}
+	return buckets{2 * r.cfg.rateMsgs, 2 * r.cfg.rateBytes, 2 * r.repairRate(), now}
 }
 
 // acceptChat sequences the member's next chat or refuses it; either way
@@ -654,8 +708,13 @@ func (r *Relay) oldest() uint64 {
 	return 1
 }
 
-func (r *Relay) handleNack(m *relayMember, p *packet) {
+func (r *Relay) handleNack(m *relayMember, p *packet, now time.Time) {
 	budget := maxRepairPerNak
+	if r.cfg.rateMsgs != 0 || r.cfg.rateBytes != 0 {
+		r.refill(&m.buckets, now)
+		budget = min(budget, int(m.repairTokens))
+		m.repairTokens -= float64(budget)
+	}
 	oldest := r.oldest()
 	for _, rg := range p.ranges[:p.nranges] {
 		first, last := rg[0], min(rg[1], r.seq)
@@ -729,6 +788,7 @@ func (r *Relay) remove(m *relayMember, now time.Time) {
 	if i, ok := slices.BinarySearch(r.names, m.name); ok {
 		r.names = slices.Delete(r.names, i, i+1)
 	}
+	r.leftBuckets[m.addr.Addr()] = m.buckets
 	r.sequence(KindLeave, m, 0, nil, now)
 	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)
 }
@@ -750,6 +810,11 @@ func (r *Relay) sweep(now time.Time) {
 		r.stable = max(stable, r.oldest()-1)
 		r.prunable = max(r.prunable, prunable)
 	}()
+	for ip, b := range r.leftBuckets {
+		if now.Sub(b.refilled) > 4*time.Second { // full again by now
+			delete(r.leftBuckets, ip)
+		}
+	}
 	// Backwards, because remove moves the last member into the hole.
 	for i := len(r.list) - 1; i >= 0; i-- {
 		m := r.list[i]
@@ -757,6 +822,11 @@ func (r *Relay) sweep(now time.Time) {
 			continue
 		}
 		r.stats.Expired++
+		// It may still be joining with this nonce, its welcomes lost: let
+		// the nonce make a session again. (A replay of it now makes one
+		// that expires in turn; what the nonce rule prevents is a replay
+		// bringing back a member that left.)
+		delete(r.joined, m.nonce)
 		// If it is alive after all, BYE makes it join again.
 		r.reply(m.dst, appendBye(r.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)

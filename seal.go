@@ -14,13 +14,15 @@ import (
 //	"UC" | version | tSealed | key id u8 | nonce [12] | ciphertext | tag [16]
 //
 // The ciphertext is the whole plain datagram; the first five bytes are
-// authenticated too. The nonce is the sender's random 64-bit salt and a
-// 32-bit counter, so senders never share a nonce under one key.
+// authenticated too. The nonce is the sender's random 32-bit salt and a
+// 64-bit counter that starts at a random point below 2^62: two senders
+// share a nonce only if they drew the same salt and counters within a few
+// billion of each other, and a counter never wraps.
 const (
 	tSealed      byte = 0x80
 	sealHdrLen        = 4 + 1 + 12
 	sealOverhead      = sealHdrLen + 16
-	maxSealCount      = 1<<32 - 1
+	replayWindow      = 64 // counters a receiver tracks below the newest
 )
 
 var (
@@ -60,31 +62,23 @@ func newKeyring(keys [][]byte) (*keyring, error) {
 // sealer seals one sender's datagrams. It is not safe for concurrent use.
 type sealer struct {
 	ring  *keyring
-	salt  uint64
-	count uint32
+	salt  uint32
+	count uint64
 }
 
 func newSealer(ring *keyring) *sealer {
-	s := &sealer{ring: ring}
-	s.resalt()
-	return s
-}
-
-func (s *sealer) resalt() {
-	s.salt, s.count = randomID(), 0
+	id := randomID()
+	return &sealer{ring: ring, salt: uint32(id >> 32), count: uint64(uint32(id)) << 30}
 }
 
 // sealInPlace seals the n-byte plain datagram at buf[sealHdrLen:] into buf,
 // which has room for the tag, and returns the sealed datagram.
 func (s *sealer) sealInPlace(buf []byte, n int) []byte {
-	if s.count == maxSealCount {
-		s.resalt() // a fresh salt keeps nonces unique; receivers learn it anew
-	}
 	s.count++
 	buf = buf[:sealHdrLen]
 	buf[0], buf[1], buf[2], buf[3], buf[4] = 'U', 'C', wireVersion, tSealed, s.ring.ids[0]
-	binary.BigEndian.PutUint64(buf[5:], s.salt)
-	binary.BigEndian.PutUint32(buf[13:], s.count)
+	binary.BigEndian.PutUint32(buf[5:], s.salt)
+	binary.BigEndian.PutUint64(buf[9:], s.count)
 	plain := buf[sealHdrLen : sealHdrLen+n]
 	s.ring.aeads[0].Seal(plain[:0], buf[5:sealHdrLen], plain, buf[:5])
 	return buf[:sealHdrLen+n+16]
@@ -99,7 +93,7 @@ func (s *sealer) seal(b []byte) []byte {
 
 // open opens a sealed datagram into dst (which must not overlap b) and
 // returns the plain datagram and the sender's salt and counter.
-func (k *keyring) open(dst, b []byte) (plain []byte, salt uint64, count uint32, err error) {
+func (k *keyring) open(dst, b []byte) (plain []byte, salt uint32, count uint64, err error) {
 	if len(b) < sealOverhead || b[0] != 'U' || b[1] != 'C' || b[2] != wireVersion || b[3] != tSealed {
 		return nil, 0, 0, errNotSealed
 	}
@@ -109,20 +103,39 @@ func (k *keyring) open(dst, b []byte) (plain []byte, salt uint64, count uint32, 
 			continue
 		}
 		if plain, err = aead.Open(dst[:0], nonce, ct, b[:5]); err == nil {
-			return plain, binary.BigEndian.Uint64(b[5:]), binary.BigEndian.Uint32(b[13:]), nil
+			return plain, binary.BigEndian.Uint32(b[5:]), binary.BigEndian.Uint64(b[9:]), nil
 		}
 	}
 	return nil, 0, 0, errOpen
 }
 
-// freshCount reports whether count is newer than the last one taken from a
-// sender's salt, and takes it. Datagrams that are deduplicated by their own
-// numbers (chats, delivers) skip this: they may be resent and reordered.
-func freshCount(last *uint32, count uint32) bool {
-	if count <= *last {
+// replay is a receiver's record of one sender's counters: the newest, and
+// which of the replayWindow before it were seen. A counter seen before, or
+// older than the window, is a replay (or too late to tell).
+type replay struct {
+	newest uint64
+	seen   uint64 // bit i: newest-i was seen
+}
+
+// fresh reports whether count is new, and records it.
+func (r *replay) fresh(count uint64) bool {
+	switch {
+	case count > r.newest:
+		if d := count - r.newest; d < replayWindow {
+			r.seen = r.seen<<d | 1
+		} else {
+			r.seen = 1
+		}
+		r.newest = count
+		return true
+	case r.newest-count >= replayWindow:
 		return false
 	}
-	*last = count
+	bit := uint64(1) << (r.newest - count)
+	if r.seen&bit != 0 {
+		return false
+	}
+	r.seen |= bit
 	return true
 }
 
