@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -121,16 +120,7 @@ func TestKeyRotation(t *testing.T) {
 // member seqs.
 func TestKeyReplay(t *testing.T) {
 	r := startRelay(t, WithKey(key1))
-	px := newLossyProxy(t, r.Addr(), 1, impairment{}, impairment{})
-	var mu sync.Mutex
-	var captured [][]byte
-	px.tap.Store(ptr(func(up bool, b []byte) {
-		if up {
-			mu.Lock()
-			captured = append(captured, append([]byte(nil), b...))
-			mu.Unlock()
-		}
-	}))
+	px, caps := capture(t, r)
 	alice, err := Join(ctxT(t), "alice", WithAddr(px.Addr()), WithKey(key1))
 	if err != nil {
 		t.Fatal(err)
@@ -142,22 +132,16 @@ func TestKeyReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, bob, KindChat, "alice", "once")
-	px.tap.Store(nil)
 
 	// The relay knows alice by the proxy's upstream socket.
-	px.mu.Lock()
-	var port int
-	for _, u := range px.upstreams {
-		port = u.LocalAddr().(*net.UDPAddr).Port
-	}
-	px.mu.Unlock()
+	port := upstreamPort(px)
 	before := r.Stats()
-	mu.Lock()
+	captured := caps()
+	sp := newSpoofer(t)
 	for _, b := range captured {
-		sendSpoofed(t, port, r.addr, b)
+		sp.send(port, r.addr, b)
 	}
 	n := len(captured)
-	mu.Unlock()
 	if err := alice.Send(ctxT(t), "twice?"); err != nil {
 		t.Fatal(err)
 	}

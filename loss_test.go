@@ -25,31 +25,8 @@ type lossRun struct {
 }
 
 type lossEnv struct {
-	relay *Relay
-	addr  string // the relay's address, to restart it on the same port
+	restartable
 	proxy *lossyProxy
-	opts  []Option
-	serve chan error
-}
-
-// startRelayAt runs a relay with env's options until Close.
-func (env *lossEnv) startRelayAt(t *testing.T, addr string) {
-	t.Helper()
-	r, err := NewRelay(append(env.opts, WithAddr(addr))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.relay, env.addr = r, r.Addr().String()
-	env.serve = make(chan error, 1)
-	go func() { env.serve <- r.Serve(context.Background()) }()
-}
-
-func (env *lossEnv) stopRelay(kill bool) {
-	if kill {
-		env.relay.pc.Close() // no goodbye
-	}
-	env.relay.Close()
-	<-env.serve
 }
 
 type lossResult struct {
@@ -61,7 +38,7 @@ type lossResult struct {
 }
 
 func (lr lossRun) run(t *testing.T) lossResult {
-	env := &lossEnv{opts: []Option{WithHeartbeat(100 * time.Millisecond), WithHistory(4096)}}
+	env := &lossEnv{restartable: restartable{opts: []Option{WithHeartbeat(100 * time.Millisecond), WithHistory(4096)}}}
 	env.startRelayAt(t, "127.0.0.1:0")
 	defer func() { env.stopRelay(false) }()
 	env.proxy = newLossyProxy(t, env.relay.Addr(), lr.seed, lr.imp, lr.imp)

@@ -2,42 +2,15 @@ package udpchat
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// sendSpoofed sends payload to the loopback address dst from 127.0.0.1 with
-// a forged UDP source port, through a raw socket. It skips the test where
-// raw sockets are not allowed.
-func sendSpoofed(t testing.TB, srcPort int, dst *net.UDPAddr, payload []byte) {
-	t.Helper()
-	if !dst.IP.IsLoopback() {
-		t.Fatal("spoofed datagrams go to loopback only")
-	}
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_UDP)
-	if err != nil {
-		t.Skipf("raw socket: %v", err)
-	}
-	defer syscall.Close(fd)
-	pkt := make([]byte, 8+len(payload)) // UDP header; checksum 0 means none
-	binary.BigEndian.PutUint16(pkt[0:], uint16(srcPort))
-	binary.BigEndian.PutUint16(pkt[2:], uint16(dst.Port))
-	binary.BigEndian.PutUint16(pkt[4:], uint16(len(pkt)))
-	copy(pkt[8:], payload)
-	sa := &syscall.SockaddrInet4{}
-	copy(sa.Addr[:], dst.IP.To4())
-	if err := syscall.Sendto(fd, pkt, 0, sa); err != nil {
-		t.Fatalf("raw sendto: %v", err)
-	}
-}
 
 // A datagram from source port 0 cannot be answered; sendmmsg's error on
 // the answer once made flush retry it forever with the relay's lock held.
@@ -223,18 +196,7 @@ func TestNoDuplicateAfterExpiryRejoin(t *testing.T) {
 	bob := join(t, r, "bob")
 	expect(t, bob, KindJoin, "bob", "")
 
-	alice.mu.Lock()
-	alice.rejoin(time.Now(), "test: deaf to the relay") // drops what the relay says until welcomed
-	alice.mu.Unlock()
-	sent := make(chan error, 1)
-	go func() { sent <- alice.Send(ctxT(t), "once") }()
-	expect(t, bob, KindChat, "alice", "once")
-	r.mu.Lock()
-	r.stats.Expired++
-	r.remove(r.byName["alice"], time.Now())
-	r.flush()
-	r.mu.Unlock()
-	expect(t, bob, KindLeave, "alice", "")
+	sent := expireWhileDeaf(t, r, alice, bob, "once")
 	if err := <-sent; err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -304,15 +266,10 @@ func TestOldSessionDeliverDoesNotConfirm(t *testing.T) {
 // dropped silently, and what they keep arrives.
 func TestRestartLaggardGetsGap(t *testing.T) {
 	opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(200 * time.Millisecond), WithHistory(128), WithRateLimit(0, 0)}
-	r1, err := NewRelay(append(opts, WithAddr("127.0.0.1:0"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := r1.Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- r1.Serve(context.Background()) }()
-	alice := join(t, r1, "alice")
-	bob := join(t, r1, "bob", WithQueueSize(8)) // does not Receive for now
+	rr := restartable{opts: opts}
+	rr.startRelayAt(t, "127.0.0.1:0")
+	alice := join(t, rr.relay, "alice")
+	bob := join(t, rr.relay, "bob", WithQueueSize(8)) // does not Receive for now
 	const count = 300
 	for i := range count {
 		if err := alice.Send(ctxT(t), strconv.Itoa(i)); err != nil {
@@ -324,10 +281,8 @@ func TestRestartLaggardGetsGap(t *testing.T) {
 		defer alice.mu.Unlock()
 		return alice.prunable > 128 // she forgot chats bob lacks
 	}, "the stable seq to pass the history")
-	r1.pc.Close() // crash
-	r1.Close()
-	<-served
-	startRelay(t, append(opts, WithAddr(addr))...)
+	rr.stopRelay(true) // crash
+	startRelay(t, append(opts, WithAddr(rr.addr))...)
 
 	got := map[int]bool{}
 	lost := 0
@@ -365,23 +320,12 @@ func TestOriginsPruneKeepsRecentSenders(t *testing.T) {
 	expect(t, bob, KindJoin, "bob", "")
 	expect(t, bob, KindJoin, "carol", "")
 
-	alice.mu.Lock()
-	alice.rejoin(time.Now(), "test: deaf to the relay")
-	alice.mu.Unlock()
-	sent := make(chan error, 1)
-	go func() { sent <- alice.Send(ctxT(t), "once") }()
-	expect(t, bob, KindChat, "alice", "once")
+	sent := expireWhileDeaf(t, r, alice, bob, "once")
 	bob.mu.Lock()
 	for i := len(bob.origins); i < maxOrigins; i++ {
 		bob.origins["gone"+strconv.Itoa(i)] = origin{uint64(i + 1), 1, 1} // senders of long ago
 	}
 	bob.mu.Unlock()
-	r.mu.Lock()
-	r.stats.Expired++
-	r.remove(r.byName["alice"], time.Now())
-	r.flush()
-	r.mu.Unlock()
-	expect(t, bob, KindLeave, "alice", "")
 	if err := carol.Send(ctxT(t), "a new name speaks"); err != nil {
 		t.Fatal(err)
 	}
@@ -442,4 +386,25 @@ func TestLossyExpiryRejoin(t *testing.T) {
 		}
 		cancel()
 	}
+}
+
+// expireWhileDeaf makes alice deaf to the relay (as if all it sends her were
+// lost), has her send text, waits for bob to get it, and has the relay
+// expire her. She does not know the relay sequenced her chat; her Send's
+// answer comes on the channel once she has rejoined.
+func expireWhileDeaf(t *testing.T, r *Relay, alice, bob *Member, text string) <-chan error {
+	t.Helper()
+	alice.mu.Lock()
+	alice.rejoin(time.Now(), "test: deaf to the relay") // drops what the relay says until welcomed
+	alice.mu.Unlock()
+	sent := make(chan error, 1)
+	go func() { sent <- alice.Send(ctxT(t), text) }()
+	expect(t, bob, KindChat, alice.Name(), text)
+	r.mu.Lock()
+	r.stats.Expired++
+	r.remove(r.byName[alice.Name()], time.Now())
+	r.flush()
+	r.mu.Unlock()
+	expect(t, bob, KindLeave, alice.Name(), "")
+	return sent
 }

@@ -6,43 +6,12 @@ package udpchat
 
 import (
 	"context"
-	"encoding/binary"
 	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// spoofer keeps one raw socket open to send many forged-port datagrams on loopback.
-type spoofer struct {
-	t  testing.TB
-	fd int
-}
-
-func newSpoofer(t testing.TB) *spoofer {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_UDP)
-	if err != nil {
-		t.Skipf("raw socket: %v", err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	return &spoofer{t, fd}
-}
-
-func (s *spoofer) send(srcPort int, dst *net.UDPAddr, payload []byte) {
-	if !dst.IP.IsLoopback() {
-		s.t.Fatal("loopback only")
-	}
-	pkt := make([]byte, 8+len(payload))
-	binary.BigEndian.PutUint16(pkt[0:], uint16(srcPort))
-	binary.BigEndian.PutUint16(pkt[2:], uint16(dst.Port))
-	binary.BigEndian.PutUint16(pkt[4:], uint16(len(pkt)))
-	copy(pkt[8:], payload)
-	sa := &syscall.SockaddrInet4{}
-	copy(sa.Addr[:], dst.IP.To4())
-	syscall.Sendto(s.fd, pkt, 0, sa)
-}
 
 // capture returns a proxy in front of r that records every datagram a
 // member sends upstream (sealed, as on the wire).

@@ -42,6 +42,37 @@ func startRelay(t testing.TB, opts ...Option) *Relay {
 	return r
 }
 
+// restartable runs a relay that a test can stop, or kill without a
+// goodbye, and start again on the same port.
+type restartable struct {
+	relay *Relay
+	addr  string // the relay's address, to restart it on the same port
+	opts  []Option
+	serve chan error
+}
+
+// startRelayAt runs a relay with the options at addr until stopRelay.
+func (rr *restartable) startRelayAt(t testing.TB, addr string) {
+	t.Helper()
+	r, err := NewRelay(append(rr.opts, WithAddr(addr))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr.relay, rr.addr = r, r.Addr().String()
+	rr.serve = make(chan error, 1)
+	go func() { rr.serve <- r.Serve(context.Background()) }()
+}
+
+// stopRelay closes the relay, or kills it: its socket closes without a
+// word to the members, as when its process dies.
+func (rr *restartable) stopRelay(kill bool) {
+	if kill {
+		rr.relay.pc.Close()
+	}
+	rr.relay.Close()
+	<-rr.serve
+}
+
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	t.Cleanup(cancel)
@@ -655,29 +686,19 @@ func TestRelayRestart(t *testing.T) {
 		{"killed", true, false},
 		{"killed and silent", true, true},
 	} {
-		kill := tc.kill
 		t.Run(tc.name, func(t *testing.T) {
 			opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(200 * time.Millisecond)}
-			r1, err := NewRelay(append(opts, WithAddr("127.0.0.1:0"))...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			addr := r1.Addr().String()
-			served := make(chan error, 1)
-			go func() { served <- r1.Serve(context.Background()) }()
-			alice := join(t, r1, "alice")
-			bob := join(t, r1, "bob")
+			rr := restartable{opts: opts}
+			rr.startRelayAt(t, "127.0.0.1:0")
+			alice := join(t, rr.relay, "alice")
+			bob := join(t, rr.relay, "bob")
 			expect(t, bob, KindJoin, "bob", "")
 			if err := alice.Send(ctxT(t), "before"); err != nil {
 				t.Fatal(err)
 			}
 			expect(t, bob, KindChat, "alice", "before")
 
-			if kill {
-				r1.pc.Close() // the process dies: no goodbye
-			}
-			r1.Close()
-			<-served
+			rr.stopRelay(tc.kill)
 
 			sent := make(chan error, 1)
 			go func() { sent <- alice.Send(ctxT(t), "during") }()
@@ -700,7 +721,7 @@ func TestRelayRestart(t *testing.T) {
 				}
 			}
 
-			r2 := startRelay(t, append(opts, WithAddr(addr))...)
+			r2 := startRelay(t, append(opts, WithAddr(rr.addr))...)
 			if err := <-sent; err != nil {
 				t.Fatalf("Send across the restart: %v", err)
 			}
