@@ -121,11 +121,7 @@ func TestKeyRotation(t *testing.T) {
 func TestKeyReplay(t *testing.T) {
 	r := startRelay(t, WithKey(key1))
 	px, caps := capture(t, r)
-	alice, err := Join(ctxT(t), "alice", WithAddr(px.Addr()), WithKey(key1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
+	alice := joinAt(t, px.Addr(), "alice", WithKey(key1))
 	bob := join(t, r, "bob", WithKey(key1))
 	expect(t, bob, KindJoin, "bob", "")
 	if err := alice.Send(ctxT(t), "once"); err != nil {

@@ -223,11 +223,7 @@ func TestOldSessionDeliverDoesNotConfirm(t *testing.T) {
 	r := startRelay(t, WithHeartbeat(20*time.Millisecond), WithExpiry(150*time.Millisecond))
 	px := newLossyProxy(t, r.Addr(), 1, impairment{}, impairment{})
 	bob := join(t, r, "bob")
-	alice, err := Join(ctxT(t), "alice", WithAddr(px.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
+	alice := joinAt(t, px.Addr(), "alice")
 	expect(t, bob, KindJoin, "bob", "")
 	expect(t, bob, KindJoin, "alice", "")
 

@@ -66,11 +66,7 @@ func TestKeyNoBYEForACapturedSession(t *testing.T) {
 	r := startRelay(t, WithKey(key1))
 	other := startRelay(t, WithKey(key1))
 	px, caps := capture(t, r)
-	alice, err := Join(ctxT(t), "alice", WithAddr(px.Addr()), WithKey(key1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
+	alice := joinAt(t, px.Addr(), "alice", WithKey(key1))
 	expect(t, alice, KindJoin, "alice", "")
 	waitFor(t, func() bool { return len(caps()) >= 3 }, "alice's heartbeat")
 	hb := pick(t, caps(), tHeartbeat)
@@ -133,11 +129,7 @@ func TestKeyReplayedJoinAfterLeave(t *testing.T) {
 func TestKeyReplayedChatsDoNotStarve(t *testing.T) {
 	r := startRelay(t, WithKey(key1))
 	px, caps := capture(t, r)
-	alice, err := Join(ctxT(t), "alice", WithAddr(px.Addr()), WithKey(key1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
+	alice := joinAt(t, px.Addr(), "alice", WithKey(key1))
 	expect(t, alice, KindJoin, "alice", "")
 	if err := alice.Send(ctxT(t), "hello"); err != nil {
 		t.Fatal(err)

@@ -82,7 +82,14 @@ func ctxT(t testing.TB) context.Context {
 // join joins r as name and closes the member when the test ends.
 func join(t testing.TB, r *Relay, name string, opts ...Option) *Member {
 	t.Helper()
-	m, err := Join(ctxT(t), name, append([]Option{WithAddr(r.Addr().String())}, opts...)...)
+	return joinAt(t, r.Addr().String(), name, opts...)
+}
+
+// joinAt joins the relay at addr (or a proxy in front of it) as name and
+// closes the member when the test ends.
+func joinAt(t testing.TB, addr, name string, opts ...Option) *Member {
+	t.Helper()
+	m, err := Join(ctxT(t), name, append([]Option{WithAddr(addr)}, opts...)...)
 	if err != nil {
 		t.Fatalf("Join(%q): %v", name, err)
 	}
