@@ -25,6 +25,7 @@ const (
 	cookieSlot      = 30 * time.Second // a cookie is good for the slot it was made in and the next
 	writeBatchSize  = 256              // datagrams per sendmmsg
 	maxRepairPerNak = 128              // deliver datagrams resent for one NACK; the member asks again for more
+	maxJoined       = 1 << 16          // join nonces remembered against replays
 )
 
 // A Relay sequences the group's messages and delivers each one to every
@@ -67,9 +68,9 @@ type Relay struct {
 	sealer    *sealer     // nil without a key
 	plain     []byte      // an opened datagram
 	stats     RelayStats
-	// leftBuckets keeps the rate buckets of members that left, by IP, for
-	// a few seconds.
-	leftBuckets map[netip.Addr]buckets
+	// leftBuckets keeps the rate buckets of members that left for a few
+	// seconds.
+	leftBuckets map[leftKey]buckets
 }
 
 // relayMember is the relay's state for one member.
@@ -117,7 +118,7 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		inc:         randomID(),
 		members:     make(map[uint64]*relayMember),
 		joined:      make(map[uint64]int64),
-		leftBuckets: make(map[netip.Addr]buckets),
+		leftBuckets: make(map[leftKey]buckets),
 		byName:      make(map[string]*relayMember),
 		history:     make([][]byte, cfg.history),
 		out:         make([]ipv4.Message, 0, writeBatchSize),
@@ -501,12 +502,15 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 			// track of the relay. Renew the session in place; nothing is
 			// announced.
 			if r.sealer != nil {
-				if salt == m.salt && !m.replay.fresh(count) {
+				switch {
+				case salt != m.salt:
+					m.salt, m.replay = salt, replay{newest: count, seen: 1}
+				case !m.replay.fresh(count):
 					r.stats.DroppedReplayed++ // a replayed join
 					return
 				}
-				m.salt, m.replay = salt, replay{newest: count, seen: 1}
 			}
+			r.recordJoin(p.nonce)
 			m.nonce = p.nonce
 			m.lastHeard = now
 			r.sendWelcome(m, from)
@@ -525,13 +529,13 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		return
 	}
 	if _, used := r.joined[p.nonce]; used {
-		// This join made a session before (its cookie is still good): a
-		// replay, perhaps after the member left. A Member joins again
-		// with a new nonce.
+		// This join made or renewed a session before (its cookie is
+		// still good): a replay, perhaps after the member left. A Member
+		// joins again with a new nonce.
 		r.stats.DroppedReplayed++
 		return
 	}
-	r.joined[p.nonce] = r.cookieSlot
+	r.recordJoin(p.nonce)
 	// A new member has everything before its join. A member coming back
 	// to this relay (it was expired) keeps its place and reports it in its
 	// next heartbeat; until then it must not move stable on.
@@ -558,7 +562,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		progress:  progress,
 		knows:     knows,
 		nextMseq:  p.mseq,
-		buckets:   r.bucketsFor(src.Addr(), now),
+		buckets:   r.bucketsFor(src.Addr(), name, now),
 		lastHeard: now,
 		idx:       len(r.list),
 	}
@@ -664,12 +668,36 @@ func (r *Relay) refill(b *buckets, now time.Time) {
 	b.repairTokens = min(b.repairTokens+dt*r.repairRate(), 2*r.repairRate())
 }
 
-// bucketsFor gives a new member full buckets, unless a member from the
-// same IP address left a moment ago: then it carries on with those, so
-// that leaving and joining again does not buy a fresh burst.
-func (r *Relay) bucketsFor(ip netip.Addr, now time.Time) buckets {
-	if b, ok := r.leftBuckets[ip]; ok {
-		delete(r.leftBuckets, ip)
+// recordJoin remembers a nonce that made or renewed a session for as long
+// as its cookie is good. The map holds what two cookie slots of joins
+// bring (each needs a cookie round trip); past maxJoined the older slot's
+// go first.
+func (r *Relay) recordJoin(nonce uint64) {
+	if len(r.joined) >= maxJoined {
+		for n, s := range r.joined {
+			if s < r.cookieSlot {
+				delete(r.joined, n)
+			}
+		}
+	}
+	if len(r.joined) < maxJoined {
+		r.joined[nonce] = r.cookieSlot
+	}
+}
+
+// leftKey names the buckets of a member that left: its IP address and
+// its name, so that a neighbour behind the same address is not charged.
+type leftKey struct {
+	ip   netip.Addr
+	name string
+}
+
+// bucketsFor gives a new member full buckets, unless a member of the same
+// name and IP address left a moment ago: then it carries on with those,
+// so that leaving and joining again does not buy a fresh burst.
+func (r *Relay) bucketsFor(ip netip.Addr, name string, now time.Time) buckets {
+	if b, ok := r.leftBuckets[leftKey{ip, name}]; ok {
+		delete(r.leftBuckets, leftKey{ip, name})
 		r.refill(&b, now)
 		return b
 	}
@@ -710,11 +738,17 @@ func (r *Relay) oldest() uint64 {
 
 func (r *Relay) handleNack(m *relayMember, p *packet, now time.Time) {
 	budget := maxRepairPerNak
-	if r.cfg.rateMsgs != 0 || r.cfg.rateBytes != 0 {
+	limited := r.cfg.rateMsgs != 0 || r.cfg.rateBytes != 0
+	if limited {
 		r.refill(&m.buckets, now)
 		budget = min(budget, int(m.repairTokens))
-		m.repairTokens -= float64(budget)
 	}
+	start := budget
+	defer func() {
+		if limited {
+			m.repairTokens -= float64(start - budget) // what was resent, not what was allowed
+		}
+	}()
 	oldest := r.oldest()
 	for _, rg := range p.ranges[:p.nranges] {
 		first, last := rg[0], min(rg[1], r.seq)
@@ -788,7 +822,7 @@ func (r *Relay) remove(m *relayMember, now time.Time) {
 	if i, ok := slices.BinarySearch(r.names, m.name); ok {
 		r.names = slices.Delete(r.names, i, i+1)
 	}
-	r.leftBuckets[m.addr.Addr()] = m.buckets
+	r.leftBuckets[leftKey{m.addr.Addr(), m.name}] = m.buckets
 	r.sequence(KindLeave, m, 0, nil, now)
 	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)
 }
@@ -810,9 +844,9 @@ func (r *Relay) sweep(now time.Time) {
 		r.stable = max(stable, r.oldest()-1)
 		r.prunable = max(r.prunable, prunable)
 	}()
-	for ip, b := range r.leftBuckets {
+	for k, b := range r.leftBuckets {
 		if now.Sub(b.refilled) > 4*time.Second { // full again by now
-			delete(r.leftBuckets, ip)
+			delete(r.leftBuckets, k)
 		}
 	}
 	// Backwards, because remove moves the last member into the hole.

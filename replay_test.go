@@ -325,3 +325,106 @@ func TestNackFitsSmallBuffer(t *testing.T) {
 		})
 	}
 }
+
+// handled waits until the relay has handled everything c sent so far: it
+// answers a heartbeat, sent last, with STATUS.
+func (c *rawClient) handled(session uint64) {
+	c.t.Helper()
+	c.send(appendHeartbeat(nil, session, 1, 0))
+	c.readType(tStatus)
+}
+
+// A NACK is charged for what it got resent, not for what it could have:
+// two one-message NACKs once used up 256 of a 256-datagram budget.
+func TestNackChargedForWhatIsResent(t *testing.T) {
+	r := startRelay(t, WithHistory(128)) // repairs: 128/s, bursts of 256
+	c := dialRaw(t, r.Addr())
+	w := c.joinRaw("lag")
+	for i := 1; i <= 100; i++ {
+		c.send(appendChat(nil, w.session, uint64(i), strings.Repeat("L", 50)))
+		for c.readType(tDeliver).mseq != uint64(i) {
+		}
+	}
+	before := r.Stats().Retransmitted
+	c.send(appendU64Pair(nil, tNack, w.session, 10, 10))
+	c.send(appendU64Pair(nil, tNack, w.session, 20, 20))
+	c.send(appendU64Pair(nil, tNack, w.session, 2, 101))
+	c.handled(w.session)
+	if got := r.Stats().Retransmitted - before; got != 2+100 {
+		t.Errorf("two one-message NACKs and one for 100 got %d resends, want 102", got)
+	}
+}
+
+// A renewal join (its welcome was lost) keeps the member's replay window:
+// datagrams sealed before it stay replays.
+func TestRenewalKeepsReplayWindow(t *testing.T) {
+	r := startRelay(t, WithKey(key1))
+	ring, err := newKeyring([][]byte{key1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, r.Addr())
+	s := newSealer(ring)
+	readSealed := func(typ byte) packet {
+		for {
+			b := c.read(testTimeout)
+			if b == nil {
+				t.Fatalf("no sealed datagram of type %d", typ)
+			}
+			plain, _, _, err := ring.open(make([]byte, len(b)), b)
+			var p packet
+			if err == nil && decode(plain, &p) == nil && p.typ == typ {
+				return p
+			}
+		}
+	}
+	c.send(s.seal(appendJoin(nil, 77, 0, 4242, 1, &[cookieLen]byte{}, "alice")))
+	ck := readSealed(tCookie)
+	join := appendJoin(nil, 77, 0, 4242, 1, &ck.cookie, "alice")
+	c.send(s.seal(join))
+	w := readSealed(tWelcome)
+	var sent [][]byte
+	for i := 1; i <= 5; i++ {
+		b := s.seal(appendChat(nil, w.session, uint64(i), "hi"))
+		c.send(b)
+		sent = append(sent, b)
+	}
+	c.send(s.seal(join)) // a renewal, as when the welcome is lost
+	readSealed(tWelcome)
+	before := r.Stats().DroppedReplayed
+	for _, b := range sent {
+		c.send(b)
+	}
+	c.send(s.seal(appendHeartbeat(nil, w.session, 1, 0)))
+	readSealed(tStatus)
+	if got := r.Stats().DroppedReplayed - before; got != uint64(len(sent)) {
+		t.Errorf("after a renewal, %d of %d replayed chats were caught", got, len(sent))
+	}
+}
+
+// The buckets of a member that left go only to the same name from the same
+// address: a neighbour behind the same address keeps its full burst, and
+// a second socket cannot take a flooder's drained buckets for it.
+func TestLeftBucketsStayWithTheName(t *testing.T) {
+	const rate = 100
+	burst := func(r *Relay, c *rawClient, nonce uint64, name string) (session uint64, sequenced int) {
+		w := c.joinWith(nonce, name, tWelcome)
+		before := r.Stats().Sequenced
+		for i := 1; i <= 2*rate; i++ {
+			c.send(appendChat(nil, w.session, uint64(i), "x"))
+		}
+		c.handled(w.session)
+		return w.session, int(r.Stats().Sequenced - before)
+	}
+	r := startRelay(t, WithRateLimit(rate, 0))
+	flood, neighbour := dialRaw(t, r.Addr()), dialRaw(t, r.Addr())
+	s, _ := burst(r, flood, 1, "flood")
+	flood.send(appendHeader(nil, tLeave, s))
+	flood.readType(tBye)
+	if _, got := burst(r, neighbour, 2, "neighbour"); got < 2*rate*9/10 {
+		t.Errorf("a neighbour on the same address got %d of its %d-chat burst through", got, 2*rate)
+	}
+	if _, got := burst(r, flood, 3, "flood"); got > rate/2 {
+		t.Errorf("the flooder, back under its name, got %d chats through at once", got)
+	}
+}
