@@ -38,7 +38,9 @@
 // it left; a member that hears nothing from the relay for that span, or is
 // told its session is unknown, joins again by itself under the same name.
 // Each relay has a random incarnation id. A restarted relay answers a
-// member's next heartbeat with BYE; the member joins it, resends what was
+// member's next heartbeat with BYE (with a group key the member waits for
+// the old relay's silence instead: a BYE could be minted from a captured
+// datagram); the member joins it, resends what was
 // unconfirmed, and also what was confirmed but not yet stable: heartbeats
 // tell the relay how far each member has received, the relay tells
 // everyone up to which seq every member has everything (stable), and

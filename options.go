@@ -254,8 +254,6 @@ func WithQueueSize(n int) Option {
 	}
 }
 
-// resolveUDP4 resolves addr to an IPv4 UDP address; an empty host means
-// 0.0.0.0.
 // WithRateLimit limits each member's chat datagrams to messages per second
 // and bytes per second, with bursts of two seconds' worth (default 100
 // messages and 128 KiB). Relay only. The relay drops and counts what goes
@@ -326,6 +324,8 @@ func WithNameRule(rule func(name string) error) Option {
 	}
 }
 
+// resolveUDP4 resolves addr to an IPv4 UDP address; an empty host means
+// 0.0.0.0.
 func resolveUDP4(addr string) (*net.UDPAddr, error) {
 	a, err := net.ResolveUDPAddr("udp4", addr)
 	if err != nil {
