@@ -157,7 +157,7 @@ func TestKeyReplayedChatsDoNotStarve(t *testing.T) {
 		}
 		done <- n
 	}()
-	time.Sleep(300 * time.Millisecond) // the burst is gone
+	waitFor(t, func() bool { return r.Stats().DroppedReplayed >= 100 }, "the replays to reach the relay")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	sent := 0
@@ -191,13 +191,27 @@ func TestKeyReplayedChatDoesNotKeepDeadMember(t *testing.T) {
 	px.blackout.Store(true) // alice's process dies: no LEAVE reaches the relay
 	alice.Close()
 	sp := newSpoofer(t)
-	for range 20 { // 4 seconds, three expiry spans
-		sp.send(port, r.addr, chat)
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Logf("members after 4s of replays: %s; %+v", names(r.Members()), r.Stats())
-	if strings.Contains(names(r.Members()), "alice") {
-		t.Errorf("dead alice kept in the group by replays of one sealed chat")
+	stop := make(chan struct{})
+	replayed := make(chan struct{})
+	go func() {
+		defer close(replayed)
+		tick := time.NewTicker(200 * time.Millisecond) // well within the 1.3s expiry
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				sp.send(port, r.addr, chat)
+			}
+		}
+	}()
+	// With replays every 200ms, alice is expired all the same.
+	waitFor(t, func() bool { return !strings.Contains(names(r.Members()), "alice") }, "dead alice to expire despite the replays")
+	close(stop)
+	<-replayed
+	if st := r.Stats(); st.Expired != 1 || st.DroppedReplayed == 0 {
+		t.Errorf("relay %+v: want alice expired and the replays counted", st)
 	}
 }
 
@@ -220,8 +234,7 @@ func TestRejoinDoesNotRefillBurst(t *testing.T) {
 		cycles++
 	}
 	elapsed := time.Since(start)
-	waitFor(t, func() bool { return r.Stats().Members == 1 }, "flooder gone")
-	time.Sleep(100 * time.Millisecond)
+	// The flooder's last BYE came after the relay handled all it sent.
 	st := r.Stats()
 	chats := int(st.Sequenced) - 1 - 2*cycles // minus bob's join and the flooder's join/leave events
 	limit := int(2*rate + elapsed.Seconds()*rate)
