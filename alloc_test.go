@@ -1,8 +1,11 @@
 package udpchat
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -44,14 +47,14 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			// them all goes to the sink, which drops what it does not read.
 			var sess []uint64
 			for i := range 10 {
-				from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, byte(1+i)), Port: port}
+				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i)}), uint16(port))
 				r.handle(seal(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i))), from, now)
 				m := r.byName[fmt.Sprint("m", i)]
-				m.dst = sink.LocalAddr().(*net.UDPAddr)
+				r.dsts[m.idx] = addrPortOf(sink.LocalAddr())
 				sess = append(sess, m.session)
 			}
 			r.flush()
-			from := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
 			mseq := uint64(1)
 			before := r.stats.Sequenced
 			allocs := testing.AllocsPerRun(200, func() {
@@ -69,5 +72,80 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 				t.Errorf("the relay allocates %v times per chat fanned out to 10 members", allocs-own)
 			}
 		})
+	}
+}
+
+// A member's path for one message, from the datagram to Receive, allocates
+// only the Message's text.
+func TestMemberReceiveAllocates(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts need a build without -race (.ci/run runs it)")
+	}
+	r := startRelay(t, WithRateLimit(0, 0))
+	m := join(t, r, "bob")
+	expect(t, m, KindJoin, "bob", "")
+	join(t, r, "alice") // a sender the member knows, as senders are
+	expect(t, m, KindJoin, "alice", "")
+	r.mu.Lock()
+	inc, speaker := r.inc, r.byName["alice"]
+	r.mu.Unlock()
+	m.mu.Lock()
+	next := m.next
+	m.mu.Unlock()
+	// Delivers as the relay sends them, from another member, in order.
+	const runs = 500
+	ds := make([][]byte, runs+1)
+	for i := range ds {
+		ds[i] = appendDeliver(nil, inc, next+uint64(i), time.Now().UnixNano(), speaker.epoch, 1000+uint64(i), KindChat, "alice", []byte("hello there"))
+	}
+	ctx := context.Background()
+	i := 0
+	allocs := testing.AllocsPerRun(runs, func() {
+		m.handle(ds[i])
+		i++
+		if msg, err := m.Receive(ctx); err != nil || msg.Text != "hello there" {
+			t.Fatalf("Receive: %v, %v", msg, err)
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("a member allocates %v times per message received, want 1 (the text)", allocs)
+	}
+}
+
+// The relay counts what the kernel dropped because its receive buffer was
+// full (Linux reports it; elsewhere the count stays 0).
+func TestKernelDropsCounted(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SO_RXQ_OVFL is Linux's")
+	}
+	r, err := NewRelay(WithAddr("127.0.0.1:0"), WithSocketBuffers(4096, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, r.Addr())
+	// Not served yet: a small buffer overflows at once.
+	junk := make([]byte, 512)
+	for range 200 {
+		c.send(junk)
+	}
+	served := make(chan error, 1)
+	go func() { served <- r.Serve(context.Background()) }()
+	defer func() {
+		r.Close()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	// The count rides on the next datagram the kernel queues.
+	deadline := time.Now().Add(testTimeout)
+	for r.Stats().DroppedKernel == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no kernel drops counted: %+v", r.Stats())
+		}
+		c.send(junk)
+		c.read(time.Millisecond) // paces the loop; the relay does not answer junk
+	}
+	if s := r.Stats(); s.DroppedKernel+s.Received < 200 {
+		t.Errorf("%d dropped by the kernel and %d received, of at least 200 sent", s.DroppedKernel, s.Received)
 	}
 }

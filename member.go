@@ -165,11 +165,21 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udpchat: join: %w", err)
 	}
+	pc := ipv4.NewPacketConn(c)
+	buf := make([]byte, readBufSize)
+	bc, err := newBatchConn(pc, [][]byte{buf}, true)
+	if err == nil {
+		err = setBuffers(c, cfg)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("udpchat: join: %w", err)
+	}
 	m := &Member{
 		cfg:         cfg,
 		name:        name,
 		relay:       addrPortOf(cfg.addr),
-		pc:          ipv4.NewPacketConn(c),
+		pc:          pc,
 		done:        make(chan struct{}),
 		room:        make(chan struct{}, 1),
 		kick:        make(chan struct{}, 1),
@@ -191,7 +201,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		m.plain = make([]byte, readBufSize)
 	}
 	m.wg.Add(2)
-	go m.readLoop(m.pc, false)
+	go m.readLoop(bc, buf, false)
 	go m.timerLoop()
 
 	select {
@@ -436,13 +446,18 @@ func (m *Member) writeLocked(b []byte) {
 // readLoop reads datagrams from the relay until the socket is closed.
 // group is true for the broadcast/multicast listener, whose datagrams are
 // checked to come from the relay (the unicast socket is connected).
-func (m *Member) readLoop(pc *ipv4.PacketConn, group bool) {
+func (m *Member) readLoop(bc *batchConn, buf []byte, group bool) {
 	defer m.wg.Done()
-	buf := make([]byte, readBufSize)
-	ms := []ipv4.Message{{Buffers: [][]byte{buf}}}
+	in := make([]inMsg, 1)
+	var drops uint64 // this socket's share of stats.DroppedKernel
 	for {
-		ms[0].N = 0
-		_, err := pc.ReadBatch(ms, 0)
+		_, err := bc.read(in)
+		if d := bc.drops(); d != drops {
+			m.mu.Lock()
+			m.stats.DroppedKernel += d - drops
+			m.mu.Unlock()
+			drops = d
+		}
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -463,13 +478,13 @@ func (m *Member) readLoop(pc *ipv4.PacketConn, group bool) {
 			}
 			continue
 		}
-		if group && addrPortOf(ms[0].Addr) != m.relay {
+		if group && in[0].from != m.relay {
 			m.mu.Lock()
 			m.stats.Dropped++
 			m.mu.Unlock()
 			continue
 		}
-		m.handle(buf[:ms[0].N])
+		m.handle(buf[:in[0].n])
 	}
 }
 
@@ -645,9 +660,18 @@ func (m *Member) listenGroup(group netip.AddrPort) error {
 		return err
 	}
 	pc := ipv4.NewPacketConn(c)
+	buf := make([]byte, readBufSize)
+	bc, err := newBatchConn(pc, [][]byte{buf}, true)
+	if err == nil {
+		err = setBuffers(c, m.cfg)
+	}
+	if err != nil {
+		c.Close()
+		return err
+	}
 	if group.Addr().IsMulticast() {
 		local := m.pc.PacketConn.LocalAddr().(*net.UDPAddr)
-		ifi, err := interfaceByIP(local.IP)
+		ifi, err := groupInterface(m.cfg.ifname, local.IP)
 		if err == nil {
 			err = pc.JoinGroup(ifi, &net.UDPAddr{IP: group.Addr().AsSlice()})
 		}
@@ -658,7 +682,7 @@ func (m *Member) listenGroup(group netip.AddrPort) error {
 	}
 	m.gpc = pc
 	m.wg.Add(1)
-	go m.readLoop(pc, true)
+	go m.readLoop(bc, buf, true)
 	return nil
 }
 

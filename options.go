@@ -14,21 +14,24 @@ type Option func(*config) error
 
 // Defaults. They live here and nowhere else.
 const (
-	DefaultAddr       = "127.0.0.1:2410"
-	DefaultBufferSize = 1024
-	DefaultHeartbeat  = time.Second
-	DefaultExpiry     = 3*DefaultHeartbeat + time.Second
-	DefaultHistory    = 1024
-	DefaultMaxMembers = 1024
-	DefaultQueueSize  = 1024
-	DefaultRateLimit  = 100       // chat messages per second per member
-	DefaultByteLimit  = 128 << 10 // bytes of chat datagrams per second per member
+	DefaultAddr        = "127.0.0.1:2410"
+	DefaultBufferSize  = 1024
+	DefaultHeartbeat   = time.Second
+	DefaultExpiry      = 3*DefaultHeartbeat + time.Second
+	DefaultHistory     = 1024
+	DefaultMaxMembers  = 1024
+	DefaultQueueSize   = 1024
+	DefaultRateLimit   = 100       // chat messages per second per member
+	DefaultByteLimit   = 128 << 10 // bytes of chat datagrams per second per member
+	DefaultReadBuffer  = 4 << 20   // SO_RCVBUF of every socket, before the kernel's cap
+	DefaultWriteBuffer = 4 << 20   // SO_SNDBUF of every socket, before the kernel's cap
 
 	minBufferSize = 128   // room for every control datagram, sealed too (NACKs take fewer ranges), and a short chat
 	maxBufferSize = 65507 // the largest UDP payload over IPv4
 	minHistory    = 2 * readBatchSize
 	maxHistory    = 1 << 20
 	maxMaxMembers = 1 << 16
+	maxSockBuffer = 1 << 30
 )
 
 type side uint8
@@ -52,6 +55,9 @@ type config struct {
 	rateMsgs   float64 // per second; 0: no limit
 	rateBytes  float64
 	nameRule   func(string) error
+	ifname     string   // WithInterface; "": chosen by address
+	readBuf    int      // SO_RCVBUF; 0: the system's default
+	writeBuf   int      // SO_SNDBUF; 0: the system's default
 	keys       *keyring // nil: datagrams are not sealed
 
 	expirySet bool
@@ -67,6 +73,8 @@ func newConfig(s side, opts []Option) (*config, error) {
 		queueSize:  DefaultQueueSize,
 		rateMsgs:   DefaultRateLimit,
 		rateBytes:  DefaultByteLimit,
+		readBuf:    DefaultReadBuffer,
+		writeBuf:   DefaultWriteBuffer,
 	}
 	if err := WithAddr(DefaultAddr)(c); err != nil {
 		return nil, err
@@ -159,6 +167,24 @@ func WithBroadcast(addr string) Option {
 			return fmt.Errorf("%w: WithBroadcast: use a subnet's broadcast address, not %s", ErrInvalidOption, a.IP)
 		}
 		c.broadcast = a
+		return nil
+	}
+}
+
+// WithInterface names the network interface (such as "eth0") that a
+// multicast group is sent on by the relay and joined on by a member
+// (relay and member). Without it each side uses the interface that holds
+// its address: the relay's bound address, or the address a member reaches
+// the relay from; a relay bound to 0.0.0.0 uses the only multicast
+// interface that is up, and NewRelay fails with ErrInvalidOption when
+// there are several. Broadcast needs no interface: the kernel routes a
+// subnet's broadcast address to its network.
+func WithInterface(name string) Option {
+	return func(c *config) error {
+		if _, err := net.InterfaceByName(name); err != nil {
+			return fmt.Errorf("%w: WithInterface(%q): %w", ErrInvalidOption, name, err)
+		}
+		c.ifname = name
 		return nil
 	}
 }
@@ -276,6 +302,45 @@ func WithRateLimit(messages, bytes int) Option {
 		c.rateMsgs, c.rateBytes = float64(messages), float64(bytes)
 		return nil
 	}
+}
+
+// WithSocketBuffers sets the kernel's receive and send buffer sizes
+// (SO_RCVBUF and SO_SNDBUF), in bytes, of the relay's socket or of a
+// member's sockets (default 4 MiB each; 0 keeps the system's default).
+// Relay and member. The receive buffer holds what arrives while the relay
+// is busy fanning out, or while a member is slow to read; what does not
+// fit is dropped by the kernel, counted in RelayStats.DroppedKernel and
+// MemberStats.DroppedKernel on Linux, and repaired by the protocol at the
+// cost of a retransmission. The kernel caps both sizes (on Linux at
+// net.core.rmem_max and net.core.wmem_max, often only 208 KiB: raise them
+// with sysctl on a busy relay).
+func WithSocketBuffers(read, write int) Option {
+	return func(c *config) error {
+		if read < 0 || write < 0 || read > maxSockBuffer || write > maxSockBuffer {
+			return fmt.Errorf("%w: WithSocketBuffers(%d, %d): want 0 (the system's default) to %d bytes", ErrInvalidOption, read, write, maxSockBuffer)
+		}
+		c.readBuf, c.writeBuf = read, write
+		return nil
+	}
+}
+
+// setBuffers applies WithSocketBuffers to a socket.
+func setBuffers(c net.PacketConn, cfg *config) error {
+	u, ok := c.(*net.UDPConn)
+	if !ok {
+		return nil
+	}
+	if cfg.readBuf > 0 {
+		if err := u.SetReadBuffer(cfg.readBuf); err != nil {
+			return fmt.Errorf("udpchat: SO_RCVBUF %d: %w", cfg.readBuf, err)
+		}
+	}
+	if cfg.writeBuf > 0 {
+		if err := u.SetWriteBuffer(cfg.writeBuf); err != nil {
+			return fmt.Errorf("udpchat: SO_SNDBUF %d: %w", cfg.writeBuf, err)
+		}
+	}
+	return nil
 }
 
 // WithKey gives the group a shared key (16, 24 or 32 bytes, for AES-128,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,8 +77,8 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	nack := appendU64Pair(nil, tNack, bob.session, oldest, oldest)
 	bob.mu.Unlock()
 	now := time.Now()
-	r.handle(nack, r.byName["bob"].dst, now)
-	r.handle(appendChat(nil, w.session, n+1, "short"), r.byName["raw"].dst, now)
+	r.handle(nack, r.byName["bob"].addr, now)
+	r.handle(appendChat(nil, w.session, n+1, "short"), r.byName["raw"].addr, now)
 	r.flush()
 	r.mu.Unlock()
 
@@ -106,7 +107,9 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var sess []uint64
-	from := func(i int) *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port + 1 + i} }
+	from := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port+1+i))
+	}
 	for i := range 3 {
 		r.handle(cookieJoin(r, from(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from(i), now)
 		sess = append(sess, r.byName[fmt.Sprint("m", i)].session)
@@ -125,7 +128,7 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 	seen := map[uint64]bool{}
 	for _, m := range r.out {
 		var p packet
-		if decode(m.Buffers[0], &p) == nil && p.typ == tDeliver {
+		if decode(m.b, &p) == nil && p.typ == tDeliver {
 			if seen[p.seq] {
 				t.Fatalf("seq %d queued twice: an earlier queued datagram was overwritten", p.seq)
 			}

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -32,12 +33,11 @@ const (
 // member. Create it with NewRelay, run it with Serve, stop it with Close.
 // Its methods are safe for concurrent use.
 type Relay struct {
-	cfg      *config
-	pc       *ipv4.PacketConn
-	addr     *net.UDPAddr
-	inc      uint64         // incarnation: random per NewRelay, so members notice a restart
-	group    netip.AddrPort // broadcast or multicast target; invalid in unicast mode
-	groupDst *net.UDPAddr
+	cfg   *config
+	pc    *ipv4.PacketConn
+	addr  *net.UDPAddr
+	inc   uint64         // incarnation: random per NewRelay, so members notice a restart
+	group netip.AddrPort // broadcast or multicast target; invalid in unicast mode
 
 	serveWG sync.WaitGroup
 
@@ -53,20 +53,24 @@ type Relay struct {
 	serving  bool
 	members  map[uint64]*relayMember // by session
 	byName   map[string]*relayMember
-	list     []*relayMember // fan-out order; index kept in relayMember.idx
-	names    []string       // sorted, for roster pages
-	seq      uint64         // last sequence number assigned
-	stable   uint64         // every member has every seq up to this (or history lost it)
-	prunable uint64         // every member knows stable reached this: senders may forget it
-	history  [][]byte       // deliver datagrams by seq % len, each with capacity bufferSize
-	out      []ipv4.Message // datagrams queued for the next sendmmsg
+	list     []*relayMember   // index kept in relayMember.idx
+	dsts     []netip.AddrPort // list's addresses, side by side for the fan-out loop
+	names    []string         // sorted, for roster pages
+	seq      uint64           // last sequence number assigned
+	stable   uint64           // every member has every seq up to this (or history lost it)
+	prunable uint64           // every member knows stable reached this: senders may forget it
+	history  [][]byte         // deliver datagrams by seq % len, each with capacity bufferSize
+	bc       *batchConn       // reads, and writes when there is no fan-out twin
+	wbc      *batchConn       // writes: the fan-out twin's, or bc
+	fan      *ipv4.PacketConn // the fan-out twin (fanout_linux.go); nil without
+	bufs     [][]byte         // Serve reads into these, one datagram each
+	out      []outMsg         // datagrams queued for the next sendmmsg
 	// outOldest is the oldest seq whose history slot a queued datagram
 	// refers to, 0 when none: sequence flushes before reusing that slot.
 	outOldest uint64
-	outBufs   [][1][]byte // backing for out[i].Buffers
-	slab      []byte      // replies queued in out live here until the flush
-	sealer    *sealer     // nil without a key
-	plain     []byte      // an opened datagram
+	slab      []byte  // replies queued in out live here until the flush
+	sealer    *sealer // nil without a key
+	plain     []byte  // an opened datagram
 	stats     RelayStats
 	// leftBuckets keeps the rate buckets of members that left for a few
 	// seconds.
@@ -80,7 +84,6 @@ type relayMember struct {
 	nonce    uint64 // of the join that created or last renewed the session
 	joinSeq  uint64 // first seq the session was told to expect
 	addr     netip.AddrPort
-	dst      *net.UDPAddr      // addr, made once for sendmmsg
 	epoch    uint64            // the member's lifetime id, in each of its delivers
 	salt     uint32            // with a key: the member's sealing salt
 	replay   replay            // and its counters taken, against replays
@@ -103,9 +106,9 @@ func NewRelay(opts ...Option) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	lc := net.ListenConfig{}
+	lc := net.ListenConfig{Control: fanoutControl(cfg)}
 	if cfg.broadcast != nil && !cfg.broadcast.IP.IsMulticast() {
-		lc.Control = controlBroadcast
+		lc.Control = controls(controlBroadcast, lc.Control)
 	}
 	c, err := lc.ListenPacket(context.Background(), "udp4", cfg.addr.String())
 	if err != nil {
@@ -121,13 +124,39 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		leftBuckets: make(map[leftKey]buckets),
 		byName:      make(map[string]*relayMember),
 		history:     make([][]byte, cfg.history),
-		out:         make([]ipv4.Message, 0, writeBatchSize),
-		outBufs:     make([][1][]byte, writeBatchSize),
+		out:         make([]outMsg, 0, writeBatchSize),
 		slab:        make([]byte, 0, 64*cfg.bufferSize),
 	}
 	if cfg.keys != nil {
 		r.sealer = newSealer(cfg.keys)
 		r.plain = make([]byte, cfg.bufferSize)
+	}
+	// One byte more than the limit tells an oversized datagram from one
+	// that fits exactly.
+	rb := make([]byte, readBatchSize*(cfg.bufferSize+1))
+	r.bufs = make([][]byte, readBatchSize)
+	for i := range r.bufs {
+		r.bufs[i] = rb[i*(cfg.bufferSize+1) : (i+1)*(cfg.bufferSize+1)]
+	}
+	if r.bc, err = newBatchConn(r.pc, r.bufs, true); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("udpchat: relay socket: %w", err)
+	}
+	if err := setBuffers(c, cfg); err != nil {
+		c.Close()
+		return nil, err
+	}
+	r.wbc = r.bc
+	if r.fan, err = openFanout(c.(*net.UDPConn), cfg); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if r.fan != nil {
+		if r.wbc, err = newBatchConn(r.fan, nil, false); err != nil {
+			r.fan.Close()
+			c.Close()
+			return nil, fmt.Errorf("udpchat: relay fan-out socket: %w", err)
+		}
 	}
 	hist := make([]byte, cfg.history*cfg.bufferSize)
 	for i := range r.history {
@@ -143,38 +172,94 @@ func NewRelay(opts ...Option) (*Relay, error) {
 	return r, nil
 }
 
+// controls runs each non-nil control in turn.
+func controls(cs ...func(network, address string, c syscall.RawConn) error) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		for _, f := range cs {
+			if f == nil {
+				continue
+			}
+			if err := f(network, address, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // setupGroup prepares fan-out to the broadcast address or multicast group.
 func (r *Relay) setupGroup() error {
 	b := r.cfg.broadcast
-	r.groupDst = b
 	r.group = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b.IP.To4())), uint16(b.Port))
 	if !b.IP.IsMulticast() {
 		return nil
 	}
-	// Multicast leaves through one interface: the one holding the relay's
-	// address, so that a relay bound to 127.0.0.1 keeps it on loopback.
-	ifi, err := interfaceByIP(r.addr.IP)
+	ifi, err := groupInterface(r.cfg.ifname, r.addr.IP)
 	if err != nil {
 		return fmt.Errorf("udpchat: relay multicast to %s: %w", b, err)
 	}
-	if err := r.pc.SetMulticastInterface(ifi); err != nil {
-		return fmt.Errorf("udpchat: relay multicast interface %s: %w", ifi.Name, err)
-	}
-	if err := r.pc.SetMulticastTTL(1); err != nil {
-		return fmt.Errorf("udpchat: relay multicast TTL: %w", err)
-	}
-	// Members on the relay's own host must hear it too.
-	if err := r.pc.SetMulticastLoopback(true); err != nil {
-		return fmt.Errorf("udpchat: relay multicast loopback: %w", err)
+	for _, pc := range []*ipv4.PacketConn{r.pc, r.fan} {
+		if pc == nil {
+			continue
+		}
+		if err := pc.SetMulticastInterface(ifi); err != nil {
+			return fmt.Errorf("udpchat: relay multicast interface %s: %w", ifi.Name, err)
+		}
+		// One hop: the group is the LAN's; a router must not carry it.
+		if err := pc.SetMulticastTTL(1); err != nil {
+			return fmt.Errorf("udpchat: relay multicast TTL: %w", err)
+		}
+		// Members on the relay's own host must hear it too.
+		if err := pc.SetMulticastLoopback(true); err != nil {
+			return fmt.Errorf("udpchat: relay multicast loopback: %w", err)
+		}
 	}
 	return nil
 }
 
+// groupInterface chooses the interface a group's multicast leaves or is
+// joined on: the one named by WithInterface; else the one that holds
+// local, the address the relay is bound to or the member reaches the
+// relay from (so a relay bound to 127.0.0.1 keeps it on loopback); else,
+// for an unspecified address, the only interface that is up, not
+// loopback, and multicast-capable. Choosing for the user among several
+// is how LAN chat tools send to the wrong network on multi-homed hosts.
+func groupInterface(name string, local net.IP) (*net.Interface, error) {
+	if name != "" {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("interface %q: %w", name, err)
+		}
+		return ifi, nil
+	}
+	if local != nil && !local.IsUnspecified() {
+		return interfaceByIP(local)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil, err
+	}
+	var found []net.Interface
+	for _, ifi := range ifs {
+		if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagLoopback == 0 && ifi.Flags&net.FlagMulticast != 0 {
+			found = append(found, ifi)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%w: no multicast interface is up; name one with WithInterface", ErrInvalidOption)
+	case 1:
+		return &found[0], nil
+	}
+	names := make([]string, len(found))
+	for i := range found {
+		names[i] = found[i].Name
+	}
+	return nil, fmt.Errorf("%w: bound to %s, the relay could multicast on any of %v: name one with WithInterface or bind to its address", ErrInvalidOption, local, names)
+}
+
 // interfaceByIP finds the interface that holds ip.
 func interfaceByIP(ip net.IP) (*net.Interface, error) {
-	if ip == nil || ip.IsUnspecified() {
-		return nil, errors.New("bind to a specific address to choose the interface")
-	}
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil, err
@@ -263,25 +348,25 @@ func (r *Relay) Serve(ctx context.Context) error {
 	})
 	defer stop()
 
-	ms := make([]ipv4.Message, readBatchSize)
-	for i := range ms {
-		// One byte more than the limit tells an oversized datagram from one
-		// that fits exactly.
-		ms[i].Buffers = [][]byte{make([]byte, r.cfg.bufferSize+1)}
-	}
+	in := make([]inMsg, readBatchSize)
 	nextSweep := time.Now().Add(r.cfg.heartbeat)
+	var deadline time.Time // as set; setting it costs a timer update
 	for {
-		dmu.Lock()
-		if !stopped {
-			r.pc.SetReadDeadline(nextSweep)
+		if !deadline.Equal(nextSweep) {
+			dmu.Lock()
+			if !stopped {
+				r.pc.SetReadDeadline(nextSweep)
+			}
+			dmu.Unlock()
+			deadline = nextSweep
 		}
-		dmu.Unlock()
-		n, err := r.pc.ReadBatch(ms, 0)
+		n, err := r.bc.read(in)
 		now := time.Now()
 		r.mu.Lock()
 		for i := range n {
-			r.handle(ms[i].Buffers[0][:ms[i].N], ms[i].Addr, now)
+			r.handle(r.bufs[i][:in[i].n], in[i].from, now)
 		}
+		r.stats.DroppedKernel = r.bc.drops()
 		if !now.Before(nextSweep) {
 			r.sweep(now)
 			nextSweep = now.Add(r.cfg.heartbeat)
@@ -322,9 +407,15 @@ func (r *Relay) Close() error {
 	}
 	r.closed = true
 	for _, m := range r.list {
-		r.reply(m.dst, appendBye(r.replyBuf(byeLen), r.inc, m.session))
+		r.reply(m.addr, appendBye(r.replyBuf(byeLen), r.inc, m.session))
 	}
 	r.flush()
+	if r.fan != nil {
+		// Under r.mu, so that no flush is writing to it; later flushes go
+		// to the closed socket and stop at once.
+		r.fan.Close()
+		r.wbc = r.bc
+	}
 	r.mu.Unlock()
 	err := r.pc.Close()
 	r.serveWG.Wait()
@@ -335,7 +426,7 @@ func (r *Relay) Close() error {
 }
 
 // handle processes one datagram. r.mu is held.
-func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
+func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
 	r.stats.Received++
 	if len(b) > r.cfg.bufferSize {
 		r.stats.DroppedOversized++
@@ -359,14 +450,14 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		r.debugDrop(err.Error(), from)
 		return
 	}
-	src := addrPortOf(from)
+	src := from
 	if src.Port() == 0 {
 		r.stats.DroppedMalformed++ // nothing can be sent back to port 0
 		r.debugDrop("source port 0", from)
 		return
 	}
 	if p.typ == tJoin {
-		r.handleJoin(&p, src, from, now, salt, count)
+		r.handleJoin(&p, src, now, salt, count)
 		return
 	}
 	m := r.members[p.id]
@@ -417,14 +508,14 @@ func (r *Relay) handle(b []byte, from net.Addr, now time.Time) {
 		}
 		r.handleRosterReq(m, p.name)
 	case tLeave:
-		r.reply(m.dst, appendBye(r.replyBuf(byeLen), r.inc, m.session))
+		r.reply(m.addr, appendBye(r.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)
 	default:
 		r.stats.DroppedMalformed++
 	}
 }
 
-func (r *Relay) debugDrop(reason string, from net.Addr) {
+func (r *Relay) debugDrop(reason string, from netip.AddrPort) {
 	if r.cfg.logger.Enabled(context.Background(), slog.LevelDebug) {
 		r.cfg.logger.Debug("udpchat relay dropped datagram", "reason", reason, "from", from)
 	}
@@ -441,7 +532,7 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 // checkCookie reports whether the join carries the cookie the relay gave
 // its address; otherwise it answers with one. Until then the relay keeps no
 // state for the joiner, and its answer is smaller than the join.
-func (r *Relay) checkCookie(p *packet, src netip.AddrPort, from net.Addr, now time.Time) bool {
+func (r *Relay) checkCookie(p *packet, src netip.AddrPort, now time.Time) bool {
 	slot := now.UnixNano() / int64(cookieSlot)
 	if slot != r.cookieSlot {
 		// New secrets for the slots that begin; the previous slot's stays
@@ -467,7 +558,7 @@ func (r *Relay) checkCookie(p *packet, src netip.AddrPort, from net.Addr, now ti
 		}
 	}
 	r.cookieFor(&want, slot, src, p.nonce)
-	r.reply(from, appendCookie(r.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
+	r.reply(src, appendCookie(r.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
 	return false
 }
 
@@ -484,13 +575,13 @@ func (r *Relay) cookieFor(c *[cookieLen]byte, slot int64, src netip.AddrPort, no
 	copy(c[:], mac.Sum(r.cookieSum[:0]))
 }
 
-func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now time.Time, salt uint32, count uint64) {
-	if !r.checkCookie(p, src, from, now) {
+func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt uint32, count uint64) {
+	if !r.checkCookie(p, src, now) {
 		return
 	}
 	refuse := func(code byte) {
 		r.stats.DroppedRejected++
-		r.reply(from, appendError(r.replyBuf(headerLen+9), r.inc, code, p.nonce))
+		r.reply(src, appendError(r.replyBuf(headerLen+9), r.inc, code, p.nonce))
 	}
 	if m := r.byName[string(p.name)]; m != nil {
 		switch {
@@ -513,7 +604,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 			r.recordJoin(p.nonce)
 			m.nonce = p.nonce
 			m.lastHeard = now
-			r.sendWelcome(m, from)
+			r.sendWelcome(m)
 			return
 		}
 		// Another Member on the same socket address: the old one is gone.
@@ -555,7 +646,6 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 		nonce:     p.nonce,
 		joinSeq:   joinSeq,
 		addr:      src,
-		dst:       net.UDPAddrFromAddrPort(src),
 		epoch:     p.epoch,
 		salt:      salt,
 		replay:    replay{newest: count, seen: 1},
@@ -569,19 +659,20 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, from net.Addr, now tim
 	r.members[m.session] = m
 	r.byName[name] = m
 	r.list = append(r.list, m)
+	r.dsts = append(r.dsts, src)
 	i, _ := slices.BinarySearch(r.names, name)
 	r.names = slices.Insert(r.names, i, name)
 	// The welcome goes out before the join event, so the member knows its
 	// session when the event arrives.
-	r.sendWelcome(m, from)
+	r.sendWelcome(m)
 	r.sequence(KindJoin, m, 0, nil, now)
 	r.cfg.logger.Info("udpchat member joined", "name", name, "addr", src)
 }
 
-func (r *Relay) sendWelcome(m *relayMember, to net.Addr) {
+func (r *Relay) sendWelcome(m *relayMember) {
 	b := appendWelcome(r.replyBuf(welcomeLen), r.inc, m.nonce, m.session, m.joinSeq,
 		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, r.group)
-	r.reply(to, b)
+	r.reply(m.addr, b)
 }
 
 // handleChat sequences a member's chats in the member's order. A chat that
@@ -721,11 +812,11 @@ func (r *Relay) acceptChat(m *relayMember, mseq uint64, text []byte, now time.Ti
 func (r *Relay) refuse(m *relayMember, mseq uint64, code byte) {
 	r.stats.DroppedRejected++
 	m.refused, m.refusedAs = mseq, code
-	r.reply(m.dst, appendError(r.replyBuf(headerLen+9), r.inc, code, mseq))
+	r.reply(m.addr, appendError(r.replyBuf(headerLen+9), r.inc, code, mseq))
 }
 
 func (r *Relay) sendStatus(m *relayMember) {
-	r.reply(m.dst, appendStatus(r.replyBuf(headerLen+32), r.inc, r.seq, m.nextMseq-1, r.stable, r.prunable))
+	r.reply(m.addr, appendStatus(r.replyBuf(headerLen+32), r.inc, r.seq, m.nextMseq-1, r.stable, r.prunable))
 }
 
 // oldest returns the oldest seq still in history.
@@ -755,11 +846,11 @@ func (r *Relay) handleNack(m *relayMember, p *packet, now time.Time) {
 		if first < oldest {
 			// Everything before oldest is gone, not just what was asked
 			// for: the member skips the whole loss at once.
-			r.reply(m.dst, appendU64Pair(r.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
+			r.reply(m.addr, appendU64Pair(r.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
 			first = oldest
 		}
 		for s := first; s <= last && budget > 0; s++ {
-			r.queueHistory(s, m.dst)
+			r.queueHistory(s, m.addr)
 			r.stats.Retransmitted++
 			budget--
 		}
@@ -781,7 +872,7 @@ func (r *Relay) handleRosterReq(m *relayMember, after []byte) {
 	if i < len(r.names) {
 		b[moreAt] = 1
 	}
-	r.reply(m.dst, b)
+	r.reply(m.addr, b)
 }
 
 // sequence assigns the next seq to a message, keeps it in history and fans
@@ -800,25 +891,38 @@ func (r *Relay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte,
 		b = r.sealer.sealInPlace(buf, len(b))
 	}
 	r.history[slot] = b
-	if r.groupDst != nil {
-		r.queueHistory(r.seq, r.groupDst)
+	if r.group.IsValid() {
+		r.queueHistory(r.seq, r.group)
 		r.stats.Delivered++
 		return
 	}
-	for _, m := range r.list {
-		r.queueHistory(r.seq, m.dst)
+	// The fan-out: the same bytes to every member, a batch at a time.
+	if r.outOldest == 0 {
+		r.outOldest = r.seq
 	}
-	r.stats.Delivered += uint64(len(r.list))
+	for dsts := r.dsts; len(dsts) > 0; {
+		if len(r.out) == cap(r.out) {
+			r.flush()
+			r.outOldest = r.seq
+		}
+		k := min(len(dsts), cap(r.out)-len(r.out))
+		for _, to := range dsts[:k] {
+			r.out = append(r.out, outMsg{b, to})
+		}
+		dsts = dsts[k:]
+	}
+	r.stats.Delivered += uint64(len(r.dsts))
 }
 
 // remove drops a member and announces that it left.
 func (r *Relay) remove(m *relayMember, now time.Time) {
 	delete(r.members, m.session)
 	delete(r.byName, m.name)
-	last := r.list[len(r.list)-1]
-	r.list[m.idx], last.idx = last, m.idx
-	r.list[len(r.list)-1] = nil
-	r.list = r.list[:len(r.list)-1]
+	end := len(r.list) - 1
+	last := r.list[end]
+	r.list[m.idx], r.dsts[m.idx], last.idx = last, last.addr, m.idx
+	r.list[end] = nil
+	r.list, r.dsts = r.list[:end], r.dsts[:end]
 	if i, ok := slices.BinarySearch(r.names, m.name); ok {
 		r.names = slices.Delete(r.names, i, i+1)
 	}
@@ -862,7 +966,7 @@ func (r *Relay) sweep(now time.Time) {
 		// bringing back a member that left.)
 		delete(r.joined, m.nonce)
 		// If it is alive after all, BYE makes it join again.
-		r.reply(m.dst, appendBye(r.replyBuf(byeLen), r.inc, m.session))
+		r.reply(m.addr, appendBye(r.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)
 	}
 }
@@ -880,7 +984,7 @@ func (r *Relay) replyBuf(n int) []byte {
 
 // reply seals b, which the last replyBuf returned, where it lies, and
 // queues it for sending to dst.
-func (r *Relay) reply(dst net.Addr, b []byte) {
+func (r *Relay) reply(dst netip.AddrPort, b []byte) {
 	if r.sealer != nil {
 		b = r.sealer.sealInPlace(r.slab[len(r.slab):len(r.slab):cap(r.slab)], len(b))
 	}
@@ -889,17 +993,15 @@ func (r *Relay) reply(dst net.Addr, b []byte) {
 }
 
 // queue adds one datagram to the outgoing batch, flushing when it is full.
-func (r *Relay) queue(b []byte, dst net.Addr) {
+func (r *Relay) queue(b []byte, dst netip.AddrPort) {
 	if len(r.out) == cap(r.out) {
 		r.flush()
 	}
-	i := len(r.out)
-	r.outBufs[i][0] = b
-	r.out = append(r.out, ipv4.Message{Buffers: r.outBufs[i][:], Addr: dst})
+	r.out = append(r.out, outMsg{b, dst})
 }
 
 // queueHistory queues the deliver datagram of seq, which history holds.
-func (r *Relay) queueHistory(seq uint64, dst net.Addr) {
+func (r *Relay) queueHistory(seq uint64, dst netip.AddrPort) {
 	if len(r.out) == cap(r.out) {
 		r.flush()
 	}
@@ -914,7 +1016,7 @@ func (r *Relay) queueHistory(seq uint64, dst net.Addr) {
 func (r *Relay) flush() {
 	ms := r.out
 	for len(ms) > 0 {
-		n, err := r.pc.WriteBatch(ms, 0)
+		n, err := r.wbc.write(ms)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				break

@@ -66,6 +66,7 @@ type RelayStats struct {
 	DroppedUnauthenticated uint64 // with a key: not sealed, or not with a key of the group
 	DroppedReplayed        uint64 // with a key: a member's control datagram seen before, or sealed by another sender
 	DroppedSendErrors      uint64 // datagrams the kernel refused to send
+	DroppedKernel          uint64 // datagrams the kernel dropped because the socket's receive buffer was full (Linux only; see WithSocketBuffers)
 	Expired                uint64 // members removed after missing heartbeats
 }
 
@@ -78,6 +79,7 @@ type MemberStats struct {
 	NACKs         uint64 // repair requests sent to the relay
 	Missed        uint64 // messages lost for good (reported through a GapError)
 	Dropped       uint64 // datagrams discarded: malformed, oversized or not from the relay
+	DroppedKernel uint64 // datagrams the kernel dropped because the member's receive buffers were full (Linux only)
 	Rejoins       uint64 // times the member joined again after losing the relay
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
@@ -346,12 +347,12 @@ func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 
 // cookieJoin returns a join from `from` with the cookie the relay gives
 // it. r.mu is held.
-func cookieJoin(r *Relay, from net.Addr, nonce, epoch uint64, name string) []byte {
+func cookieJoin(r *Relay, from netip.AddrPort, nonce, epoch uint64, name string) []byte {
 	now := time.Now()
 	p := packet{nonce: nonce}
-	r.checkCookie(&p, addrPortOf(from), from, now) // makes the secrets; queues a cookie
+	r.checkCookie(&p, from, now) // makes the secrets; queues a cookie
 	var c [cookieLen]byte
-	r.cookieFor(&c, r.cookieSlot, addrPortOf(from), nonce)
+	r.cookieFor(&c, r.cookieSlot, from, nonce)
 	return appendJoin(nil, nonce, 0, epoch, 1, &c, name)
 }
 
@@ -512,6 +513,8 @@ func TestInvalidOptions(t *testing.T) {
 		WithRateLimit(-1, 0),
 		WithRateLimit(10, 100), // a burst could not hold a large datagram
 		WithNameRule(nil),
+		WithSocketBuffers(-1, 0),
+		WithSocketBuffers(0, 2<<30),
 		nil,
 	}
 	for i, o := range relay {

@@ -202,8 +202,8 @@ func FuzzRelayHandle(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { sink.Close() })
-	member := sink.LocalAddr()
-	stranger := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: member.(*net.UDPAddr).Port + 1}
+	member := addrPortOf(sink.LocalAddr())
+	stranger := netip.AddrPortFrom(member.Addr(), member.Port()+1)
 	now := time.Now()
 	r.mu.Lock()
 	r.handle(cookieJoin(r, member, 1, 7, "alice"), member, now)

@@ -1,0 +1,34 @@
+package udpchat
+
+import "net/netip"
+
+// outMsg is one datagram queued for sending: its bytes (shared, for a
+// deliver, by every member it goes to) and its destination.
+type outMsg struct {
+	b  []byte
+	to netip.AddrPort
+}
+
+// inMsg is one datagram read into a batchConn's buffer i: its length and
+// its source.
+type inMsg struct {
+	n    int
+	from netip.AddrPort
+}
+
+// A batchConn reads and writes datagrams of an ipv4.PacketConn many at a
+// time. On Linux it calls recvmmsg and sendmmsg itself, through the
+// socket's RawConn, so that neither the source addresses it reads nor the
+// destinations it writes cost an allocation; elsewhere it uses the
+// PacketConn's ReadBatch and WriteBatch. Reads honour the PacketConn's read
+// deadline. It is not safe for concurrent use, and it is used by one
+// goroutine at a time: the relay's Serve, or a member's read loop.
+//
+// newBatchConn(pc, bufs, overflow) reads into bufs (one datagram each);
+// overflow asks it to report the datagrams the kernel dropped because the
+// socket's receive buffer was full, where the platform tells (Linux:
+// SO_RXQ_OVFL).
+//
+// read(in) fills in[:n] for bufs[:n]; write(out) sends out[:n] and reports
+// n, with an error for out[n] if n < len(out); drops() returns the kernel's
+// drop count so far, 0 where it is unknown.
