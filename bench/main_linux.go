@@ -1,0 +1,198 @@
+//go:build linux
+
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// latencyRounds is how many turns the latency cases take.
+const latencyRounds = 4
+
+// config says what to measure.
+type config struct {
+	Members     []int         `json:"members"`
+	Dur         time.Duration `json:"dur_ns"`  // the measured window of a case
+	Warm        time.Duration `json:"warm_ns"` // load before the window
+	LatencyN    int           `json:"latency_members"`
+	LatencyRate int           `json:"latency_msgs_per_s"`
+	MemBase     int           `json:"mem_base_members"`
+	MemJoins    int           `json:"mem_joins"`
+	Timeout     time.Duration `json:"timeout_ns"` // bounds each wait of a setup: joins, join events
+}
+
+func defaultConfig() config {
+	return config{
+		Members: []int{1, 10, 100, 1000},
+		Dur:     2 * time.Second, Warm: 200 * time.Millisecond,
+		LatencyN: 10, LatencyRate: 1000,
+		MemBase: 100, MemJoins: 10000,
+		Timeout: 30 * time.Second,
+	}
+}
+
+// quickConfig is a tiny run: a smoke test, not a measurement.
+func quickConfig() config {
+	return config{
+		Members: []int{1, 10},
+		Dur:     200 * time.Millisecond, Warm: 50 * time.Millisecond,
+		LatencyN: 10, LatencyRate: 1000,
+		MemBase: 20, MemJoins: 200,
+		Timeout: 5 * time.Second,
+	}
+}
+
+func main() {
+	var (
+		quick   = flag.Bool("quick", false, "a tiny run: 1 and 10 members, 200ms windows, 200 joins")
+		members = flag.String("members", "1,10,100,1000", "member counts to measure, comma-separated")
+		dur     = flag.Duration("dur", 2*time.Second, "measured window per case")
+		joins   = flag.Int("joins", 10000, "members joined in the memory and join-rate case")
+		asJSON  = flag.Bool("json", false, "print the report as JSON")
+	)
+	flag.Parse()
+	cfg := defaultConfig()
+	if *quick {
+		cfg = quickConfig()
+	}
+	var err error
+	flag.Visit(func(f *flag.Flag) { // given flags win over -quick
+		switch f.Name {
+		case "members":
+			cfg.Members, err = parseMembers(*members)
+		case "dur":
+			cfg.Dur = *dur
+		case "joins":
+			cfg.MemJoins = *joins
+		}
+	})
+	if err == nil && (cfg.Dur <= 0 || cfg.MemJoins < 1) {
+		err = fmt.Errorf("-dur and -joins must be positive")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	rep, err := run(cfg, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(rep)
+	} else {
+		err = rep.print(os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseMembers(s string) ([]int, error) {
+	var ns []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 5000 {
+			return nil, fmt.Errorf("-members: %q: want counts from 1 to 5000", f)
+		}
+		ns = append(ns, n)
+	}
+	return ns, nil
+}
+
+// run measures every case and returns the report; an error means a case
+// could not be set up or broke down, not that a figure missed its target.
+func run(cfg config, progress io.Writer) (*report, error) {
+	start := time.Now()
+	rep := &report{Machine: machineInfo(), Config: cfg}
+	var vsRaw, vsNaive, vsBcast []row
+	step := func(r result, err error) (result, error) {
+		if err != nil {
+			return r, fmt.Errorf("%s, N=%d: %w", r.Case, r.N, err)
+		}
+		fmt.Fprintf(progress, "bench: %-22s N=%-5d %s\n", r.Case, r.N, r.summary())
+		rep.Runs = append(rep.Runs, r)
+		return r, nil
+	}
+	// rawLimit runs the raw sender open-loop and windowed and returns the
+	// faster: the limit is the best it does either way.
+	rawLimit := func(n int, broadcast bool) (result, error) {
+		open, err := step(runRaw(&cfg, n, broadcast, false))
+		if err != nil {
+			return open, err
+		}
+		win, err := step(runRaw(&cfg, n, broadcast, true))
+		if err != nil || win.Rate <= open.Rate {
+			return open, err
+		}
+		return win, nil
+	}
+	// The runs compared with each other go one after the other, so that
+	// the machine's drift touches them alike.
+	for _, n := range cfg.Members {
+		raw, err := rawLimit(n, false)
+		if err != nil {
+			return nil, err
+		}
+		naive, err := step(runNaive(&cfg, n))
+		if err != nil {
+			return nil, err
+		}
+		uc, err := step(runUdpchat(&cfg, n, false))
+		if err != nil {
+			return nil, err
+		}
+		vsRaw = append(vsRaw, rateRow("unicast vs raw", raw, uc, raw.Case, n >= 100, 0.9))
+		vsNaive = append(vsNaive, rateRow("unicast vs naive", naive, uc, "naive relay", n >= 100, 1.6))
+		if n < 10 {
+			continue
+		}
+		braw, err := rawLimit(n, true)
+		if err != nil {
+			return nil, err
+		}
+		buc, err := step(runUdpchat(&cfg, n, true))
+		if err != nil {
+			return nil, err
+		}
+		vsBcast = append(vsBcast, rateRow("broadcast vs raw", braw, buc, braw.Case, true, 0.9))
+	}
+	// Latency goes in rounds, the three ways in turn, so that drift and
+	// where the scheduler puts the threads touch them alike.
+	vias := []string{"direct", "naive", "udpchat"}
+	lat := map[string]result{}
+	for range latencyRounds {
+		for _, via := range vias {
+			r, err := runLatency(&cfg, via, cfg.Dur/latencyRounds)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", r.Case, err)
+			}
+			acc := lat[via]
+			acc.merge(r)
+			lat[via] = acc
+		}
+	}
+	for _, via := range vias {
+		step(lat[via], nil)
+	}
+	fmt.Fprintf(progress, "bench: memory and joins (%d members)\n", cfg.MemJoins)
+	mem, err := runMemory(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("memory and joins: %w", err)
+	}
+	rep.Memory = mem
+	rep.Rows = append(append(append(vsRaw, vsNaive...), vsBcast...), latencyRows(lat)...)
+	rep.Rows = append(rep.Rows, memoryRows(mem)...)
+	rep.Elapsed = time.Since(start).Seconds()
+	return rep, nil
+}

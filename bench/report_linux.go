@@ -1,0 +1,240 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"reflect"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/udpchat/udpchat"
+	"golang.org/x/sys/unix"
+)
+
+type report struct {
+	Machine machine   `json:"machine"`
+	Config  config    `json:"config"`
+	Rows    []row     `json:"rows"`
+	Runs    []result  `json:"runs"`
+	Memory  memResult `json:"memory"`
+	Elapsed float64   `json:"elapsed_s"`
+}
+
+type machine struct {
+	Go         string `json:"go"`
+	OSArch     string `json:"os_arch"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	NumCPU     int    `json:"num_cpu"`
+	Kernel     string `json:"kernel"`
+	CPU        string `json:"cpu"`
+}
+
+// A row compares one udpchat figure with its baseline from the same run.
+type row struct {
+	Case     string  `json:"case"`
+	N        int     `json:"n"`
+	Baseline string  `json:"baseline"`
+	Base     float64 `json:"baseline_value"`
+	Value    float64 `json:"udpchat_value"`
+	Unit     string  `json:"unit"`
+	Ratio    float64 `json:"ratio,omitempty"`  // Value / Base
+	Target   string  `json:"target,omitempty"` // none: for information
+	OK       *bool   `json:"ok,omitempty"`
+}
+
+// rateRow compares delivered datagrams per second; with target, the ratio
+// should be at least min.
+func rateRow(name string, base, uc result, baseline string, target bool, min float64) row {
+	r := row{Case: name, N: uc.N, Baseline: baseline, Base: base.Rate, Value: uc.Rate, Unit: "dgram/s"}
+	if base.Rate > 0 {
+		r.Ratio = uc.Rate / base.Rate
+	}
+	if target {
+		r.Target = fmt.Sprintf(">=%.2fx", min)
+		r.OK = ptr(r.Ratio >= min)
+	}
+	return r
+}
+
+func latencyRows(lat map[string]result) []row {
+	d, nv, uc := lat["direct"], lat["naive"], lat["udpchat"]
+	mk := func(name, baseline string, base, v float64) row {
+		r := row{Case: name, N: uc.N, Baseline: baseline, Base: base, Value: v, Unit: "us"}
+		if base > 0 {
+			r.Ratio = v / base
+		}
+		return r
+	}
+	p50 := mk("latency p50", "direct", d.P50, uc.P50)
+	p50.Target, p50.OK = "<=1.40x", ptr(p50.Ratio > 0 && p50.Ratio <= 1.4)
+	return []row{
+		p50,
+		mk("latency p99", "direct", d.P99, uc.P99),
+		mk("latency p50", "naive relay", nv.P50, uc.P50),
+		mk("latency p99", "naive relay", nv.P99, uc.P99),
+	}
+}
+
+func memoryRows(m memResult) []row {
+	return []row{
+		{Case: "heap per member", N: m.Members, Baseline: "-", Value: m.PerMember, Unit: "B",
+			Target: "<1024 B", OK: ptr(m.PerMember < 1024)},
+		{Case: "join rate", N: m.Members, Baseline: "-", Value: m.JoinsPerSec, Unit: "joins/s"},
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// summary is the one-line progress report of a run.
+func (r result) summary() string {
+	if r.Samples > 0 {
+		return fmt.Sprintf("p50 %.1fus p99 %.1fus (%d samples)", r.P50, r.P99, r.Samples)
+	}
+	return fmt.Sprintf("%s delivered/s, %d receiver drops", human(r.Rate), r.Drops)
+}
+
+func (rep *report) print(w io.Writer) error {
+	m := rep.Machine
+	fmt.Fprintf(w, "udpchat relay benchmark: %s %s, GOMAXPROCS=%d, %d CPUs, kernel %s\nCPU: %s\n",
+		m.Go, m.OSArch, m.GOMAXPROCS, m.NumCPU, m.Kernel, m.CPU)
+	fmt.Fprintf(w, "Every delivered datagram is %d bytes, on loopback; each case warms up for %v, then counts for %v.\n"+
+		"Receivers: non-blocking sockets drained by one locked thread (epoll_wait + recvmmsg), alike in every case.\n"+
+		"raw: sendmmsg from a socket the Go runtime never polls, to the N receivers in turn (broadcast: once to\n"+
+		"  127.255.255.255, N receivers sharing the port), open-loop and windowed (at most %d rounds ahead of\n"+
+		"  receiver #0, as the speaker keeps its chats), the faster being the limit. naive: one WriteToUDP per member.\n"+
+		"udpchat: members join through the handshake (JOIN, COOKIE, JOIN, WELCOME), in unicast from their receivers,\n"+
+		"  in broadcast from a unicast socket each, receiving on shared 0.0.0.0:port sockets; member #0 speaks.\n"+
+		"Ratios are udpchat over its baseline within this run; figures drift 15-25%%.\n\n",
+		payloadSize, rep.Config.Warm, rep.Config.Dur, speakWindow)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "case\tN\tbaseline\tbaseline figure\tudpchat figure\tratio\ttarget\tok")
+	for _, r := range rep.Rows {
+		base, ratio, target, ok := "-", "-", "-", "-"
+		if r.Base > 0 {
+			base = value(r.Base, r.Unit)
+		}
+		if r.Ratio > 0 {
+			ratio = fmt.Sprintf("%.2fx", r.Ratio)
+		}
+		if r.Target != "" {
+			target = r.Target
+		}
+		if r.OK != nil {
+			ok = map[bool]string{true: "yes", false: "NO"}[*r.OK]
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Case, r.N, r.Baseline, base, value(r.Value, r.Unit), ratio, target, ok)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "\nRuns (sent counts the warm-up too; drops are the receivers' in the window; relay: udpchat's RelayStats)\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\trelay")
+	for _, r := range rep.Runs {
+		res := human(r.Rate) + " dgram/s"
+		if r.Samples > 0 {
+			res = fmt.Sprintf("p50 %.1fus p99 %.1fus", r.P50, r.P99)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, relayStats(r.Relay))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	mem := rep.Memory
+	fmt.Fprintf(w, "memory: %d members joined after %d, relay heap +%d bytes (%.0f B/member), %.0f joins/s in %.2fs;\n"+
+		"  the relay broadcast to %s, where no one listens, so a join event is one datagram, not one per member.\n  relay: %s\n",
+		mem.Members, mem.Base, mem.HeapDelta, mem.PerMember, mem.JoinsPerSec, mem.JoinSeconds, mem.BroadcastVia, relayStats(mem.Relay))
+	for _, r := range rep.Runs {
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "note: %s N=%d: %s\n", r.Case, r.N, n)
+		}
+	}
+	for _, n := range mem.Notes {
+		fmt.Fprintf(w, "note: memory: %s\n", n)
+	}
+	_, err := fmt.Fprintf(w, "elapsed %.1fs\n", rep.Elapsed)
+	return err
+}
+
+// relayStats lists Members and the counters of s that are not zero.
+func relayStats(s *udpchat.RelayStats) string {
+	if s == nil {
+		return "-"
+	}
+	out := fmt.Sprintf("Members=%d", s.Members)
+	for name, v := range counters(s) {
+		if v != 0 {
+			out += fmt.Sprintf(" %s=%d", name, v)
+		}
+	}
+	return out
+}
+
+// counters yields the unsigned counters of RelayStats by name. It reads
+// them by reflection, so that a counter the package adds shows up here
+// without a change.
+func counters(s *udpchat.RelayStats) iter.Seq2[string, uint64] {
+	return func(yield func(string, uint64) bool) {
+		v := reflect.ValueOf(s).Elem()
+		for i := range v.NumField() {
+			if f := v.Field(i); f.CanUint() && !yield(v.Type().Field(i).Name, f.Uint()) {
+				return
+			}
+		}
+	}
+}
+
+func value(v float64, unit string) string {
+	switch unit {
+	case "us":
+		return fmt.Sprintf("%.1fus", v)
+	case "B":
+		return fmt.Sprintf("%.0f B", v)
+	}
+	return human(v) + "/s"
+}
+
+// human writes a rate with k or M.
+func human(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func machineInfo() machine {
+	m := machine{
+		Go:         runtime.Version(),
+		OSArch:     runtime.GOOS + "/" + runtime.GOARCH,
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		NumCPU:     runtime.NumCPU(),
+		Kernel:     "?",
+		CPU:        "?",
+	}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Version[:])
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		defer f.Close()
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
