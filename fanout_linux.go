@@ -36,8 +36,8 @@ import (
 // names the interface (the twin's connect would otherwise pin the source
 // address of every datagram it sends).
 func fanoutControl(cfg *config) func(network, address string, c syscall.RawConn) error {
-	if cfg.addr.IP.IsUnspecified() {
-		return nil
+	if cfg.addr.IP.IsUnspecified() || (cfg.plainText && cfg.broadcast != nil) {
+		return nil // for the plain-text case, see NewRelay
 	}
 	return func(network, address string, c syscall.RawConn) error {
 		return setReusePort(c, 1)

@@ -111,6 +111,11 @@ type Member struct {
 	prunable uint64         // every member knows of stable up to this: our copies may go
 
 	stats MemberStats
+
+	// With WithPlainText (plain.go): the names heard from, and the count
+	// that numbers received lines.
+	heard    map[string]*heardName
+	plainSeq uint64
 }
 
 type rosterEntry struct {
@@ -200,6 +205,21 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		m.sealer = newSealer(cfg.keys)
 		m.plain = make([]byte, readBufSize)
 	}
+	if cfg.plainText {
+		// No handshake: the member is in as soon as it listens.
+		m.state, m.heard = stateJoined, make(map[string]*heardName)
+		m.heartbeat, m.expiry, m.maxDatagram = cfg.heartbeat, cfg.expiry, cfg.bufferSize
+		if cfg.broadcast != nil {
+			if err := m.listenGroup(addrPortOf(cfg.broadcast)); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("udpchat: join: listening for the relay's broadcast at %s: %w", cfg.broadcast, err)
+			}
+		}
+		m.wg.Add(2)
+		go m.readLoop(bc, buf, false)
+		go m.timerLoop()
+		return m, nil
+	}
 	m.wg.Add(2)
 	go m.readLoop(bc, buf, false)
 	go m.timerLoop()
@@ -240,6 +260,9 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 func (m *Member) Send(ctx context.Context, text string) error {
 	if !utf8.ValidString(text) {
 		return ErrInvalidText
+	}
+	if m.cfg.plainText {
+		return m.sendPlain(ctx, text)
 	}
 	m.mu.Lock()
 	limit := min(m.cfg.bufferSize, m.maxDatagram)
@@ -333,7 +356,9 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 			if m.queue.n > 0 {
 				signal(m.ready)
 			}
-			m.advance(time.Now())
+			if !m.cfg.plainText {
+				m.advance(time.Now())
+			}
 			if it.err == nil {
 				m.stats.Received++
 			}
@@ -361,6 +386,9 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 func (m *Member) Members() []MemberInfo {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.cfg.plainText {
+		return m.plainMembers()
+	}
 	out := make([]MemberInfo, 0, len(m.roster))
 	for name, e := range m.roster {
 		if e.present {
@@ -387,7 +415,7 @@ func (m *Member) Stats() MemberStats {
 func (m *Member) Close() error {
 	m.closeOnce.Do(func() {
 		m.mu.Lock()
-		joined := m.state == stateJoined
+		joined := m.state == stateJoined && !m.cfg.plainText
 		m.state = stateClosed
 		for _, c := range m.outbox {
 			m.answer(c, ErrClosed)
@@ -503,6 +531,10 @@ func (m *Member) handle(b []byte) {
 	defer m.mu.Unlock()
 	if len(b) > max(m.cfg.bufferSize, m.maxDatagram) {
 		m.stats.Dropped++
+		return
+	}
+	if m.cfg.plainText {
+		m.handlePlain(b)
 		return
 	}
 	var salt uint32
@@ -1058,7 +1090,12 @@ func (m *Member) timerLoop() {
 		case <-m.kick:
 		}
 		m.mu.Lock()
-		d := m.tick(time.Now())
+		var d time.Duration
+		if m.cfg.plainText {
+			d = m.tickPlain(time.Now())
+		} else {
+			d = m.tick(time.Now())
+		}
 		m.mu.Unlock()
 		t.Reset(d)
 	}

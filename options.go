@@ -60,7 +60,9 @@ type config struct {
 	writeBuf   int      // SO_SNDBUF; 0: the system's default
 	keys       *keyring // nil: datagrams are not sealed
 
-	expirySet bool
+	expirySet    bool
+	plainText    bool
+	heartbeatSet bool
 }
 
 func newConfig(s side, opts []Option) (*config, error) {
@@ -86,6 +88,18 @@ func newConfig(s side, opts []Option) (*config, error) {
 		if err := o(c); err != nil {
 			return nil, err
 		}
+	}
+	if c.side == sideMember && !c.plainText {
+		// Members of the protocol learn these from the relay.
+		switch {
+		case c.broadcast != nil:
+			return nil, fmt.Errorf("%w: WithBroadcast applies to the relay only (and to members with WithPlainText)", ErrInvalidOption)
+		case c.heartbeatSet:
+			return nil, fmt.Errorf("%w: WithHeartbeat applies to the relay only (and to members with WithPlainText)", ErrInvalidOption)
+		}
+	}
+	if c.plainText && c.keys != nil {
+		return nil, fmt.Errorf("%w: WithPlainText and WithKey: plain text is not sealed", ErrInvalidOption)
 	}
 	if !c.expirySet {
 		c.expiry = 3*c.heartbeat + time.Second
@@ -142,18 +156,14 @@ func WithBufferSize(n int) Option {
 // WithBroadcast makes the relay send each message once to addr, an IPv4
 // broadcast address (such as 127.255.255.255:2411 or a subnet's broadcast
 // address) or an IPv4 multicast group, instead of one unicast copy per member.
-// Relay only: members learn the address in the handshake and listen on its
-// port with SO_REUSEPORT, so several members on one host share it. Each
+// Relay only (but see WithPlainText): members learn the address in the
+// handshake and listen on its port with SO_REUSEPORT, so several members
+// on one host share it. Each
 // member keeps its own unicast socket for everything else, because a unicast
 // datagram to a shared port reaches only one of the sockets bound to it.
-// For a multicast group the relay sends on, and members join on, the
-// interface that holds the relay's address (so bind the relay to a specific
-// address, such as 127.0.0.1).
+// For a multicast group, see WithInterface.
 func WithBroadcast(addr string) Option {
 	return func(c *config) error {
-		if err := relayOnly(c, "WithBroadcast"); err != nil {
-			return err
-		}
 		a, err := resolveUDP4(addr)
 		if err != nil {
 			return fmt.Errorf("%w: WithBroadcast: %w", ErrInvalidOption, err)
@@ -199,17 +209,14 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithHeartbeat sets how often members send a heartbeat to the relay
-// (default 1s). Relay only: members learn the interval in the handshake.
-// It must be at least 10ms.
+// (default 1s). Relay only (but see WithPlainText): members learn the
+// interval in the handshake. It must be at least 10ms.
 func WithHeartbeat(d time.Duration) Option {
 	return func(c *config) error {
-		if err := relayOnly(c, "WithHeartbeat"); err != nil {
-			return err
-		}
 		if d < 10*time.Millisecond || d > time.Hour {
 			return fmt.Errorf("%w: WithHeartbeat(%v): want 10ms to 1h", ErrInvalidOption, d)
 		}
-		c.heartbeat = d
+		c.heartbeat, c.heartbeatSet = d, true
 		return nil
 	}
 }
@@ -300,6 +307,36 @@ func WithRateLimit(messages, bytes int) Option {
 			return fmt.Errorf("%w: WithRateLimit(%d, %d): want at least %d bytes per second", ErrInvalidOption, messages, bytes, maxBufferSize/2)
 		}
 		c.rateMsgs, c.rateBytes = float64(messages), float64(bytes)
+		return nil
+	}
+}
+
+// WithPlainText makes the relay or member speak plain UTF-8 datagrams of
+// the form "name: text", like the classic classroom chat programs and
+// everyday tools such as nc -u and socat, instead of the udpchat
+// protocol. Relay and member.
+//
+// The relay forwards every line from any address, unchanged: one unicast
+// copy to each address it has heard a line from within the expiry span
+// (the sender's included), or one copy to the WithBroadcast address. A
+// line with empty text ("name:") only tells the relay that its sender is
+// listening; a plain Member sends one at Join and every heartbeat
+// (WithHeartbeat, which a plain member takes). A plain member sends "name:
+// text" to the relay, and Receive returns each line it gets as a KindChat
+// message, numbered by the member; with WithBroadcast (which a plain
+// member takes too) it also listens on that address's port, shared with
+// other programs on the host, for the relay's broadcasts. One trailing
+// newline is taken off a line's text.
+//
+// Plain text gives up everything the protocol adds: there is no
+// handshake, no join or leave events, no common order, no recovery of
+// lost lines (Send returns once the datagram is sent), no protection of
+// names (anyone may write "alice: ..."), and no key (WithKey is refused).
+// Lines are still checked: invalid UTF-8, a bad name, an oversized
+// datagram or a sender over its rate limit are dropped and counted.
+func WithPlainText() Option {
+	return func(c *config) error {
+		c.plainText = true
 		return nil
 	}
 }

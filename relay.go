@@ -75,6 +75,11 @@ type Relay struct {
 	// leftBuckets keeps the rate buckets of members that left for a few
 	// seconds.
 	leftBuckets map[leftKey]buckets
+
+	// With WithPlainText: the addresses lines are forwarded to (their
+	// order is dsts'), and the names seen on them.
+	sources    map[netip.AddrPort]*plainSource
+	plainNames map[string]*plainName
 }
 
 // relayMember is the relay's state for one member.
@@ -107,7 +112,13 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		return nil, err
 	}
 	lc := net.ListenConfig{Control: fanoutControl(cfg)}
-	if cfg.broadcast != nil && !cfg.broadcast.IP.IsMulticast() {
+	switch {
+	case cfg.plainText && cfg.broadcast != nil:
+		// The classic programs share one port between the relay (bound to
+		// 127.0.0.1) and their clients (bound to 0.0.0.0), all with
+		// SO_REUSEPORT: so must a relay that stands in for theirs.
+		lc.Control = controlShared
+	case cfg.broadcast != nil && !cfg.broadcast.IP.IsMulticast():
 		lc.Control = controls(controlBroadcast, lc.Control)
 	}
 	c, err := lc.ListenPacket(context.Background(), "udp4", cfg.addr.String())
@@ -122,6 +133,8 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		members:     make(map[uint64]*relayMember),
 		joined:      make(map[uint64]int64),
 		leftBuckets: make(map[leftKey]buckets),
+		sources:     make(map[netip.AddrPort]*plainSource),
+		plainNames:  make(map[string]*plainName),
 		byName:      make(map[string]*relayMember),
 		history:     make([][]byte, cfg.history),
 		out:         make([]outMsg, 0, writeBatchSize),
@@ -295,6 +308,9 @@ func (r *Relay) Addr() net.Addr { return r.addr }
 func (r *Relay) Members() []MemberInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.cfg.plainText {
+		return r.plainMembers()
+	}
 	out := make([]MemberInfo, 0, len(r.names))
 	for _, n := range r.names {
 		m := r.byName[n]
@@ -308,7 +324,7 @@ func (r *Relay) Stats() RelayStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.stats
-	s.Members = len(r.list)
+	s.Members = len(r.list) + len(r.plainNames)
 	return s
 }
 
@@ -431,6 +447,10 @@ func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
 	if len(b) > r.cfg.bufferSize {
 		r.stats.DroppedOversized++
 		r.debugDrop("oversized", from)
+		return
+	}
+	if r.cfg.plainText {
+		r.handlePlain(b, from, now)
 		return
 	}
 	var salt uint32
@@ -726,15 +746,21 @@ func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
 // allow takes one chat datagram of n bytes from the member's token buckets,
 // or reports that it goes beyond the member's rate.
 func (r *Relay) allow(m *relayMember, n int, now time.Time) bool {
+	return r.take(&m.buckets, n, now)
+}
+
+// take takes one datagram of n bytes from b, or reports that it goes
+// beyond the rate.
+func (r *Relay) take(b *buckets, n int, now time.Time) bool {
 	if r.cfg.rateMsgs == 0 && r.cfg.rateBytes == 0 {
 		return true
 	}
-	r.refill(&m.buckets, now)
-	if (r.cfg.rateMsgs > 0 && m.msgTokens < 1) || (r.cfg.rateBytes > 0 && m.byteTokens < float64(n)) {
+	r.refill(b, now)
+	if (r.cfg.rateMsgs > 0 && b.msgTokens < 1) || (r.cfg.rateBytes > 0 && b.byteTokens < float64(n)) {
 		return false
 	}
-	m.msgTokens--
-	m.byteTokens -= float64(n)
+	b.msgTokens--
+	b.byteTokens -= float64(n)
 	return true
 }
 
@@ -878,19 +904,29 @@ func (r *Relay) handleRosterReq(m *relayMember, after []byte) {
 // sequence assigns the next seq to a message, keeps it in history and fans
 // it out to every member.
 func (r *Relay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte, now time.Time) {
-	r.seq++
-	r.stats.Sequenced++
-	if h := uint64(len(r.history)); r.outOldest != 0 && r.seq >= r.outOldest+h {
-		r.flush() // the slot about to be reused is still queued
-	}
-	slot := r.seq % uint64(len(r.history))
-	buf := r.history[slot][:0]
+	buf := r.nextSlot()
 	b := appendDeliver(buf[sealPrefix(r.sealer):sealPrefix(r.sealer)], r.inc, r.seq, now.UnixNano(), from.epoch, mseq, kind, from.name, text)
 	if r.sealer != nil {
 		// Sealed once: the fan-out and every repair send the same bytes.
 		b = r.sealer.sealInPlace(buf, len(b))
 	}
-	r.history[slot] = b
+	r.fanout(b)
+}
+
+// nextSlot assigns the next seq and returns its history slot, empty.
+func (r *Relay) nextSlot() []byte {
+	r.seq++
+	r.stats.Sequenced++
+	if h := uint64(len(r.history)); r.outOldest != 0 && r.seq >= r.outOldest+h {
+		r.flush() // the slot about to be reused is still queued
+	}
+	return r.history[r.seq%uint64(len(r.history))][:0]
+}
+
+// fanout keeps b, built in the slot of the newest seq, in history and
+// sends it to every member, or once to the group.
+func (r *Relay) fanout(b []byte) {
+	r.history[r.seq%uint64(len(r.history))] = b
 	if r.group.IsValid() {
 		r.queueHistory(r.seq, r.group)
 		r.stats.Delivered++
@@ -935,6 +971,9 @@ func (r *Relay) remove(m *relayMember, now time.Time) {
 // and works out which seqs every member has (stable): senders keep their
 // chats until then, to resend them to a new relay should this one die.
 func (r *Relay) sweep(now time.Time) {
+	if r.cfg.plainText {
+		r.sweepPlain(now)
+	}
 	defer func() {
 		stable, prunable := r.seq, r.stable
 		for _, m := range r.list {

@@ -19,11 +19,20 @@ import (
 func main() {
 	addr := flag.String("addr", udpchat.DefaultAddr, "the relay's address")
 	name := flag.String("name", "", "your name in the group")
+	plain := flag.Bool("plain", false, "speak plain-text \"name: text\" datagrams, as nc -u does")
+	bcast := flag.String("broadcast", "", "with -plain: also listen for the relay's broadcasts to this `address`")
 	flag.Parse()
+	opts := []udpchat.Option{udpchat.WithAddr(*addr)}
+	if *plain {
+		opts = append(opts, udpchat.WithPlainText())
+	}
+	if *bcast != "" {
+		opts = append(opts, udpchat.WithBroadcast(*bcast))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	m, err := udpchat.Join(jctx, *name, udpchat.WithAddr(*addr))
+	m, err := udpchat.Join(jctx, *name, opts...)
 	cancel()
 	if err != nil {
 		log.Fatal(err)

@@ -17,10 +17,14 @@ import (
 func main() {
 	addr := flag.String("addr", udpchat.DefaultAddr, "address to listen on")
 	bcast := flag.String("broadcast", "", "send each message once to this broadcast `address` or multicast group")
+	plain := flag.Bool("plain", false, "forward plain-text \"name: text\" datagrams, as nc -u sends them")
 	flag.Parse()
 	opts := []udpchat.Option{udpchat.WithAddr(*addr), udpchat.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, nil)))}
 	if *bcast != "" {
 		opts = append(opts, udpchat.WithBroadcast(*bcast))
+	}
+	if *plain {
+		opts = append(opts, udpchat.WithPlainText())
 	}
 	r, err := udpchat.NewRelay(opts...)
 	if err != nil {

@@ -1,0 +1,200 @@
+package udpchat
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Plain-text mode (WithPlainText): datagrams are lines "name: text", as
+// the classic programs and nc -u send them. The relay forwards them; it
+// keeps no protocol state, only the addresses it forwards to.
+
+// parsePlain splits a plain line into its name and text, taking one
+// space after the colon and one trailing newline off. It reports false
+// for anything that is not valid UTF-8 with a valid name.
+func parsePlain(b []byte) (name, text []byte, ok bool) {
+	i := bytes.IndexByte(b, ':')
+	if i < 0 || !utf8.Valid(b) {
+		return nil, nil, false
+	}
+	name, text = b[:i], b[i+1:]
+	text, _ = bytes.CutPrefix(text, []byte(" "))
+	if t, nl := bytes.CutSuffix(text, []byte("\n")); nl {
+		text, _ = bytes.CutSuffix(t, []byte("\r"))
+	}
+	return name, text, checkName(string(name)) == nil
+}
+
+// plainSource is an address the relay has heard a line from: it gets
+// every line until it has been silent for the expiry span.
+type plainSource struct {
+	idx       int // in Relay.dsts
+	lastHeard time.Time
+	buckets
+}
+
+// plainName is a name the relay has seen on a line, for Members.
+type plainName struct {
+	addr      netip.AddrPort
+	lastHeard time.Time
+}
+
+// handlePlain forwards one line, unchanged, to every known address or to
+// the group. r.mu is held; handle has counted b and checked its size.
+func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
+	name, text, ok := parsePlain(b)
+	if !ok || from.Port() == 0 {
+		r.stats.DroppedMalformed++
+		r.debugDrop("not a plain-text line", from)
+		return
+	}
+	src := r.sources[from]
+	if src == nil {
+		if len(r.dsts) >= r.cfg.maxMembers {
+			r.stats.DroppedRejected++
+			r.debugDrop("too many addresses", from)
+			return
+		}
+		src = &plainSource{idx: len(r.dsts), buckets: r.bucketsFor(from.Addr(), "", now)}
+		r.sources[from] = src
+		r.dsts = append(r.dsts, from)
+	}
+	if !r.take(&src.buckets, len(b), now) {
+		r.stats.DroppedRateLimited++
+		return
+	}
+	src.lastHeard = now
+	if n := r.plainNames[string(name)]; n != nil {
+		n.addr, n.lastHeard = from, now
+	} else if len(r.plainNames) < r.cfg.maxMembers {
+		r.plainNames[string(name)] = &plainName{from, now}
+	}
+	if len(text) == 0 {
+		return // "name:" says only that its sender listens
+	}
+	r.fanout(append(r.nextSlot(), b...))
+}
+
+// sweepPlain forgets addresses and names silent for the expiry span.
+func (r *Relay) sweepPlain(now time.Time) {
+	for addr, src := range r.sources {
+		if now.Sub(src.lastHeard) <= r.cfg.expiry {
+			continue
+		}
+		end := len(r.dsts) - 1
+		moved := r.dsts[end]
+		r.dsts[src.idx] = moved
+		r.sources[moved].idx = src.idx
+		r.dsts = r.dsts[:end]
+		delete(r.sources, addr)
+		r.leftBuckets[leftKey{addr.Addr(), ""}] = src.buckets
+	}
+	for name, n := range r.plainNames {
+		if now.Sub(n.lastHeard) > r.cfg.expiry {
+			delete(r.plainNames, name)
+		}
+	}
+}
+
+// plainMembers lists the names heard within the expiry span. r.mu is
+// held.
+func (r *Relay) plainMembers() []MemberInfo {
+	out := make([]MemberInfo, 0, len(r.plainNames))
+	for name, n := range r.plainNames {
+		out = append(out, MemberInfo{Name: name, Addr: net.UDPAddrFromAddrPort(n.addr)})
+	}
+	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// A plain Member sends lines and hands every line it receives to
+// Receive. m.mu guards what it keeps.
+
+// heardName is a name a plain member has received a line from.
+type heardName struct {
+	name string // the map's key, shared by the messages
+	at   time.Time
+}
+
+// handlePlain takes one received line. m.mu is held.
+func (m *Member) handlePlain(b []byte) {
+	name, text, ok := parsePlain(b)
+	if !ok || m.state != stateJoined {
+		m.stats.Dropped++
+		return
+	}
+	if m.queue.n == m.queue.cap() {
+		m.stats.Dropped++ // nothing can repair it: plain text has no history
+		return
+	}
+	now := time.Now()
+	h := m.heard[string(name)]
+	if h == nil {
+		h = &heardName{name: string(name)}
+		m.heard[h.name] = h
+	}
+	h.at = now
+	m.plainSeq++
+	m.push(rxItem{msg: Message{Seq: m.plainSeq, Kind: KindChat, From: h.name, Text: string(text), Time: now}})
+}
+
+// sendPlain sends "name: text".
+func (m *Member) sendPlain(ctx context.Context, text string) error {
+	if size := len(m.name) + 2 + len(text); size > m.cfg.bufferSize {
+		return fmt.Errorf("%w: %d bytes with the name, limit %d", ErrMessageTooLarge, size, m.cfg.bufferSize)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == stateClosed {
+		return ErrClosed
+	}
+	line := make([]byte, 0, len(m.name)+2+len(text))
+	line = append(append(append(line, m.name...), ": "...), text...)
+	if _, err := m.pc.WriteTo(line, nil, nil); err != nil {
+		return fmt.Errorf("udpchat: send: %w", err)
+	}
+	m.stats.Sent++
+	return nil
+}
+
+// tickPlain sends "name:" every heartbeat, so that the relay keeps
+// forwarding to this member, and returns how long until the next.
+func (m *Member) tickPlain(now time.Time) time.Duration {
+	if m.state != stateJoined {
+		return time.Hour
+	}
+	if now.Sub(m.lastBeat) >= m.heartbeat {
+		m.writeLocked(append([]byte(m.name), ':'))
+		m.lastBeat = now
+		for name, h := range m.heard {
+			if now.Sub(h.at) > m.expiry {
+				delete(m.heard, name)
+			}
+		}
+	}
+	return max(m.lastBeat.Add(m.heartbeat).Sub(now), time.Millisecond)
+}
+
+// plainMembers lists the names heard within the expiry span. m.mu is
+// held.
+func (m *Member) plainMembers() []MemberInfo {
+	now := time.Now()
+	out := make([]MemberInfo, 0, len(m.heard))
+	for name, h := range m.heard {
+		if now.Sub(h.at) <= m.expiry {
+			out = append(out, MemberInfo{Name: name})
+		}
+	}
+	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
