@@ -52,6 +52,32 @@
 // messages senders no longer keep) gets a GapError for them, in the old
 // relay's numbering. After a restart Seq starts anew.
 //
+// # Sockets
+//
+// The relay reads and writes in batches (recvmmsg and sendmmsg on Linux,
+// called through each socket's RawConn so that no datagram costs an
+// allocation), builds each deliver datagram once and sends the same bytes
+// to every member, and allocates nothing per message. On Linux a relay
+// bound to a specific address sends through a second socket on that
+// address which the Go runtime does not poll: every datagram sent frees
+// send-buffer space, and on a polled socket each one would wake a thread
+// parked in epoll_wait for nothing. The twin is connected to the relay's
+// own address, so it receives nothing, and neither socket keeps
+// SO_REUSEPORT, so the address stays the relay's alone. WithSocketBuffers
+// sizes SO_RCVBUF and SO_SNDBUF; what the kernel drops for want of room is
+// counted in RelayStats.DroppedKernel and MemberStats.DroppedKernel
+// (Linux). BENCHMARKS.md has the figures.
+//
+// # Plain text
+//
+// With WithPlainText the relay and members speak none of the protocol
+// below: each datagram is a UTF-8 line "name: text" (one trailing newline
+// allowed), as the classic classroom programs, nc -u and socat send them.
+// The relay forwards each line unchanged to every address it has heard a
+// line from within the expiry span, or once to the WithBroadcast address;
+// "name:" with no text only keeps its sender on that list. There is no
+// handshake, order, recovery, name ownership or key.
+//
 // # Untrusted input
 //
 // Every datagram is decoded strictly: a wrong magic, version, type, length

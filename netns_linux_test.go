@@ -548,13 +548,23 @@ type lanLink struct {
 var lanCount atomic.Int32
 
 // requireLAN skips the test where it cannot build namespaces.
+// lanSkip skips a LAN test that cannot run here, or fails it where the
+// LAN tests must run (UDPCHAT_REQUIRE_LAN is set, as .ci/run does as root).
+func lanSkip(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("UDPCHAT_REQUIRE_LAN") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 func requireLAN(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("LAN tests need root to create network namespaces")
+		lanSkip(t, "LAN tests need root to create network namespaces")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skipf("LAN tests need iproute2's ip: %v", err)
+		lanSkip(t, "LAN tests need iproute2's ip: %v", err)
 	}
 }
 
@@ -568,12 +578,12 @@ func newLAN(t *testing.T, hosts ...string) *lan {
 	l := &lan{t: t, id: fmt.Sprintf("ucl%d-%d", os.Getpid(), n), hosts: make(map[string]string), lanIdx: int(n)}
 	l.brNS = l.id + "-br"
 	if out, err := runIP(nil, "netns", "add", l.brNS); err != nil {
-		t.Skipf("LAN tests need network namespaces: ip netns add: %v: %s", err, out)
+		lanSkip(t, "LAN tests need network namespaces: ip netns add: %v: %s", err, out)
 	}
 	t.Cleanup(func() { l.delNS(l.brNS) })
 	l.ip("-n", l.brNS, "link", "set", "lo", "up")
 	if out, err := runIP(nil, "-n", l.brNS, "link", "add", "br0", "type", "bridge"); err != nil {
-		t.Skipf("LAN tests need Linux bridges: %v: %s", err, out)
+		lanSkip(t, "LAN tests need Linux bridges: %v: %s", err, out)
 	}
 	l.addBridge("br0", false)
 	for _, h := range hosts {
@@ -626,7 +636,7 @@ func (l *lan) connect(host, dev, bridge, cidr string) {
 	port := fmt.Sprintf("v%d%s", len(l.links), dev)
 	mac := fmt.Sprintf("02:75:63:%02x:%02x:%02x", l.lanIdx&0xff, len(l.links), 1)
 	if out, err := runIP(nil, "-n", ns, "link", "add", dev, "address", mac, "type", "veth", "peer", "name", port, "netns", l.brNS); err != nil {
-		l.t.Skipf("LAN tests need veth links: %v: %s", err, out)
+		lanSkip(l.t, "LAN tests need veth links: %v: %s", err, out)
 	}
 	// No IPv6 link-local address: no IPv6 chatter on the LAN.
 	l.ip("-n", ns, "link", "set", dev, "addrgenmode", "none")
