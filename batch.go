@@ -16,6 +16,12 @@ type inMsg struct {
 	from netip.AddrPort
 }
 
+// inDatagram is a datagram read outside Serve's batches.
+type inDatagram struct {
+	b    []byte
+	from netip.AddrPort
+}
+
 // A batchConn reads and writes datagrams of an ipv4.PacketConn many at a
 // time. On Linux it calls recvmmsg and sendmmsg itself, through the
 // socket's RawConn, so that neither the source addresses it reads nor the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"time"
@@ -24,25 +25,14 @@ import (
 // does not poll: a blocking socket, written with sendmmsg on the relay's
 // goroutine, whose only wait is for send-buffer space.
 //
-// The two sockets share the address through SO_REUSEPORT for the moment
-// it takes to bind the second. The second is then connected to the
-// relay's own address, so that the kernel gives it no datagram but those
-// from that address, which nobody else can send from; and both clear
-// SO_REUSEPORT, so that the address is no more shareable than a plain
-// socket's: a second relay on it fails to bind, as it should.
-
-// fanoutControl sets SO_REUSEPORT on the relay's socket before it binds
-// when it is to have a fan-out twin: when it is bound to an address that
-// names the interface (the twin's connect would otherwise pin the source
-// address of every datagram it sends).
-func fanoutControl(cfg *config) func(network, address string, c syscall.RawConn) error {
-	if cfg.addr.IP.IsUnspecified() || (cfg.plainText && cfg.broadcast != nil) {
-		return nil // for the plain-text case, see NewRelay
-	}
-	return func(network, address string, c syscall.RawConn) error {
-		return setReusePort(c, 1)
-	}
-}
+// The relay's socket binds as any socket does, so it gets an address no
+// one else holds. The two then share it through SO_REUSEPORT for the
+// moment it takes to bind the second, which is connected to the relay's
+// own address, so that the kernel gives it no datagram but those from
+// that address, which nobody else can send from (what it took before the
+// connect goes to the relay); and both clear SO_REUSEPORT, so that the
+// address is no more shareable than a plain socket's: a second relay on it
+// fails to bind, as it should.
 
 func setReusePort(c syscall.RawConn, on int) error {
 	var serr error
@@ -54,33 +44,50 @@ func setReusePort(c syscall.RawConn, on int) error {
 	return serr
 }
 
-// openFanout opens the twin of the relay's socket c for sending, if
-// fanoutControl gave c SO_REUSEPORT. It returns nil when there is none.
-// Either way c no longer shares its address when it returns without an
-// error.
-func openFanout(c *net.UDPConn, cfg *config) (pc *ipv4.PacketConn, err error) {
-	if fanoutControl(cfg) == nil {
-		return nil, nil
+// openFanout opens the twin of the relay's socket c for sending. It
+// returns nil, and the relay sends through c, where there can be none: c
+// is bound to 0.0.0.0 (the twin's connect would pin the source address of
+// everything it sends) or to a broadcast or multicast address, or the
+// kernel refuses a step. It also returns the datagrams for c that reached
+// the twin in the moment between its bind and its connect.
+func openFanout(c *net.UDPConn, cfg *config) (*ipv4.PacketConn, []inDatagram, error) {
+	la := c.LocalAddr().(*net.UDPAddr)
+	ip := la.IP.To4()
+	if ip == nil || ip.IsUnspecified() || ip.IsMulticast() || ip[3] == 255 {
+		return nil, nil, nil
 	}
 	rc, err := c.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer func() {
-		if cerr := setReusePort(rc, 0); cerr != nil {
-			if pc != nil {
-				pc.Close()
-			}
-			pc, err = nil, fmt.Errorf("udpchat: relay socket: clearing SO_REUSEPORT: %w", cerr)
+	// c was bound without SO_REUSEPORT, so it got a port no one else
+	// holds; now it lets the twin in, and then no one.
+	if err := setReusePort(rc, 1); err != nil {
+		cfg.logger.Debug("udpchat relay: no fan-out socket", "err", err)
+		return nil, nil, nil
+	}
+	fd, took, err := bindTwin(&unix.SockaddrInet4{Port: la.Port, Addr: [4]byte(ip)}, cfg)
+	if cerr := setReusePort(rc, 0); cerr != nil {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
-	}()
-	la := c.LocalAddr().(*net.UDPAddr)
-	sa := &unix.SockaddrInet4{Port: la.Port, Addr: [4]byte(la.IP.To4())}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("udpchat: fan-out socket: %w", err)
+		return nil, nil, fmt.Errorf("udpchat: relay socket: clearing SO_REUSEPORT: %w", cerr)
 	}
-	f := &fanoutConn{fd: fd, laddr: la}
+	if err != nil {
+		cfg.logger.Debug("udpchat relay: no fan-out socket", "err", err)
+		return nil, took, nil
+	}
+	return ipv4.NewPacketConn(&fanoutConn{fd: fd, laddr: la}), took, nil
+}
+
+// bindTwin makes the fan-out socket on sa, shared with the relay's socket
+// for the moment it takes to bind and connect it to sa, and returns what
+// it received meanwhile. On failure fd is -1.
+func bindTwin(sa *unix.SockaddrInet4, cfg *config) (fd int, took []inDatagram, err error) {
+	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, err
+	}
 	err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 	if err == nil {
 		err = unix.Bind(fd, sa)
@@ -91,6 +98,18 @@ func openFanout(c *net.UDPConn, cfg *config) (pc *ipv4.PacketConn, err error) {
 	if err == nil {
 		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 0)
 	}
+	// Bound and not yet connected, the twin was one of two sockets on the
+	// address: the kernel may have given it a datagram or two.
+	for err == nil {
+		b := make([]byte, cfg.bufferSize+1)
+		n, from, rerr := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
+		if rerr != nil {
+			break
+		}
+		if sa4, ok := from.(*unix.SockaddrInet4); ok {
+			took = append(took, inDatagram{b[:n], netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port))})
+		}
+	}
 	if err == nil && cfg.broadcast != nil && !cfg.broadcast.IP.IsMulticast() {
 		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
 	}
@@ -98,10 +117,10 @@ func openFanout(c *net.UDPConn, cfg *config) (pc *ipv4.PacketConn, err error) {
 		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, cfg.writeBuf)
 	}
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("udpchat: fan-out socket on %s: %w", la, err)
+		unix.Close(fd)
+		return -1, took, err
 	}
-	return ipv4.NewPacketConn(f), nil
+	return fd, took, nil
 }
 
 // fanoutConn is the fan-out socket as a net.PacketConn, for ipv4: a

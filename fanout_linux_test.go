@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -52,14 +53,16 @@ func TestFanoutTwin(t *testing.T) {
 // twin would pin the source address of everything it sends. In broadcast
 // mode the twin broadcasts.
 func TestFanoutTwinNeedsAnAddress(t *testing.T) {
-	r, err := NewRelay(WithAddr("0.0.0.0:0"))
-	if err != nil {
-		t.Fatal(err)
+	for _, addr := range []string{"0.0.0.0:0", "127.255.255.255:0"} {
+		r, err := NewRelay(WithAddr(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.fan != nil {
+			t.Errorf("relay at %s has a fan-out socket", r.Addr())
+		}
+		r.Close()
 	}
-	if r.fan != nil {
-		t.Errorf("relay at %s has a fan-out socket", r.Addr())
-	}
-	r.Close()
 	// The sink shares the port with the member's listener.
 	lc := net.ListenConfig{Control: controlShared}
 	pc, err := lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:0")
@@ -68,7 +71,7 @@ func TestFanoutTwinNeedsAnAddress(t *testing.T) {
 	}
 	sink := pc.(*net.UDPConn)
 	defer sink.Close()
-	r = startRelay(t, WithBroadcast(fmt.Sprintf("127.255.255.255:%d", sink.LocalAddr().(*net.UDPAddr).Port)))
+	r := startRelay(t, WithBroadcast(fmt.Sprintf("127.255.255.255:%d", sink.LocalAddr().(*net.UDPAddr).Port)))
 	if r.fan == nil {
 		t.Fatal("a broadcast relay on 127.0.0.1 has no fan-out socket")
 	}
@@ -82,5 +85,29 @@ func TestFanoutTwinNeedsAnAddress(t *testing.T) {
 	var p packet
 	if err := decode(b[:n], &p); err != nil || p.typ != tDeliver || from != addrPortOf(r.Addr()) {
 		t.Errorf("broadcast from %v: type %d (%v), want a deliver from %v", from, p.typ, err, r.Addr())
+	}
+}
+
+// A relay that fails to start closes every socket it opened, its fan-out
+// socket included.
+func TestFanoutClosedOnFailure(t *testing.T) {
+	fds := func() int {
+		es, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip(err)
+		}
+		return len(es)
+	}
+	before := fds()
+	for range 10 {
+		// No interface holds 127.0.0.2, so multicast setup fails after the
+		// sockets are open.
+		if r, err := NewRelay(WithAddr("127.0.0.2:0"), WithBroadcast("239.255.77.77:24999")); err == nil {
+			r.Close()
+			t.Fatal("multicast from 127.0.0.2 set up")
+		}
+	}
+	if after := fds(); after > before {
+		t.Errorf("%d file descriptors open after 10 failed NewRelay calls, %d before", after, before)
 	}
 }

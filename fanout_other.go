@@ -4,7 +4,6 @@ package udpchat
 
 import (
 	"net"
-	"syscall"
 
 	"golang.org/x/net/ipv4"
 )
@@ -12,8 +11,6 @@ import (
 // The relay sends through its own socket: only Linux needs a fan-out twin
 // (see fanout_linux.go).
 
-func fanoutControl(cfg *config) func(network, address string, c syscall.RawConn) error {
-	return nil
+func openFanout(c *net.UDPConn, cfg *config) (*ipv4.PacketConn, []inDatagram, error) {
+	return nil, nil, nil
 }
-
-func openFanout(c *net.UDPConn, cfg *config) (*ipv4.PacketConn, error) { return nil, nil }

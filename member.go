@@ -259,7 +259,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 // kept to survive a relay crash).
 func (m *Member) Send(ctx context.Context, text string) error {
 	if !utf8.ValidString(text) {
-		return ErrInvalidText
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidText)
 	}
 	if m.cfg.plainText {
 		return m.sendPlain(ctx, text)

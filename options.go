@@ -96,6 +96,8 @@ func newConfig(s side, opts []Option) (*config, error) {
 			return nil, fmt.Errorf("%w: WithBroadcast applies to the relay only (and to members with WithPlainText)", ErrInvalidOption)
 		case c.heartbeatSet:
 			return nil, fmt.Errorf("%w: WithHeartbeat applies to the relay only (and to members with WithPlainText)", ErrInvalidOption)
+		case c.expirySet:
+			return nil, fmt.Errorf("%w: WithExpiry applies to the relay only (and to members with WithPlainText)", ErrInvalidOption)
 		}
 	}
 	if c.plainText && c.keys != nil {
@@ -224,13 +226,10 @@ func WithHeartbeat(d time.Duration) Option {
 // WithExpiry sets how long the relay waits for any datagram from a member
 // before it removes the member and announces that it left (default three
 // heartbeats plus one second). Members use the same span, learnt in the
-// handshake, to decide that the relay is gone and join again. Relay only; it
-// must be at least two heartbeats.
+// handshake, to decide that the relay is gone and join again. Relay only
+// (but see WithPlainText); it must be at least two heartbeats.
 func WithExpiry(d time.Duration) Option {
 	return func(c *config) error {
-		if err := relayOnly(c, "WithExpiry"); err != nil {
-			return err
-		}
 		if d <= 0 || d > 24*time.Hour {
 			return fmt.Errorf("%w: WithExpiry(%v): want a positive duration up to 24h", ErrInvalidOption, d)
 		}
@@ -320,8 +319,8 @@ func WithRateLimit(messages, bytes int) Option {
 // copy to each address it has heard a line from within the expiry span
 // (the sender's included), or one copy to the WithBroadcast address. A
 // line with empty text ("name:") only tells the relay that its sender is
-// listening; a plain Member sends one at Join and every heartbeat
-// (WithHeartbeat, which a plain member takes). A plain member sends "name:
+// listening; a plain Member sends one at Join and every heartbeat. A plain
+// member sends "name:
 // text" to the relay, and Receive returns each line it gets as a KindChat
 // message, numbered by the member; with WithBroadcast (which a plain
 // member takes too) it also listens on that address's port, shared with
@@ -334,6 +333,14 @@ func WithRateLimit(messages, bytes int) Option {
 // names (anyone may write "alice: ..."), and no key (WithKey is refused).
 // Lines are still checked: invalid UTF-8, a bad name, an oversized
 // datagram or a sender over its rate limit are dropped and counted.
+//
+// Nor are source addresses checked: a line with a forged source makes the
+// relay send the group's lines to that address for the expiry span (at
+// most WithMaxMembers addresses are served; when they are all taken, the
+// one silent longest gives way). Use plain text on loopback or a LAN you
+// trust; SECURITY.md has the details. A plain member takes WithBroadcast,
+// WithHeartbeat and WithExpiry (for Members: the span a name is listed
+// after its last line); Send refuses an empty text, which is a keepalive.
 func WithPlainText() Option {
 	return func(c *config) error {
 		c.plainText = true

@@ -55,12 +55,21 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 		r.debugDrop("not a plain-text line", from)
 		return
 	}
+	if !r.group.IsValid() && r.isSelf(from) {
+		// Forged: were the relay to send to itself, each line would come
+		// back to be forwarded again. (In broadcast mode the classic
+		// clients share the relay's port and send from its address.)
+		r.stats.DroppedMalformed++
+		r.debugDrop("from the relay's own address", from)
+		return
+	}
 	src := r.sources[from]
 	if src == nil {
 		if len(r.dsts) >= r.cfg.maxMembers {
+			// Full: the longest silent gives way, so that forged sources
+			// cannot keep real ones out for longer than they outtalk them.
 			r.stats.DroppedRejected++
-			r.debugDrop("too many addresses", from)
-			return
+			r.dropSource(r.quietestSource())
 		}
 		src = &plainSource{idx: len(r.dsts), buckets: r.bucketsFor(from.Addr(), "", now)}
 		r.sources[from] = src
@@ -82,19 +91,65 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 	r.fanout(append(r.nextSlot(), b...))
 }
 
+// isSelf reports whether addr is the relay's own.
+func (r *Relay) isSelf(addr netip.AddrPort) bool {
+	if int(addr.Port()) != r.addr.Port {
+		return false
+	}
+	ip := addr.Addr()
+	if !r.addr.IP.IsUnspecified() {
+		return net.IP(ip.AsSlice()).Equal(r.addr.IP)
+	}
+	return ip.IsLoopback() || slices.Contains(r.localIPs, ip)
+}
+
+// localIPs returns this host's IPv4 addresses.
+func localIPs() []netip.Addr {
+	as, _ := net.InterfaceAddrs()
+	var ips []netip.Addr
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok {
+				ips = append(ips, ip)
+			}
+		}
+	}
+	return ips
+}
+
+// quietestSource returns the source heard from longest ago.
+func (r *Relay) quietestSource() netip.AddrPort {
+	var quiet netip.AddrPort
+	var at time.Time
+	for addr, src := range r.sources {
+		if !quiet.IsValid() || src.lastHeard.Before(at) {
+			quiet, at = addr, src.lastHeard
+		}
+	}
+	return quiet
+}
+
+// dropSource stops forwarding to addr.
+func (r *Relay) dropSource(addr netip.AddrPort) {
+	src := r.sources[addr]
+	if src == nil {
+		return
+	}
+	end := len(r.dsts) - 1
+	moved := r.dsts[end]
+	r.dsts[src.idx] = moved
+	r.sources[moved].idx = src.idx
+	r.dsts = r.dsts[:end]
+	delete(r.sources, addr)
+	r.leftBuckets[leftKey{addr.Addr(), ""}] = src.buckets
+}
+
 // sweepPlain forgets addresses and names silent for the expiry span.
 func (r *Relay) sweepPlain(now time.Time) {
 	for addr, src := range r.sources {
-		if now.Sub(src.lastHeard) <= r.cfg.expiry {
-			continue
+		if now.Sub(src.lastHeard) > r.cfg.expiry {
+			r.dropSource(addr)
 		}
-		end := len(r.dsts) - 1
-		moved := r.dsts[end]
-		r.dsts[src.idx] = moved
-		r.sources[moved].idx = src.idx
-		r.dsts = r.dsts[:end]
-		delete(r.sources, addr)
-		r.leftBuckets[leftKey{addr.Addr(), ""}] = src.buckets
 	}
 	for name, n := range r.plainNames {
 		if now.Sub(n.lastHeard) > r.cfg.expiry {
@@ -117,6 +172,9 @@ func (r *Relay) plainMembers() []MemberInfo {
 // A plain Member sends lines and hands every line it receives to
 // Receive. m.mu guards what it keeps.
 
+// maxHeard bounds the names a plain member remembers for Members.
+const maxHeard = DefaultMaxMembers
+
 // heardName is a name a plain member has received a line from.
 type heardName struct {
 	name string // the map's key, shared by the messages
@@ -130,6 +188,9 @@ func (m *Member) handlePlain(b []byte) {
 		m.stats.Dropped++
 		return
 	}
+	if len(text) == 0 {
+		return // a keepalive, which a relay that forwards everything passes on
+	}
 	if m.queue.n == m.queue.cap() {
 		m.stats.Dropped++ // nothing can repair it: plain text has no history
 		return
@@ -138,7 +199,9 @@ func (m *Member) handlePlain(b []byte) {
 	h := m.heard[string(name)]
 	if h == nil {
 		h = &heardName{name: string(name)}
-		m.heard[h.name] = h
+		if len(m.heard) < maxHeard {
+			m.heard[h.name] = h
+		}
 	}
 	h.at = now
 	m.plainSeq++
@@ -147,6 +210,9 @@ func (m *Member) handlePlain(b []byte) {
 
 // sendPlain sends "name: text".
 func (m *Member) sendPlain(ctx context.Context, text string) error {
+	if text == "" {
+		return fmt.Errorf("%w: an empty line only tells a plain relay that the member listens", ErrInvalidText)
+	}
 	if size := len(m.name) + 2 + len(text); size > m.cfg.bufferSize {
 		return fmt.Errorf("%w: %d bytes with the name, limit %d", ErrMessageTooLarge, size, m.cfg.bufferSize)
 	}

@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -80,6 +79,7 @@ type Relay struct {
 	// order is dsts'), and the names seen on them.
 	sources    map[netip.AddrPort]*plainSource
 	plainNames map[string]*plainName
+	localIPs   []netip.Addr // of this host, for a relay bound to 0.0.0.0
 }
 
 // relayMember is the relay's state for one member.
@@ -111,7 +111,12 @@ func NewRelay(opts ...Option) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	lc := net.ListenConfig{Control: fanoutControl(cfg)}
+	if b := cfg.broadcast; b != nil && b.Port == cfg.addr.Port && cfg.addr.IP.IsUnspecified() {
+		// Its own broadcasts would come back to it: a plain relay would
+		// forward them again, for ever.
+		return nil, fmt.Errorf("%w: WithBroadcast(%s) to the port of a relay bound to %s: bind the relay to a specific address", ErrInvalidOption, b, cfg.addr)
+	}
+	var lc net.ListenConfig
 	switch {
 	case cfg.plainText && cfg.broadcast != nil:
 		// The classic programs share one port between the relay (bound to
@@ -119,7 +124,7 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		// SO_REUSEPORT: so must a relay that stands in for theirs.
 		lc.Control = controlShared
 	case cfg.broadcast != nil && !cfg.broadcast.IP.IsMulticast():
-		lc.Control = controls(controlBroadcast, lc.Control)
+		lc.Control = controlBroadcast
 	}
 	c, err := lc.ListenPacket(context.Background(), "udp4", cfg.addr.String())
 	if err != nil {
@@ -140,6 +145,20 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		out:         make([]outMsg, 0, writeBatchSize),
 		slab:        make([]byte, 0, 64*cfg.bufferSize),
 	}
+	if err := r.open(c); err != nil {
+		c.Close()
+		if r.fan != nil {
+			r.fan.Close()
+		}
+		return nil, err
+	}
+	cfg.logger.Info("udpchat relay listening", "addr", r.addr, "broadcast", cfg.broadcast)
+	return r, nil
+}
+
+// open sets up what the relay needs besides its socket c.
+func (r *Relay) open(c net.PacketConn) error {
+	cfg := r.cfg
 	if cfg.keys != nil {
 		r.sealer = newSealer(cfg.keys)
 		r.plain = make([]byte, cfg.bufferSize)
@@ -151,53 +170,45 @@ func NewRelay(opts ...Option) (*Relay, error) {
 	for i := range r.bufs {
 		r.bufs[i] = rb[i*(cfg.bufferSize+1) : (i+1)*(cfg.bufferSize+1)]
 	}
+	var err error
 	if r.bc, err = newBatchConn(r.pc, r.bufs, true); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("udpchat: relay socket: %w", err)
+		return fmt.Errorf("udpchat: relay socket: %w", err)
 	}
 	if err := setBuffers(c, cfg); err != nil {
-		c.Close()
-		return nil, err
-	}
-	r.wbc = r.bc
-	if r.fan, err = openFanout(c.(*net.UDPConn), cfg); err != nil {
-		c.Close()
-		return nil, err
-	}
-	if r.fan != nil {
-		if r.wbc, err = newBatchConn(r.fan, nil, false); err != nil {
-			r.fan.Close()
-			c.Close()
-			return nil, fmt.Errorf("udpchat: relay fan-out socket: %w", err)
-		}
+		return err
 	}
 	hist := make([]byte, cfg.history*cfg.bufferSize)
 	for i := range r.history {
 		r.history[i] = hist[i*cfg.bufferSize : i*cfg.bufferSize : (i+1)*cfg.bufferSize]
 	}
+	r.wbc = r.bc
+	var took []inDatagram
+	if !(cfg.plainText && cfg.broadcast != nil) { // that one shares its port
+		if r.fan, took, err = openFanout(c.(*net.UDPConn), cfg); err != nil {
+			return err
+		}
+	}
+	if r.fan != nil {
+		if r.wbc, err = newBatchConn(r.fan, nil, false); err != nil {
+			return fmt.Errorf("udpchat: relay fan-out socket: %w", err)
+		}
+	}
 	if cfg.broadcast != nil {
 		if err := r.setupGroup(); err != nil {
-			c.Close()
-			return nil, err
+			return err
 		}
 	}
-	cfg.logger.Info("udpchat relay listening", "addr", r.addr, "broadcast", cfg.broadcast)
-	return r, nil
-}
-
-// controls runs each non-nil control in turn.
-func controls(cs ...func(network, address string, c syscall.RawConn) error) func(network, address string, c syscall.RawConn) error {
-	return func(network, address string, c syscall.RawConn) error {
-		for _, f := range cs {
-			if f == nil {
-				continue
-			}
-			if err := f(network, address, c); err != nil {
-				return err
-			}
-		}
-		return nil
+	if cfg.plainText && r.addr.IP.IsUnspecified() {
+		r.localIPs = localIPs()
 	}
+	// What reached the twin before it was connected was for the relay.
+	r.mu.Lock()
+	for _, d := range took {
+		r.handle(d.b, d.from, time.Now())
+	}
+	r.flush()
+	r.mu.Unlock()
+	return nil
 }
 
 // setupGroup prepares fan-out to the broadcast address or multicast group.

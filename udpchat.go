@@ -89,7 +89,7 @@ var (
 	ErrMessageTooLarge  = errors.New("udpchat: message too large for the buffer size")
 	ErrNameTaken        = errors.New("udpchat: name already taken in the group")
 	ErrInvalidName      = errors.New("udpchat: invalid name")
-	ErrInvalidText      = errors.New("udpchat: text is not valid UTF-8")
+	ErrInvalidText      = errors.New("udpchat: invalid text")
 	ErrRelayUnreachable = errors.New("udpchat: relay unreachable")
 	ErrRelayFull        = errors.New("udpchat: relay has reached its member limit")
 	ErrGap              = errors.New("udpchat: messages lost")
