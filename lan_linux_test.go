@@ -421,13 +421,8 @@ func TestLANMultiHomed(t *testing.T) {
 		carol := l.join("h3", "carol", addr, lanRole{})
 		ms := []*lanProc{alice, carol}
 		from := joinSeq(t, ms, "carol")
-		if g0, g1 := l.groups("h2", "eth0"), l.groups("h2", "eth1"); !slices.Contains(g0, "239.77.7.7") || slices.Contains(g1, "239.77.7.7") {
-			t.Errorf("h2 has joined %q on eth0 and %q on eth1, want 239.77.7.7 on eth0 only", g0, g1)
-		}
-		copies := chatCheck(t, l, ms, from, "h2", "h3")
-		if copies["h2"] != 6 || copies["h3"] != 6 {
-			t.Errorf("fan-out copies received: %v, want 6 each", copies)
-		}
+		joinedOnEth0Only(t, l, "h2")
+		wantCopies(t, chatCheck(t, l, ms, from, "h2", "h3"), 6)
 	})
 
 	// The relay bound to h1's eth1 address multicasts on eth1 only: carol
@@ -534,10 +529,7 @@ func TestLANWithInterface(t *testing.T) {
 		carol := l.join("h3", "carol", addr, lanRole{})
 		ms := []*lanProc{alice, carol}
 		from := joinSeq(t, ms, "carol")
-		copies := chatCheck(t, l, ms, from, "h2", "h3")
-		if copies["h2"] != 6 || copies["h3"] != 6 {
-			t.Errorf("fan-out copies received: %v, want 6 each", copies)
-		}
+		wantCopies(t, chatCheck(t, l, ms, from, "h2", "h3"), 6)
 	})
 
 	// The relay is reached at h1's eth1 address but multicasts on eth0's
@@ -554,13 +546,8 @@ func TestLANWithInterface(t *testing.T) {
 		carol := l.join("h3", "carol", addr, lanRole{})
 		ms := []*lanProc{alice, carol}
 		from := joinSeq(t, ms, "carol")
-		if g0, g1 := l.groups("h2", "eth0"), l.groups("h2", "eth1"); !slices.Contains(g0, "239.77.7.7") || slices.Contains(g1, "239.77.7.7") {
-			t.Errorf("h2 has joined %q on eth0 and %q on eth1, want 239.77.7.7 on eth0 only", g0, g1)
-		}
-		copies := chatCheck(t, l, ms, from, "h2", "h3")
-		if copies["h2"] != 6 || copies["h3"] != 6 {
-			t.Errorf("fan-out copies received: %v, want 6 each", copies)
-		}
+		joinedOnEth0Only(t, l, "h2")
+		wantCopies(t, chatCheck(t, l, ms, from, "h2", "h3"), 6)
 		if st := alice.memberStats(); st.Dropped != 0 {
 			t.Errorf("alice dropped %d datagrams (fan-out copies not from the relay's address?): %+v", st.Dropped, st)
 		}
@@ -579,4 +566,24 @@ func TestLANWithInterface(t *testing.T) {
 			t.Errorf("Join with WithInterface(\"nosuch0\"): %v; want an error naming nosuch0", e)
 		}
 	})
+}
+
+// joinedOnEth0Only checks that host has joined 239.77.7.7 on eth0 and not
+// on eth1.
+func joinedOnEth0Only(t *testing.T, l *lan, host string) {
+	t.Helper()
+	if g0, g1 := l.groups(host, "eth0"), l.groups(host, "eth1"); !slices.Contains(g0, "239.77.7.7") || slices.Contains(g1, "239.77.7.7") {
+		t.Errorf("%s has joined %q on eth0 and %q on eth1, want 239.77.7.7 on eth0 only", host, g0, g1)
+	}
+}
+
+// wantCopies checks that every host received n fan-out copies.
+func wantCopies(t *testing.T, copies map[string]uint64, n uint64) {
+	t.Helper()
+	for _, c := range copies {
+		if c != n {
+			t.Errorf("fan-out copies received: %v, want %d each", copies, n)
+			return
+		}
+	}
 }

@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // quiet is how long a test listens to show that nothing arrives. It is
@@ -909,4 +911,46 @@ func TestPlainNetcat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzPlainRelay feeds any datagram from any of a few sources to a plain
+// relay: nothing panics, a line is taken only with a valid name and UTF-8
+// text, and the relay's tables stay in step.
+func FuzzPlainRelay(f *testing.F) {
+	for _, s := range []string{"alice: hi", "bob:", "carol: x\r\n", ": none", "a\x00b: c", "dave: \xff", "", "eve:: colon"} {
+		f.Add([]byte(s), uint8(0))
+	}
+	r, err := NewRelay(WithPlainText(), WithAddr("127.0.0.1:0"), WithMaxMembers(4), WithRateLimit(0, 0))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { r.Close() })
+	// The sources are sockets of this test that absorb what the relay sends.
+	var from []netip.AddrPort
+	for range 6 {
+		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Cleanup(func() { c.Close() })
+		from = append(from, addrPortOf(c.LocalAddr()))
+	}
+	now := time.Now()
+	f.Fuzz(func(t *testing.T, b []byte, src uint8) {
+		if name, text, ok := parsePlain(b); ok && (checkName(string(name)) != nil || !utf8.Valid(text)) {
+			t.Fatalf("parsePlain(%q) took name %q, text %q", b, name, text)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.handle(b, from[int(src)%len(from)], now)
+		r.flush()
+		if len(r.dsts) != len(r.sources) || len(r.dsts) > 4 || len(r.plainNames) > 4 {
+			t.Fatalf("%d destinations, %d sources, %d names", len(r.dsts), len(r.sources), len(r.plainNames))
+		}
+		for i, d := range r.dsts {
+			if s := r.sources[d]; s == nil || s.idx != i {
+				t.Fatalf("destination %d (%v) out of step with its source", i, d)
+			}
+		}
+	})
 }
