@@ -155,7 +155,8 @@ type origin struct{ epoch, mseq, seq uint64 }
 // Join retries until ctx is done; if the relay never answers, the error
 // matches ErrRelayUnreachable. A refusal matches ErrNameTaken, ErrRelayFull
 // or ErrInvalidName. Options: WithAddr (the relay), WithBufferSize,
-// WithLogger, WithQueueSize.
+// WithInterface, WithLogger, WithQueueSize, WithKey, WithSocketBuffers,
+// WithPlainText (with which Join returns at once: there is no handshake).
 func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 	cfg, err := newConfig(sideMember, opts)
 	if err != nil {

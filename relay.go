@@ -104,8 +104,9 @@ type relayMember struct {
 }
 
 // NewRelay binds the relay's socket and returns a Relay ready to Serve.
-// Options: WithAddr, WithBufferSize, WithBroadcast, WithLogger,
-// WithHeartbeat, WithExpiry, WithHistory, WithMaxMembers.
+// Options: WithAddr, WithBufferSize, WithBroadcast, WithInterface,
+// WithLogger, WithHeartbeat, WithExpiry, WithHistory, WithMaxMembers,
+// WithRateLimit, WithNameRule, WithKey, WithSocketBuffers, WithPlainText.
 func NewRelay(opts ...Option) (*Relay, error) {
 	cfg, err := newConfig(sideRelay, opts)
 	if err != nil {
