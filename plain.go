@@ -68,8 +68,9 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 		if len(r.dsts) >= r.cfg.maxMembers {
 			// Full: the longest silent gives way, so that forged sources
 			// cannot keep real ones out for longer than they outtalk them.
-			r.stats.DroppedRejected++
-			r.dropSource(r.quietestSource())
+			quiet := r.quietestSource()
+			r.dropSource(quiet)
+			r.cfg.logger.Debug("udpchat relay: too many addresses; dropped the quietest", "addr", quiet, "for", from)
 		}
 		src = &plainSource{idx: len(r.dsts), buckets: r.bucketsFor(from.Addr(), "", now)}
 		r.sources[from] = src
@@ -82,7 +83,10 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 	src.lastHeard = now
 	if n := r.plainNames[string(name)]; n != nil {
 		n.addr, n.lastHeard = from, now
-	} else if len(r.plainNames) < r.cfg.maxMembers {
+	} else {
+		if len(r.plainNames) >= r.cfg.maxMembers {
+			r.dropQuietestName()
+		}
 		r.plainNames[string(name)] = &plainName{from, now}
 	}
 	if len(text) == 0 {
@@ -96,10 +100,10 @@ func (r *Relay) isSelf(addr netip.AddrPort) bool {
 	if int(addr.Port()) != r.addr.Port {
 		return false
 	}
-	ip := addr.Addr()
 	if !r.addr.IP.IsUnspecified() {
-		return net.IP(ip.AsSlice()).Equal(r.addr.IP)
+		return addr == addrPortOf(r.addr)
 	}
+	ip := addr.Addr()
 	return ip.IsLoopback() || slices.Contains(r.localIPs, ip)
 }
 
@@ -127,6 +131,18 @@ func (r *Relay) quietestSource() netip.AddrPort {
 		}
 	}
 	return quiet
+}
+
+// dropQuietestName forgets the name heard from longest ago.
+func (r *Relay) dropQuietestName() {
+	var quiet string
+	var at time.Time
+	for name, n := range r.plainNames {
+		if quiet == "" || n.lastHeard.Before(at) {
+			quiet, at = name, n.lastHeard
+		}
+	}
+	delete(r.plainNames, quiet)
 }
 
 // dropSource stops forwarding to addr.
