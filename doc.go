@@ -63,7 +63,9 @@
 // send-buffer space, and on a polled socket each one would wake a thread
 // parked in epoll_wait for nothing. The twin is connected to the relay's
 // own address, so it receives nothing, and neither socket keeps
-// SO_REUSEPORT, so the address stays the relay's alone. WithSocketBuffers
+// SO_REUSEPORT, so the address stays the relay's alone (a plain-text relay
+// in broadcast mode has no twin and shares its port, as the classic
+// programs do). WithSocketBuffers
 // sizes SO_RCVBUF and SO_SNDBUF; what the kernel drops for want of room is
 // counted in RelayStats.DroppedKernel and MemberStats.DroppedKernel
 // (Linux). BENCHMARKS.md has the figures.
@@ -72,7 +74,8 @@
 //
 // With WithPlainText the relay and members speak none of the protocol
 // below: each datagram is a UTF-8 line "name: text" (one trailing newline
-// allowed), as the classic classroom programs, nc -u and socat send them.
+// or CRLF allowed), as the classic classroom programs, nc -u and socat send
+// them.
 // The relay forwards each line unchanged to every address it has heard a
 // line from within the expiry span, or once to the WithBroadcast address;
 // "name:" with no text only keeps its sender on that list. There is no

@@ -156,7 +156,8 @@ type origin struct{ epoch, mseq, seq uint64 }
 // matches ErrRelayUnreachable. A refusal matches ErrNameTaken, ErrRelayFull
 // or ErrInvalidName. Options: WithAddr (the relay), WithBufferSize,
 // WithInterface, WithLogger, WithQueueSize, WithKey, WithSocketBuffers,
-// WithPlainText (with which Join returns at once: there is no handshake).
+// WithPlainText (with which Join returns at once: there is no handshake),
+// and with WithPlainText also WithBroadcast, WithHeartbeat and WithExpiry.
 func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 	cfg, err := newConfig(sideMember, opts)
 	if err != nil {
@@ -410,9 +411,10 @@ func (m *Member) Stats() MemberStats {
 	return m.stats
 }
 
-// Close tells the relay the member leaves (waiting briefly for its answer),
-// fails Sends in progress with ErrClosed, unblocks Receive and stops the
-// member's goroutines. It is idempotent.
+// Close tells the relay the member leaves (waiting briefly for its answer;
+// a plain-text member has nothing to tell), fails Sends in progress with
+// ErrClosed, unblocks Receive and stops the member's goroutines. It is
+// idempotent.
 func (m *Member) Close() error {
 	m.closeOnce.Do(func() {
 		m.mu.Lock()

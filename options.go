@@ -8,8 +8,9 @@ import (
 )
 
 // An Option configures a Relay (NewRelay) or a Member (Join). Each option
-// says where it applies; giving a relay-only option to Join, or a value out
-// of range, makes NewRelay or Join return an error wrapping ErrInvalidOption.
+// says where it applies; giving an option to a side it does not apply to (a
+// relay-only one to Join, WithQueueSize to NewRelay), or a value out of
+// range, makes NewRelay or Join return an error wrapping ErrInvalidOption.
 type Option func(*config) error
 
 // Defaults. They live here and nowhere else.
@@ -255,7 +256,9 @@ func WithHistory(n int) Option {
 }
 
 // WithMaxMembers caps the group's size (default 1024); the next Join fails
-// with ErrRelayFull. Relay only.
+// with ErrRelayFull. Relay only. With WithPlainText it caps the addresses
+// lines are forwarded to, and the names listed, and the one heard from
+// longest ago gives way to a new one.
 func WithMaxMembers(n int) Option {
 	return func(c *config) error {
 		if err := relayOnly(c, "WithMaxMembers"); err != nil {
@@ -272,7 +275,9 @@ func WithMaxMembers(n int) Option {
 // WithQueueSize sets how many received messages a member holds for Receive
 // (default 1024). Member only. When the application falls behind, the member
 // stops taking new messages and later repairs them from the relay's history;
-// what history no longer holds is reported as a GapError.
+// what history no longer holds is reported as a GapError. (With
+// WithPlainText nothing can be repaired: a line that finds the queue full
+// is dropped and counted in MemberStats.Dropped.)
 func WithQueueSize(n int) Option {
 	return func(c *config) error {
 		if c.side != sideMember {
@@ -292,7 +297,9 @@ func WithQueueSize(n int) Option {
 // beyond; a Member resends it later, so a member that sends too fast is
 // slowed down rather than losing messages, while a flood from a hostile
 // client is cut to the rate and leaves the others' share alone. 0 turns a
-// limit off.
+// limit off; a byte rate must be at least 32753 (half the largest
+// datagram), so that a burst holds any datagram. With WithPlainText the
+// limits apply to each source address's lines, keepalives included.
 func WithRateLimit(messages, bytes int) Option {
 	return func(c *config) error {
 		if err := relayOnly(c, "WithRateLimit"); err != nil {
@@ -324,8 +331,8 @@ func WithRateLimit(messages, bytes int) Option {
 // text" to the relay, and Receive returns each line it gets as a KindChat
 // message, numbered by the member; with WithBroadcast (which a plain
 // member takes too) it also listens on that address's port, shared with
-// other programs on the host, for the relay's broadcasts. One trailing
-// newline is taken off a line's text.
+// other programs on the host, for the relay's broadcasts. One space after
+// the colon and one trailing newline (or CRLF) are taken off a line's text.
 //
 // Plain text gives up everything the protocol adds: there is no
 // handshake, no join or leave events, no common order, no recovery of
@@ -419,7 +426,8 @@ func (c *config) sealOverhead() int {
 // WithNameRule adds a rule for members' names, checked by the relay after
 // the built-in ones (1 to 32 bytes of UTF-8, no control characters, no ':',
 // no space at either end). A join whose name the rule refuses fails with
-// ErrInvalidName. Relay only.
+// ErrInvalidName; with WithPlainText, a line from such a name is dropped
+// and counted in DroppedRejected. Relay only.
 func WithNameRule(rule func(name string) error) Option {
 	return func(c *config) error {
 		if err := relayOnly(c, "WithNameRule"); err != nil {

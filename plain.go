@@ -55,6 +55,11 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 		r.debugDrop("not a plain-text line", from)
 		return
 	}
+	if r.cfg.nameRule != nil && r.cfg.nameRule(string(name)) != nil {
+		r.stats.DroppedRejected++
+		r.debugDrop("name refused by the name rule", from)
+		return
+	}
 	if !r.group.IsValid() && r.isSelf(from) {
 		// Forged: were the relay to send to itself, each line would come
 		// back to be forwarded again. (In broadcast mode the classic

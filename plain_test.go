@@ -954,3 +954,23 @@ func FuzzPlainRelay(f *testing.F) {
 		}
 	})
 }
+
+// WithNameRule holds in plain text too: a line from a name the rule
+// refuses is dropped and counted, and registers no one.
+func TestPlainNameRule(t *testing.T) {
+	r := plainRelay(t, WithNameRule(func(name string) error {
+		if name == "mallory" {
+			return errors.New("not here")
+		}
+		return nil
+	}))
+	rc := dialRaw(t, r.Addr())
+	rc.send([]byte("mallory: hi"))
+	rc.send([]byte("carol: hi"))
+	if got := rc.read(testTimeout); string(got) != "carol: hi" {
+		t.Fatalf("got %q, want carol's line only", got)
+	}
+	if st, ms := r.Stats(), r.Members(); st.DroppedRejected != 1 || st.Sequenced != 1 || sortedNames(ms) != "carol" {
+		t.Errorf("stats %+v, members %v: want mallory's line refused", st, ms)
+	}
+}

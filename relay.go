@@ -424,8 +424,9 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// Close tells every member that the relay is going away, closes the socket
-// and waits for Serve to return. It is idempotent.
+// Close tells every member that the relay is going away (a plain-text relay
+// has no one to tell), closes the socket and waits for Serve to return. It
+// is idempotent.
 func (r *Relay) Close() error {
 	r.mu.Lock()
 	if r.closed {

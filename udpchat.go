@@ -43,7 +43,7 @@ type Message struct {
 
 // MemberInfo describes one member of the group.
 type MemberInfo struct {
-	Name string
+	Name string   // the member's name, unique in the group
 	Addr net.Addr // the member's address as the relay sees it
 }
 
@@ -72,7 +72,7 @@ type RelayStats struct {
 
 // MemberStats are a member's counters since Join.
 type MemberStats struct {
-	Sent          uint64 // chat messages confirmed by the relay
+	Sent          uint64 // chat messages confirmed by the relay (plain text: lines sent)
 	Retransmitted uint64 // chat datagrams sent again for lack of confirmation
 	Received      uint64 // messages handed to Receive
 	Duplicates    uint64 // deliver datagrams already seen
@@ -105,6 +105,7 @@ type GapError struct {
 	First, Last uint64 // the missing range of Seq, inclusive, as numbered by the relay that sequenced them
 }
 
+// Error says which messages were lost.
 func (e *GapError) Error() string {
 	return fmt.Sprintf("udpchat: messages %d to %d lost", e.First, e.Last)
 }
