@@ -15,7 +15,7 @@ import (
 
 // TestExamplePrograms builds the example server and client and chats
 // through them as a user would: two clients on pipes, the server stopped
-// with SIGINT.
+// with SIGINT; then the same in plain text.
 func TestExamplePrograms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the examples")
@@ -46,6 +46,23 @@ func TestExamplePrograms(t *testing.T) {
 	bob.stdin.Close()
 	bob.wait(t)
 
+	server.cmd.Process.Signal(syscall.SIGINT)
+	server.wait(t)
+
+	// With -plain both speak "name: text" lines, which nc -u could too.
+	server = startProgram(t, filepath.Join(dir, "server"), "-addr", addr, "-plain")
+	server.waitLine(t, "udpchat relay listening on "+addr)
+	bob = startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "bob", "-plain")
+	io.WriteString(bob.stdin, "bob here\n")
+	bob.waitLine(t, "bob: bob here") // the relay forwards to bob from now on
+	alice = startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "alice", "-plain")
+	io.WriteString(alice.stdin, "plain hello\n")
+	alice.waitLine(t, "alice: plain hello")
+	bob.waitLine(t, "alice: plain hello")
+	alice.stdin.Close()
+	alice.wait(t)
+	bob.stdin.Close()
+	bob.wait(t)
 	server.cmd.Process.Signal(syscall.SIGINT)
 	server.wait(t)
 }
