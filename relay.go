@@ -483,18 +483,17 @@ func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
 		r.debugDrop(err.Error(), from)
 		return
 	}
-	src := from
-	if src.Port() == 0 {
+	if from.Port() == 0 {
 		r.stats.DroppedMalformed++ // nothing can be sent back to port 0
 		r.debugDrop("source port 0", from)
 		return
 	}
 	if p.typ == tJoin {
-		r.handleJoin(&p, src, now, salt, count)
+		r.handleJoin(&p, from, now, salt, count)
 		return
 	}
 	m := r.members[p.id]
-	if m == nil || m.addr != src {
+	if m == nil || m.addr != from {
 		switch p.typ {
 		case tChat, tHeartbeat, tNack, tRosterReq, tLeave:
 			r.stats.DroppedUnknown++
