@@ -27,8 +27,9 @@ type inDatagram struct {
 // socket's RawConn, so that neither the source addresses it reads nor the
 // destinations it writes cost an allocation; elsewhere it uses the
 // PacketConn's ReadBatch and WriteBatch. Reads honour the PacketConn's read
-// deadline. It is not safe for concurrent use, and it is used by one
-// goroutine at a time: the relay's Serve, or a member's read loop.
+// deadline. A read and a write may run at once (the relay's Close flushes
+// while Serve reads), as each keeps its own state; two reads, or two
+// writes, may not.
 //
 // newBatchConn(pc, bufs, overflow) reads into bufs (one datagram each);
 // overflow asks it to report the datagrams the kernel dropped because the
