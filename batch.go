@@ -2,6 +2,11 @@ package udpchat
 
 import "net/netip"
 
+const (
+	readBatchSize  = 64  // datagrams per recvmmsg
+	writeBatchSize = 256 // datagrams per sendmmsg
+)
+
 // outMsg is one datagram queued for sending: its bytes (shared, for a
 // deliver, by every member it goes to) and its destination.
 type outMsg struct {

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -26,7 +25,6 @@ const (
 	joinRetryMin = 100 * time.Millisecond // first join retransmission
 	leaveWait    = 100 * time.Millisecond // per LEAVE attempt in Close
 	leaveTries   = 3
-	sendWindow   = 64   // chat messages in flight per member
 	maxOrigins   = 4096 // senders remembered for dropping re-sequenced copies, before pruning
 	readBufSize  = maxBufferSize + 1
 )
@@ -517,15 +515,6 @@ func (m *Member) readLoop(bc *batchConn, buf []byte, group bool) {
 		}
 		m.handle(buf[:in[0].n])
 	}
-}
-
-// isTransient reports read and write errors that concern one earlier
-// datagram rather than the socket: ICMP errors reported late, and a
-// momentary shortage of buffers.
-func isTransient(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
-		errors.Is(err, syscall.ENOBUFS)
 }
 
 // handle processes one datagram from the relay.

@@ -375,25 +375,6 @@ func WithSocketBuffers(read, write int) Option {
 	}
 }
 
-// setBuffers applies WithSocketBuffers to a socket.
-func setBuffers(c net.PacketConn, cfg *config) error {
-	u, ok := c.(*net.UDPConn)
-	if !ok {
-		return nil
-	}
-	if cfg.readBuf > 0 {
-		if err := u.SetReadBuffer(cfg.readBuf); err != nil {
-			return fmt.Errorf("udpchat: SO_RCVBUF %d: %w", cfg.readBuf, err)
-		}
-	}
-	if cfg.writeBuf > 0 {
-		if err := u.SetWriteBuffer(cfg.writeBuf); err != nil {
-			return fmt.Errorf("udpchat: SO_SNDBUF %d: %w", cfg.writeBuf, err)
-		}
-	}
-	return nil
-}
-
 // WithKey gives the group a shared key (16, 24 or 32 bytes, for AES-128,
 // -192 or -256): every datagram is sealed with AES-GCM, so that neither
 // the text nor the names appear on the wire, and the relay and members take
@@ -439,18 +420,4 @@ func WithNameRule(rule func(name string) error) Option {
 		c.nameRule = rule
 		return nil
 	}
-}
-
-// resolveUDP4 resolves addr to an IPv4 UDP address; an empty host means
-// 0.0.0.0.
-func resolveUDP4(addr string) (*net.UDPAddr, error) {
-	a, err := net.ResolveUDPAddr("udp4", addr)
-	if err != nil {
-		return nil, err
-	}
-	if a.IP == nil {
-		a.IP = net.IPv4zero
-	}
-	a.IP = a.IP.To4()
-	return a, nil
 }

@@ -21,9 +21,7 @@ import (
 )
 
 const (
-	readBatchSize   = 64               // datagrams per recvmmsg
 	cookieSlot      = 30 * time.Second // a cookie is good for the slot it was made in and the next
-	writeBatchSize  = 256              // datagrams per sendmmsg
 	maxRepairPerNak = 128              // deliver datagrams resent for one NACK; the member asks again for more
 	maxJoined       = 1 << 16          // join nonces remembered against replays
 )
@@ -242,77 +240,6 @@ func (r *Relay) setupGroup() error {
 	return nil
 }
 
-// groupInterface chooses the interface a group's multicast leaves or is
-// joined on: the one named by WithInterface; else the one that holds
-// local, the address the relay is bound to or the member reaches the
-// relay from (so a relay bound to 127.0.0.1 keeps it on loopback); else,
-// for an unspecified address, the only interface that is up, not
-// loopback, and multicast-capable. Choosing for the user among several
-// is how LAN chat tools send to the wrong network on multi-homed hosts.
-func groupInterface(name string, local net.IP) (*net.Interface, error) {
-	if name != "" {
-		ifi, err := net.InterfaceByName(name)
-		if err != nil {
-			return nil, fmt.Errorf("interface %q: %w", name, err)
-		}
-		return ifi, nil
-	}
-	if local != nil && !local.IsUnspecified() {
-		return interfaceByIP(local)
-	}
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, err
-	}
-	var found []net.Interface
-	for _, ifi := range ifs {
-		if ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagLoopback == 0 && ifi.Flags&net.FlagMulticast != 0 {
-			found = append(found, ifi)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("%w: no multicast interface is up; name one with WithInterface", ErrInvalidOption)
-	case 1:
-		return &found[0], nil
-	}
-	names := make([]string, len(found))
-	for i := range found {
-		names[i] = found[i].Name
-	}
-	return nil, fmt.Errorf("%w: bound to %s, the relay could multicast on any of %v: name one with WithInterface or bind to its address", ErrInvalidOption, local, names)
-}
-
-// interfaceByIP finds the interface that holds ip.
-func interfaceByIP(ip net.IP) (*net.Interface, error) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil, err
-	}
-	for i := range ifs {
-		addrs, err := ifs[i].Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
-				return &ifs[i], nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("no interface holds %s", ip)
-}
-
-func randomID() uint64 {
-	var b [8]byte
-	for {
-		rand.Read(b[:])
-		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
-			return id
-		}
-	}
-}
-
 // Addr returns the address the relay is bound to.
 func (r *Relay) Addr() net.Addr { return r.addr }
 
@@ -417,11 +344,6 @@ func (r *Relay) Serve(ctx context.Context) error {
 			return fmt.Errorf("udpchat: relay read: %w", err)
 		}
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close tells every member that the relay is going away (a plain-text relay
@@ -551,14 +473,6 @@ func (r *Relay) debugDrop(reason string, from netip.AddrPort) {
 	if r.cfg.logger.Enabled(context.Background(), slog.LevelDebug) {
 		r.cfg.logger.Debug("udpchat relay dropped datagram", "reason", reason, "from", from)
 	}
-}
-
-func addrPortOf(a net.Addr) netip.AddrPort {
-	if u, ok := a.(*net.UDPAddr); ok {
-		ap := u.AddrPort()
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
-	return netip.AddrPort{}
 }
 
 // checkCookie reports whether the join carries the cookie the relay gave

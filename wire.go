@@ -1,6 +1,7 @@
 package udpchat
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -54,6 +55,10 @@ const (
 	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1
 	chatHdrLen    = headerLen + 8
 	maxNackRanges = 8
+
+	// sendWindow is how many chats a member has in flight: the relay
+	// holds at most this many past the first one it lacks.
+	sendWindow = 64
 )
 
 var (
@@ -403,4 +408,16 @@ func splitName(b []byte) (name, rest []byte, err error) {
 		return nil, nil, errNameWire
 	}
 	return b[1 : 1+n], b[1+n:], nil
+}
+
+// randomID returns a random non-zero id: an incarnation, a session, a
+// nonce or an epoch. Zero means "none" on the wire.
+func randomID() uint64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
 }
