@@ -53,11 +53,11 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 			r.dropSource(quiet)
 			r.cfg.logger.Debug("udpchat relay: too many addresses; dropped the quietest", "addr", quiet, "for", from)
 		}
-		src = &plainSource{idx: len(r.dsts), buckets: r.bucketsFor(from.Addr(), "", now)}
+		src = &plainSource{idx: len(r.dsts), buckets: r.limit.join(from.Addr(), "", now)}
 		r.sources[from] = src
 		r.dsts = append(r.dsts, from)
 	}
-	if !r.take(&src.buckets, len(b), now) {
+	if !r.limit.take(&src.buckets, len(b), now) {
 		r.stats.DroppedRateLimited++
 		return
 	}
@@ -124,7 +124,7 @@ func (r *Relay) dropSource(addr netip.AddrPort) {
 	r.sources[moved].idx = src.idx
 	r.dsts = r.dsts[:end]
 	delete(r.sources, addr)
-	r.leftBuckets[leftKey{addr.Addr(), ""}] = src.buckets
+	r.limit.leave(addr.Addr(), "", src.buckets)
 }
 
 // sweepPlain forgets addresses and names silent for the expiry span.

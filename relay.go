@@ -69,9 +69,7 @@ type Relay struct {
 	sealer    *sealer // nil without a key
 	plain     []byte  // an opened datagram
 	stats     RelayStats
-	// leftBuckets keeps the rate buckets of members that left for a few
-	// seconds.
-	leftBuckets map[leftKey]buckets
+	limit     *rateLimiter
 
 	// With WithPlainText: the addresses lines are forwarded to (their
 	// order is dsts'), and the names seen on them.
@@ -130,19 +128,19 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		return nil, fmt.Errorf("udpchat: relay listen on %s: %w", cfg.addr, err)
 	}
 	r := &Relay{
-		cfg:         cfg,
-		pc:          ipv4.NewPacketConn(c),
-		addr:        c.LocalAddr().(*net.UDPAddr),
-		inc:         randomID(),
-		members:     make(map[uint64]*relayMember),
-		joined:      make(map[uint64]int64),
-		leftBuckets: make(map[leftKey]buckets),
-		sources:     make(map[netip.AddrPort]*plainSource),
-		plainNames:  make(map[string]*plainName),
-		byName:      make(map[string]*relayMember),
-		history:     make([][]byte, cfg.history),
-		out:         make([]outMsg, 0, writeBatchSize),
-		slab:        make([]byte, 0, 64*cfg.bufferSize),
+		cfg:        cfg,
+		pc:         ipv4.NewPacketConn(c),
+		addr:       c.LocalAddr().(*net.UDPAddr),
+		inc:        randomID(),
+		members:    make(map[uint64]*relayMember),
+		joined:     make(map[uint64]int64),
+		limit:      newRateLimiter(cfg.rateMsgs, cfg.rateBytes, float64(cfg.history)),
+		sources:    make(map[netip.AddrPort]*plainSource),
+		plainNames: make(map[string]*plainName),
+		byName:     make(map[string]*relayMember),
+		history:    make([][]byte, cfg.history),
+		out:        make([]outMsg, 0, writeBatchSize),
+		slab:       make([]byte, 0, 64*cfg.bufferSize),
 	}
 	if err := r.open(c); err != nil {
 		c.Close()
@@ -456,7 +454,7 @@ func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
 	case tNack:
 		r.handleNack(m, &p, now)
 	case tRosterReq:
-		if !r.allow(m, len(b), now) {
+		if !r.limit.take(&m.buckets, len(b), now) {
 			r.stats.DroppedRateLimited++
 			return
 		}
@@ -598,7 +596,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt ui
 		progress:  progress,
 		knows:     knows,
 		nextMseq:  p.mseq,
-		buckets:   r.bucketsFor(src.Addr(), name, now),
+		buckets:   r.limit.join(src.Addr(), name, now),
 		lastHeard: now,
 		idx:       len(r.list),
 	}
@@ -625,7 +623,7 @@ func (r *Relay) sendWelcome(m *relayMember) {
 // arrives ahead of a lost one waits in the member's reorder buffer, which
 // holds no more than the member's send window.
 func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
-	if !r.allow(m, len(p.text)+chatHdrLen, now) {
+	if !r.limit.take(&m.buckets, len(p.text)+chatHdrLen, now) {
 		r.stats.DroppedRateLimited++
 		return
 	}
@@ -669,48 +667,6 @@ func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
 	}
 }
 
-// allow takes one chat datagram of n bytes from the member's token buckets,
-// or reports that it goes beyond the member's rate.
-func (r *Relay) allow(m *relayMember, n int, now time.Time) bool {
-	return r.take(&m.buckets, n, now)
-}
-
-// take takes one datagram of n bytes from b, or reports that it goes
-// beyond the rate.
-func (r *Relay) take(b *buckets, n int, now time.Time) bool {
-	if r.cfg.rateMsgs == 0 && r.cfg.rateBytes == 0 {
-		return true
-	}
-	r.refill(b, now)
-	if (r.cfg.rateMsgs > 0 && b.msgTokens < 1) || (r.cfg.rateBytes > 0 && b.byteTokens < float64(n)) {
-		return false
-	}
-	b.msgTokens--
-	b.byteTokens -= float64(n)
-	return true
-}
-
-// buckets are a member's token buckets: chat messages and bytes, and
-// datagrams resent to repair its losses (repairs cost the relay far more
-// than the NACK that asks for them).
-type buckets struct {
-	msgTokens, byteTokens, repairTokens float64
-	refilled                            time.Time
-}
-
-// repairRate is how many datagrams a second the relay resends to one
-// member, with bursts of twice that: enough to catch up on the whole
-// history at once.
-func (r *Relay) repairRate() float64 { return float64(len(r.history)) }
-
-func (r *Relay) refill(b *buckets, now time.Time) {
-	dt := now.Sub(b.refilled).Seconds()
-	b.refilled = now
-	b.msgTokens = min(b.msgTokens+dt*r.cfg.rateMsgs, 2*r.cfg.rateMsgs)
-	b.byteTokens = min(b.byteTokens+dt*r.cfg.rateBytes, 2*r.cfg.rateBytes)
-	b.repairTokens = min(b.repairTokens+dt*r.repairRate(), 2*r.repairRate())
-}
-
 // recordJoin remembers a nonce that made or renewed a session for as long
 // as its cookie is good. The map holds what two cookie slots of joins
 // bring (each needs a cookie round trip); past maxJoined the older slot's
@@ -726,25 +682,6 @@ func (r *Relay) recordJoin(nonce uint64) {
 	if len(r.joined) < maxJoined {
 		r.joined[nonce] = r.cookieSlot
 	}
-}
-
-// leftKey names the buckets of a member that left: its IP address and
-// its name, so that a neighbour behind the same address is not charged.
-type leftKey struct {
-	ip   netip.Addr
-	name string
-}
-
-// bucketsFor gives a new member full buckets, unless a member of the same
-// name and IP address left a moment ago: then it carries on with those,
-// so that leaving and joining again does not buy a fresh burst.
-func (r *Relay) bucketsFor(ip netip.Addr, name string, now time.Time) buckets {
-	if b, ok := r.leftBuckets[leftKey{ip, name}]; ok {
-		delete(r.leftBuckets, leftKey{ip, name})
-		r.refill(&b, now)
-		return b
-	}
-	return buckets{2 * r.cfg.rateMsgs, 2 * r.cfg.rateBytes, 2 * r.repairRate(), now}
 }
 
 // acceptChat sequences the member's next chat or refuses it; either way
@@ -780,18 +717,9 @@ func (r *Relay) oldest() uint64 {
 }
 
 func (r *Relay) handleNack(m *relayMember, p *packet, now time.Time) {
-	budget := maxRepairPerNak
-	limited := r.cfg.rateMsgs != 0 || r.cfg.rateBytes != 0
-	if limited {
-		r.refill(&m.buckets, now)
-		budget = min(budget, int(m.repairTokens))
-	}
+	budget := r.limit.repairs(&m.buckets, maxRepairPerNak, now)
 	start := budget
-	defer func() {
-		if limited {
-			m.repairTokens -= float64(start - budget) // what was resent, not what was allowed
-		}
-	}()
+	defer func() { r.limit.spendRepairs(&m.buckets, start-budget) }()
 	oldest := r.oldest()
 	for _, rg := range p.ranges[:p.nranges] {
 		first, last := rg[0], min(rg[1], r.seq)
@@ -888,7 +816,7 @@ func (r *Relay) remove(m *relayMember, now time.Time) {
 	if i, ok := slices.BinarySearch(r.names, m.name); ok {
 		r.names = slices.Delete(r.names, i, i+1)
 	}
-	r.leftBuckets[leftKey{m.addr.Addr(), m.name}] = m.buckets
+	r.limit.leave(m.addr.Addr(), m.name, m.buckets)
 	r.sequence(KindLeave, m, 0, nil, now)
 	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)
 }
@@ -913,11 +841,7 @@ func (r *Relay) sweep(now time.Time) {
 		r.stable = max(stable, r.oldest()-1)
 		r.prunable = max(r.prunable, prunable)
 	}()
-	for k, b := range r.leftBuckets {
-		if now.Sub(b.refilled) > 4*time.Second { // full again by now
-			delete(r.leftBuckets, k)
-		}
-	}
+	r.limit.sweep(now)
 	// Backwards, because remove moves the last member into the hole.
 	for i := len(r.list) - 1; i >= 0; i-- {
 		m := r.list[i]
