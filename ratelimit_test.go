@@ -33,7 +33,7 @@ func TestRateLimiterTake(t *testing.T) {
 			want: []bool{true, true, false},
 		},
 		{
-			name: "no limit",
+			name:  "no limit",
 			takes: []int{65000, 65000, 65000}, at: []time.Duration{0, 0, 0},
 			want: []bool{true, true, true},
 		},
