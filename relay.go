@@ -2,13 +2,8 @@ package udpchat
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -21,9 +16,7 @@ import (
 )
 
 const (
-	cookieSlot      = 30 * time.Second // a cookie is good for the slot it was made in and the next
-	maxRepairPerNak = 128              // deliver datagrams resent for one NACK; the member asks again for more
-	maxJoined       = 1 << 16          // join nonces remembered against replays
+	maxRepairPerNak = 128 // deliver datagrams resent for one NACK; the member asks again for more
 )
 
 // A Relay sequences the group's messages and delivers each one to every
@@ -38,12 +31,7 @@ type Relay struct {
 
 	serveWG sync.WaitGroup
 
-	// Join cookies: an HMAC over the slot, the joiner's address and nonce,
-	// keyed with the secret of the current or the previous slot.
-	cookieMAC  [2]hash.Hash // [slot%2]
-	cookieSlot int64        // the current slot
-	cookieSum  [sha256.Size]byte
-	joined     map[uint64]int64 // nonces of joins that made a session, by cookie slot
+	cookies *cookieJar
 
 	mu       sync.Mutex // guards everything below; Serve holds it while it handles a batch
 	closed   bool
@@ -133,7 +121,7 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		addr:       c.LocalAddr().(*net.UDPAddr),
 		inc:        randomID(),
 		members:    make(map[uint64]*relayMember),
-		joined:     make(map[uint64]int64),
+		cookies:    newCookieJar(),
 		limit:      newRateLimiter(cfg.rateMsgs, cfg.rateBytes, float64(cfg.history)),
 		sources:    make(map[netip.AddrPort]*plainSource),
 		plainNames: make(map[string]*plainName),
@@ -477,46 +465,11 @@ func (r *Relay) debugDrop(reason string, from netip.AddrPort) {
 // its address; otherwise it answers with one. Until then the relay keeps no
 // state for the joiner, and its answer is smaller than the join.
 func (r *Relay) checkCookie(p *packet, src netip.AddrPort, now time.Time) bool {
-	slot := now.UnixNano() / int64(cookieSlot)
-	if slot != r.cookieSlot {
-		// New secrets for the slots that begin; the previous slot's stays
-		// if it is the one before.
-		for s := max(slot-1, r.cookieSlot+1); s <= slot; s++ {
-			var secret [32]byte
-			rand.Read(secret[:])
-			r.cookieMAC[s&1] = hmac.New(sha256.New, secret[:])
-		}
-		r.cookieSlot = slot
-		// A cookie is good for two slots: so are the nonces it may carry.
-		for nonce, s := range r.joined {
-			if s < slot-1 {
-				delete(r.joined, nonce)
-			}
-		}
+	ok, want := r.cookies.check(&p.cookie, src, p.nonce, now)
+	if !ok {
+		r.reply(src, appendCookie(r.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
 	}
-	var want [cookieLen]byte
-	for _, s := range []int64{slot, slot - 1} {
-		r.cookieFor(&want, s, src, p.nonce)
-		if hmac.Equal(want[:], p.cookie[:]) {
-			return true
-		}
-	}
-	r.cookieFor(&want, slot, src, p.nonce)
-	r.reply(src, appendCookie(r.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
-	return false
-}
-
-func (r *Relay) cookieFor(c *[cookieLen]byte, slot int64, src netip.AddrPort, nonce uint64) {
-	mac := r.cookieMAC[slot&1]
-	mac.Reset()
-	var in [8 + 4 + 2 + 8]byte
-	binary.BigEndian.PutUint64(in[0:], uint64(slot))
-	ip := src.Addr().As4()
-	copy(in[8:], ip[:])
-	binary.BigEndian.PutUint16(in[12:], src.Port())
-	binary.BigEndian.PutUint64(in[14:], nonce)
-	mac.Write(in[:])
-	copy(c[:], mac.Sum(r.cookieSum[:0]))
+	return ok
 }
 
 func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt uint32, count uint64) {
@@ -545,7 +498,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt ui
 					return
 				}
 			}
-			r.recordJoin(p.nonce)
+			r.cookies.record(p.nonce)
 			m.nonce = p.nonce
 			m.lastHeard = now
 			r.sendWelcome(m)
@@ -563,14 +516,14 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt ui
 		refuse(codeFull)
 		return
 	}
-	if _, used := r.joined[p.nonce]; used {
+	if r.cookies.used(p.nonce) {
 		// This join made or renewed a session before (its cookie is
 		// still good): a replay, perhaps after the member left. A Member
 		// joins again with a new nonce.
 		r.stats.DroppedReplayed++
 		return
 	}
-	r.recordJoin(p.nonce)
+	r.cookies.record(p.nonce)
 	// A new member has everything before its join. A member coming back
 	// to this relay (it was expired) keeps its place and reports it in its
 	// next heartbeat; until then it must not move stable on.
@@ -664,23 +617,6 @@ func (r *Relay) handleChat(m *relayMember, p *packet, now time.Time) {
 		}
 		delete(m.ahead, m.nextMseq)
 		r.acceptChat(m, m.nextMseq, text, now)
-	}
-}
-
-// recordJoin remembers a nonce that made or renewed a session for as long
-// as its cookie is good. The map holds what two cookie slots of joins
-// bring (each needs a cookie round trip); past maxJoined the older slot's
-// go first.
-func (r *Relay) recordJoin(nonce uint64) {
-	if len(r.joined) >= maxJoined {
-		for n, s := range r.joined {
-			if s < r.cookieSlot {
-				delete(r.joined, n)
-			}
-		}
-	}
-	if len(r.joined) < maxJoined {
-		r.joined[nonce] = r.cookieSlot
 	}
 }
 
@@ -853,7 +789,7 @@ func (r *Relay) sweep(now time.Time) {
 		// the nonce make a session again. (A replay of it now makes one
 		// that expires in turn; what the nonce rule prevents is a replay
 		// bringing back a member that left.)
-		delete(r.joined, m.nonce)
+		r.cookies.forget(m.nonce)
 		// If it is alive after all, BYE makes it join again.
 		r.reply(m.addr, appendBye(r.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)

@@ -349,10 +349,7 @@ func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 // it. r.mu is held.
 func cookieJoin(r *Relay, from netip.AddrPort, nonce, epoch uint64, name string) []byte {
 	now := time.Now()
-	p := packet{nonce: nonce}
-	r.checkCookie(&p, from, now) // makes the secrets; queues a cookie
-	var c [cookieLen]byte
-	r.cookieFor(&c, r.cookieSlot, from, nonce)
+	_, c := r.cookies.check(&[cookieLen]byte{}, from, nonce, now)
 	return appendJoin(nil, nonce, 0, epoch, 1, &c, name)
 }
 
