@@ -39,7 +39,7 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			defer r.mu.Unlock()
 			now := time.Now()
 			seal := func(b []byte) []byte { return b }
-			if r.sealer != nil {
+			if r.q.sealer != nil {
 				s := newSealer(r.cfg.keys)
 				seal = s.seal
 			}
@@ -53,13 +53,13 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 				r.dsts[m.idx] = addrPortOf(sink.LocalAddr())
 				sess = append(sess, m.session)
 			}
-			r.flush()
+			r.q.flush()
 			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
 			mseq := uint64(1)
 			before := r.stats.Sequenced
 			allocs := testing.AllocsPerRun(200, func() {
 				r.handle(seal(appendChat(nil, sess[0], mseq, "hello there")), from, now)
-				r.flush()
+				r.q.flush()
 				mseq++
 			})
 			if r.stats.Sequenced-before < 200 {

@@ -83,7 +83,7 @@ func BenchmarkRelayFanout(b *testing.B) {
 					b.StartTimer()
 				}
 				r.handle(chats[i%len(chats)], from, time.Now())
-				r.flush()
+				r.q.flush()
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "dgrams/s")
 			if r.stats.DroppedSendErrors > 0 {
@@ -143,7 +143,7 @@ func fanoutRelay(b *testing.B, n int) (*Relay, netip.AddrPort, uint64) {
 			b.Fatalf("member %d did not join", i)
 		}
 		r.dsts[m.idx] = sink
-		r.flush()
+		r.q.flush()
 	}
 	return r, sink, r.list[0].session
 }
@@ -165,7 +165,7 @@ func BenchmarkMemberReceive(b *testing.B) {
 	r.handle(cookieJoin(r, from, 1, 1, "speaker"), from, time.Now())
 	speaker := r.byName["speaker"]
 	r.dsts[speaker.idx] = fanoutSink(b)
-	r.flush()
+	r.q.flush()
 	r.mu.Unlock()
 	if msg, err := m.Receive(ctx); err != nil || msg.Kind != KindJoin {
 		b.Fatalf("Receive: %v, %v", msg, err)
@@ -180,7 +180,7 @@ func BenchmarkMemberReceive(b *testing.B) {
 			mseq++
 			r.sequence(KindChat, speaker, mseq, benchText, time.Now())
 		}
-		r.flush()
+		r.q.flush()
 		r.mu.Unlock()
 		for range k {
 			if msg, err := m.Receive(ctx); err != nil || len(msg.Text) != len(benchText) {

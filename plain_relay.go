@@ -36,7 +36,7 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 		r.debugDrop("name refused by the name rule", from)
 		return
 	}
-	if !r.group.IsValid() && r.isSelf(from) {
+	if !r.q.group.IsValid() && r.isSelf(from) {
 		// Forged: were the relay to send to itself, each line would come
 		// back to be forwarded again. (In broadcast mode the classic
 		// clients share the relay's port and send from its address.)
@@ -73,7 +73,8 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 	if len(text) == 0 {
 		return // "name:" says only that its sender listens
 	}
-	r.fanout(append(r.nextSlot(), b...))
+	_, buf := r.q.next()
+	r.q.fanout(append(buf, b...), r.dsts)
 }
 
 // isSelf reports whether addr is the relay's own.

@@ -943,7 +943,7 @@ func FuzzPlainRelay(f *testing.F) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.handle(b, from[int(src)%len(from)], now)
-		r.flush()
+		r.q.flush()
 		if len(r.dsts) != len(r.sources) || len(r.dsts) > 4 || len(r.plainNames) > 4 {
 			t.Fatalf("%d destinations, %d sources, %d names", len(r.dsts), len(r.sources), len(r.plainNames))
 		}

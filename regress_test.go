@@ -72,14 +72,14 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	}
 	// The NACK and the chat in one batch, as Serve handles a ReadBatch.
 	r.mu.Lock()
-	seq, oldest := r.seq, r.oldest()
+	seq, oldest := r.q.seq, r.q.oldestSeq()
 	bob.mu.Lock()
 	nack := appendU64Pair(nil, tNack, bob.session, oldest, oldest)
 	bob.mu.Unlock()
 	now := time.Now()
 	r.handle(nack, r.byName["bob"].addr, now)
 	r.handle(appendChat(nil, w.session, n+1, "short"), r.byName["raw"].addr, now)
-	r.flush()
+	r.q.flush()
 	r.mu.Unlock()
 
 	msg := recv(t, bob)
@@ -114,19 +114,19 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 		r.handle(cookieJoin(r, from(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from(i), now)
 		sess = append(sess, r.byName[fmt.Sprint("m", i)].session)
 	}
-	r.flush()
+	r.q.flush()
 	for i := range 3 {
 		for ms := uint64(2); ms <= sendWindow; ms++ {
 			r.handle(appendChat(nil, sess[i], ms, "x"), from(i), now)
 		}
 	}
-	r.flush()
+	r.q.flush()
 	sent := r.stats.Sequenced
 	for i := range 3 {
 		r.handle(appendChat(nil, sess[i], 1, "x"), from(i), now) // releases 64 each
 	}
 	seen := map[uint64]bool{}
-	for _, m := range r.out {
+	for _, m := range r.q.out {
 		var p packet
 		if decode(m.b, &p) == nil && p.typ == tDeliver {
 			if seen[p.seq] {
@@ -138,7 +138,7 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 	if r.stats.Sequenced-sent != 3*sendWindow {
 		t.Errorf("sequenced %d, want %d", r.stats.Sequenced-sent, 3*sendWindow)
 	}
-	r.flush()
+	r.q.flush()
 }
 
 // GONE for a range the member partly holds: the gap ends before the first
@@ -402,7 +402,7 @@ func expireWhileDeaf(t *testing.T, r *Relay, alice, bob *Member, text string) <-
 	r.mu.Lock()
 	r.stats.Expired++
 	r.remove(r.byName[alice.Name()], time.Now())
-	r.flush()
+	r.q.flush()
 	r.mu.Unlock()
 	expect(t, bob, KindLeave, alice.Name(), "")
 	return sent

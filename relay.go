@@ -23,11 +23,10 @@ const (
 // member. Create it with NewRelay, run it with Serve, stop it with Close.
 // Its methods are safe for concurrent use.
 type Relay struct {
-	cfg   *config
-	pc    *ipv4.PacketConn
-	addr  *net.UDPAddr
-	inc   uint64         // incarnation: random per NewRelay, so members notice a restart
-	group netip.AddrPort // broadcast or multicast target; invalid in unicast mode
+	cfg  *config
+	pc   *ipv4.PacketConn
+	addr *net.UDPAddr
+	inc  uint64 // incarnation: random per NewRelay, so members notice a restart
 
 	serveWG sync.WaitGroup
 
@@ -41,23 +40,15 @@ type Relay struct {
 	list     []*relayMember   // index kept in relayMember.idx
 	dsts     []netip.AddrPort // list's addresses, side by side for the fan-out loop
 	names    []string         // sorted, for roster pages
-	seq      uint64           // last sequence number assigned
 	stable   uint64           // every member has every seq up to this (or history lost it)
 	prunable uint64           // every member knows stable reached this: senders may forget it
-	history  [][]byte         // deliver datagrams by seq % len, each with capacity bufferSize
 	bc       *batchConn       // reads, and writes when there is no fan-out twin
-	wbc      *batchConn       // writes: the fan-out twin's, or bc
+	q        *sendQueue       // writes: through the fan-out twin, or bc
 	fan      *ipv4.PacketConn // the fan-out twin (fanout_linux.go); nil without
 	bufs     [][]byte         // Serve reads into these, one datagram each
-	out      []outMsg         // datagrams queued for the next sendmmsg
-	// outOldest is the oldest seq whose history slot a queued datagram
-	// refers to, 0 when none: sequence flushes before reusing that slot.
-	outOldest uint64
-	slab      []byte  // replies queued in out live here until the flush
-	sealer    *sealer // nil without a key
-	plain     []byte  // an opened datagram
-	stats     RelayStats
-	limit     *rateLimiter
+	plain    []byte           // an opened datagram
+	stats    RelayStats
+	limit    *rateLimiter
 
 	// With WithPlainText: the addresses lines are forwarded to (their
 	// order is dsts'), and the names seen on them.
@@ -126,9 +117,6 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		sources:    make(map[netip.AddrPort]*plainSource),
 		plainNames: make(map[string]*plainName),
 		byName:     make(map[string]*relayMember),
-		history:    make([][]byte, cfg.history),
-		out:        make([]outMsg, 0, writeBatchSize),
-		slab:       make([]byte, 0, 64*cfg.bufferSize),
 	}
 	if err := r.open(c); err != nil {
 		c.Close()
@@ -144,8 +132,9 @@ func NewRelay(opts ...Option) (*Relay, error) {
 // open sets up what the relay needs besides its socket c.
 func (r *Relay) open(c net.PacketConn) error {
 	cfg := r.cfg
+	var s *sealer
 	if cfg.keys != nil {
-		r.sealer = newSealer(cfg.keys)
+		s = newSealer(cfg.keys)
 		r.plain = make([]byte, cfg.bufferSize)
 	}
 	// One byte more than the limit tells an oversized datagram from one
@@ -162,11 +151,7 @@ func (r *Relay) open(c net.PacketConn) error {
 	if err := setBuffers(c, cfg); err != nil {
 		return err
 	}
-	hist := make([]byte, cfg.history*cfg.bufferSize)
-	for i := range r.history {
-		r.history[i] = hist[i*cfg.bufferSize : i*cfg.bufferSize : (i+1)*cfg.bufferSize]
-	}
-	r.wbc = r.bc
+	r.q = newSendQueue(r.bc, cfg.history, cfg.bufferSize, s, &r.stats, cfg.logger)
 	var took []inDatagram
 	if !(cfg.plainText && cfg.broadcast != nil) { // that one shares its port
 		if r.fan, took, err = openFanout(c.(*net.UDPConn), cfg); err != nil {
@@ -174,9 +159,11 @@ func (r *Relay) open(c net.PacketConn) error {
 		}
 	}
 	if r.fan != nil {
-		if r.wbc, err = newBatchConn(r.fan, nil, false); err != nil {
+		wbc, err := newBatchConn(r.fan, nil, false)
+		if err != nil {
 			return fmt.Errorf("udpchat: relay fan-out socket: %w", err)
 		}
+		r.q.w = wbc
 	}
 	if cfg.broadcast != nil {
 		if err := r.setupGroup(); err != nil {
@@ -191,7 +178,7 @@ func (r *Relay) open(c net.PacketConn) error {
 	for _, d := range took {
 		r.handle(d.b, d.from, time.Now())
 	}
-	r.flush()
+	r.q.flush()
 	r.mu.Unlock()
 	return nil
 }
@@ -199,7 +186,7 @@ func (r *Relay) open(c net.PacketConn) error {
 // setupGroup prepares fan-out to the broadcast address or multicast group.
 func (r *Relay) setupGroup() error {
 	b := r.cfg.broadcast
-	r.group = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b.IP.To4())), uint16(b.Port))
+	r.q.group = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b.IP.To4())), uint16(b.Port))
 	if !b.IP.IsMulticast() {
 		return nil
 	}
@@ -312,7 +299,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 			r.sweep(now)
 			nextSweep = now.Add(r.cfg.heartbeat)
 		}
-		r.flush()
+		r.q.flush()
 		closed := r.closed
 		r.mu.Unlock()
 		if err == nil {
@@ -344,14 +331,14 @@ func (r *Relay) Close() error {
 	}
 	r.closed = true
 	for _, m := range r.list {
-		r.reply(m.addr, appendBye(r.replyBuf(byeLen), r.inc, m.session))
+		r.q.reply(m.addr, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
 	}
-	r.flush()
+	r.q.flush()
 	if r.fan != nil {
 		// Under r.mu, so that no flush is writing to it; later flushes go
 		// to the closed socket and stop at once.
 		r.fan.Close()
-		r.wbc = r.bc
+		r.q.w = r.bc
 	}
 	r.mu.Unlock()
 	err := r.pc.Close()
@@ -414,7 +401,7 @@ func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
 			// datagram it answers: the answer to a spoofed source never
 			// amplifies.
 			if m == nil && len(b) >= byeLen {
-				r.reply(from, appendBye(r.replyBuf(byeLen), r.inc, p.id))
+				r.q.reply(from, appendBye(r.q.replyBuf(byeLen), r.inc, p.id))
 			}
 		default:
 			r.stats.DroppedMalformed++
@@ -422,7 +409,7 @@ func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
 		}
 		return
 	}
-	if r.sealer != nil && (salt != m.salt || !m.replay.fresh(count)) {
+	if r.q.sealer != nil && (salt != m.salt || !m.replay.fresh(count)) {
 		// Sealed by another sender with the key, or replayed: a Member
 		// seals every datagram anew, resent chats too.
 		r.stats.DroppedReplayed++
@@ -434,7 +421,7 @@ func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
 	case tChat:
 		r.handleChat(m, &p, now)
 	case tHeartbeat:
-		if p.seq > m.progress && p.seq <= r.seq+1 {
+		if p.seq > m.progress && p.seq <= r.q.seq+1 {
 			m.progress = p.seq - 1
 		}
 		m.knows = max(m.knows, min(p.stable, r.stable))
@@ -448,7 +435,7 @@ func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
 		}
 		r.handleRosterReq(m, p.name)
 	case tLeave:
-		r.reply(m.addr, appendBye(r.replyBuf(byeLen), r.inc, m.session))
+		r.q.reply(m.addr, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)
 	default:
 		r.stats.DroppedMalformed++
@@ -467,7 +454,7 @@ func (r *Relay) debugDrop(reason string, from netip.AddrPort) {
 func (r *Relay) checkCookie(p *packet, src netip.AddrPort, now time.Time) bool {
 	ok, want := r.cookies.check(&p.cookie, src, p.nonce, now)
 	if !ok {
-		r.reply(src, appendCookie(r.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
+		r.q.reply(src, appendCookie(r.q.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
 	}
 	return ok
 }
@@ -478,7 +465,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt ui
 	}
 	refuse := func(code byte) {
 		r.stats.DroppedRejected++
-		r.reply(src, appendError(r.replyBuf(headerLen+9), r.inc, code, p.nonce))
+		r.q.reply(src, appendError(r.q.replyBuf(headerLen+9), r.inc, code, p.nonce))
 	}
 	if m := r.byName[string(p.name)]; m != nil {
 		switch {
@@ -489,7 +476,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt ui
 			// The same member again: a lost welcome, or a member that lost
 			// track of the relay. Renew the session in place; nothing is
 			// announced.
-			if r.sealer != nil {
+			if r.q.sealer != nil {
 				switch {
 				case salt != m.salt:
 					m.salt, m.replay = salt, replay{newest: count, seen: 1}
@@ -527,7 +514,7 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt ui
 	// A new member has everything before its join. A member coming back
 	// to this relay (it was expired) keeps its place and reports it in its
 	// next heartbeat; until then it must not move stable on.
-	joinSeq, progress, knows := r.seq+1, r.seq, r.stable
+	joinSeq, progress, knows := r.q.seq+1, r.q.seq, r.stable
 	switch {
 	case p.prevInc == r.inc:
 		progress, knows = r.stable, 0
@@ -567,9 +554,9 @@ func (r *Relay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt ui
 }
 
 func (r *Relay) sendWelcome(m *relayMember) {
-	b := appendWelcome(r.replyBuf(welcomeLen), r.inc, m.nonce, m.session, m.joinSeq,
-		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, r.group)
-	r.reply(m.addr, b)
+	b := appendWelcome(r.q.replyBuf(welcomeLen), r.inc, m.nonce, m.session, m.joinSeq,
+		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, r.q.group)
+	r.q.reply(m.addr, b)
 }
 
 // handleChat sequences a member's chats in the member's order. A chat that
@@ -637,36 +624,28 @@ func (r *Relay) acceptChat(m *relayMember, mseq uint64, text []byte, now time.Ti
 func (r *Relay) refuse(m *relayMember, mseq uint64, code byte) {
 	r.stats.DroppedRejected++
 	m.refused, m.refusedAs = mseq, code
-	r.reply(m.addr, appendError(r.replyBuf(headerLen+9), r.inc, code, mseq))
+	r.q.reply(m.addr, appendError(r.q.replyBuf(headerLen+9), r.inc, code, mseq))
 }
 
 func (r *Relay) sendStatus(m *relayMember) {
-	r.reply(m.addr, appendStatus(r.replyBuf(headerLen+32), r.inc, r.seq, m.nextMseq-1, r.stable, r.prunable))
-}
-
-// oldest returns the oldest seq still in history.
-func (r *Relay) oldest() uint64 {
-	if h := uint64(len(r.history)); r.seq > h {
-		return r.seq - h + 1
-	}
-	return 1
+	r.q.reply(m.addr, appendStatus(r.q.replyBuf(headerLen+32), r.inc, r.q.seq, m.nextMseq-1, r.stable, r.prunable))
 }
 
 func (r *Relay) handleNack(m *relayMember, p *packet, now time.Time) {
 	budget := r.limit.repairs(&m.buckets, maxRepairPerNak, now)
 	start := budget
 	defer func() { r.limit.spendRepairs(&m.buckets, start-budget) }()
-	oldest := r.oldest()
+	oldest := r.q.oldestSeq()
 	for _, rg := range p.ranges[:p.nranges] {
-		first, last := rg[0], min(rg[1], r.seq)
+		first, last := rg[0], min(rg[1], r.q.seq)
 		if first < oldest {
 			// Everything before oldest is gone, not just what was asked
 			// for: the member skips the whole loss at once.
-			r.reply(m.addr, appendU64Pair(r.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
+			r.q.reply(m.addr, appendU64Pair(r.q.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
 			first = oldest
 		}
 		for s := first; s <= last && budget > 0; s++ {
-			r.queueHistory(s, m.addr)
+			r.q.resend(s, m.addr)
 			r.stats.Retransmitted++
 			budget--
 		}
@@ -679,8 +658,8 @@ func (r *Relay) handleRosterReq(m *relayMember, after []byte) {
 		i++
 	}
 	// A page holds as many names as fit the buffer.
-	b := r.replyBuf(r.cfg.bufferSize)
-	b = appendRosterHeader(b, r.inc, r.seq, false, after)
+	b := r.q.replyBuf(r.cfg.bufferSize)
+	b = appendRosterHeader(b, r.inc, r.q.seq, false, after)
 	moreAt := len(b) - 2 - len(after)
 	for ; i < len(r.names) && len(b)+1+len(r.names[i])+r.cfg.sealOverhead() <= r.cfg.bufferSize; i++ {
 		b = appendName(b, r.names[i])
@@ -688,56 +667,14 @@ func (r *Relay) handleRosterReq(m *relayMember, after []byte) {
 	if i < len(r.names) {
 		b[moreAt] = 1
 	}
-	r.reply(m.addr, b)
+	r.q.reply(m.addr, b)
 }
 
 // sequence assigns the next seq to a message, keeps it in history and fans
 // it out to every member.
 func (r *Relay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte, now time.Time) {
-	buf := r.nextSlot()
-	b := appendDeliver(buf[sealPrefix(r.sealer):sealPrefix(r.sealer)], r.inc, r.seq, now.UnixNano(), from.epoch, mseq, kind, from.name, text)
-	if r.sealer != nil {
-		// Sealed once: the fan-out and every repair send the same bytes.
-		b = r.sealer.sealInPlace(buf, len(b))
-	}
-	r.fanout(b)
-}
-
-// nextSlot assigns the next seq and returns its history slot, empty.
-func (r *Relay) nextSlot() []byte {
-	r.seq++
-	r.stats.Sequenced++
-	if h := uint64(len(r.history)); r.outOldest != 0 && r.seq >= r.outOldest+h {
-		r.flush() // the slot about to be reused is still queued
-	}
-	return r.history[r.seq%uint64(len(r.history))][:0]
-}
-
-// fanout keeps b, built in the slot of the newest seq, in history and
-// sends it to every member, or once to the group.
-func (r *Relay) fanout(b []byte) {
-	r.history[r.seq%uint64(len(r.history))] = b
-	if r.group.IsValid() {
-		r.queueHistory(r.seq, r.group)
-		r.stats.Delivered++
-		return
-	}
-	// The fan-out: the same bytes to every member, a batch at a time.
-	if r.outOldest == 0 {
-		r.outOldest = r.seq
-	}
-	for dsts := r.dsts; len(dsts) > 0; {
-		if len(r.out) == cap(r.out) {
-			r.flush()
-			r.outOldest = r.seq
-		}
-		k := min(len(dsts), cap(r.out)-len(r.out))
-		for _, to := range dsts[:k] {
-			r.out = append(r.out, outMsg{b, to})
-		}
-		dsts = dsts[k:]
-	}
-	r.stats.Delivered += uint64(len(r.dsts))
+	seq, buf := r.q.next()
+	r.q.fanout(appendDeliver(buf, r.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, text), r.dsts)
 }
 
 // remove drops a member and announces that it left.
@@ -765,7 +702,7 @@ func (r *Relay) sweep(now time.Time) {
 		r.sweepPlain(now)
 	}
 	defer func() {
-		stable, prunable := r.seq, r.stable
+		stable, prunable := r.q.seq, r.stable
 		for _, m := range r.list {
 			stable = min(stable, m.progress)
 			prunable = min(prunable, m.knows)
@@ -774,7 +711,7 @@ func (r *Relay) sweep(now time.Time) {
 		// member behind that learns of it from stable, and only once every
 		// member has, senders forget: so a member that lacks what senders
 		// forgot knows it, should the relay die.
-		r.stable = max(stable, r.oldest()-1)
+		r.stable = max(stable, r.q.oldestSeq()-1)
 		r.prunable = max(r.prunable, prunable)
 	}()
 	r.limit.sweep(now)
@@ -791,71 +728,7 @@ func (r *Relay) sweep(now time.Time) {
 		// bringing back a member that left.)
 		r.cookies.forget(m.nonce)
 		// If it is alive after all, BYE makes it join again.
-		r.reply(m.addr, appendBye(r.replyBuf(byeLen), r.inc, m.session))
+		r.q.reply(m.addr, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)
 	}
-}
-
-// replyBuf returns an empty buffer with room for n bytes in the reply slab.
-// It flushes first when the slab or the batch is full, so that the reply
-// call that follows never has to.
-func (r *Relay) replyBuf(n int) []byte {
-	if cap(r.slab)-len(r.slab) < n+r.cfg.sealOverhead() || len(r.out) == cap(r.out) {
-		r.flush()
-	}
-	start := len(r.slab) + sealPrefix(r.sealer)
-	return r.slab[start:start:cap(r.slab)]
-}
-
-// reply seals b, which the last replyBuf returned, where it lies, and
-// queues it for sending to dst.
-func (r *Relay) reply(dst netip.AddrPort, b []byte) {
-	if r.sealer != nil {
-		b = r.sealer.sealInPlace(r.slab[len(r.slab):len(r.slab):cap(r.slab)], len(b))
-	}
-	r.slab = r.slab[:len(r.slab)+len(b)]
-	r.queue(b, dst)
-}
-
-// queue adds one datagram to the outgoing batch, flushing when it is full.
-func (r *Relay) queue(b []byte, dst netip.AddrPort) {
-	if len(r.out) == cap(r.out) {
-		r.flush()
-	}
-	r.out = append(r.out, outMsg{b, dst})
-}
-
-// queueHistory queues the deliver datagram of seq, which history holds.
-func (r *Relay) queueHistory(seq uint64, dst netip.AddrPort) {
-	if len(r.out) == cap(r.out) {
-		r.flush()
-	}
-	if r.outOldest == 0 || seq < r.outOldest {
-		r.outOldest = seq
-	}
-	r.queue(r.history[seq%uint64(len(r.history))], dst)
-}
-
-// flush sends every queued datagram. A datagram the kernel refuses is
-// counted and skipped; the rest still go.
-func (r *Relay) flush() {
-	ms := r.out
-	for len(ms) > 0 {
-		n, err := r.wbc.write(ms)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				break
-			}
-			// sendmmsg fails only on the first datagram of the batch (n is 0
-			// or -1 then): count it and go on with the rest.
-			r.stats.DroppedSendErrors++
-			r.cfg.logger.Debug("udpchat relay write", "err", err)
-			n = min(max(n, 0)+1, len(ms))
-		}
-		ms = ms[n:]
-	}
-	clear(r.out)
-	r.out = r.out[:0]
-	r.slab = r.slab[:0]
-	r.outOldest = 0
 }

@@ -207,7 +207,7 @@ func FuzzRelayHandle(f *testing.F) {
 	now := time.Now()
 	r.mu.Lock()
 	r.handle(cookieJoin(r, member, 1, 7, "alice"), member, now)
-	r.flush()
+	r.q.flush()
 	session := r.byName["alice"].session
 	r.mu.Unlock()
 	f.Add(appendChat(nil, session, 1, "hi"), false)
@@ -220,7 +220,7 @@ func FuzzRelayHandle(f *testing.F) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.handle(b, from, now)
-		r.flush()
+		r.q.flush()
 		if len(r.list) != len(r.members) || len(r.list) != len(r.byName) || len(r.list) != len(r.names) {
 			t.Fatalf("relay state out of step: %d list, %d sessions, %d names, %d sorted", len(r.list), len(r.members), len(r.byName), len(r.names))
 		}

@@ -1,0 +1,222 @@
+package udpchat
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+)
+
+// The send queue, without sockets: a fake writer records what each flush
+// sends, copied at the moment it is sent.
+
+type sent struct {
+	b  []byte
+	to netip.AddrPort
+}
+
+type fakeWriter struct {
+	sent    []sent
+	flushes int
+	fail    func(i int) error // error for the i-th datagram ever written; nil: none
+	n       int
+}
+
+func (w *fakeWriter) write(out []outMsg) (int, error) {
+	w.flushes++
+	for i, o := range out {
+		if w.fail != nil {
+			if err := w.fail(w.n); err != nil {
+				w.n++
+				return i, err
+			}
+		}
+		w.n++
+		w.sent = append(w.sent, sent{bytes.Clone(o.b), o.to})
+	}
+	return len(out), nil
+}
+
+func testQueue(w datagramWriter, history int, s *sealer) (*sendQueue, *RelayStats) {
+	var st RelayStats
+	return newSendQueue(w, history, 256, s, &st, slog.New(slog.DiscardHandler)), &st
+}
+
+func addrs(n int) []netip.AddrPort {
+	a := make([]netip.AddrPort, n)
+	for i := range a {
+		a[i] = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(10000+i))
+	}
+	return a
+}
+
+// seqMsg builds a datagram that names its seq, in the slot next gave.
+func seqMsg(q *sendQueue) []byte {
+	seq, buf := q.next()
+	return binary.BigEndian.AppendUint64(buf, seq)
+}
+
+// Every member gets every message's bytes as they were built, even when
+// more messages are sequenced than history holds before a flush: the
+// queue flushes before a queued slot is reused.
+func TestSendQueueNeverOverwritesQueued(t *testing.T) {
+	for _, tt := range []struct{ history, members, msgs int }{
+		{8, 1, 20},    // wraps history many times within one batch
+		{8, 3, 50},    // several members
+		{128, 300, 5}, // a fan-out larger than a batch
+	} {
+		t.Run(fmt.Sprintf("history %d members %d msgs %d", tt.history, tt.members, tt.msgs), func(t *testing.T) {
+			w := &fakeWriter{}
+			q, st := testQueue(w, tt.history, nil)
+			dsts := addrs(tt.members)
+			for range tt.msgs {
+				q.fanout(seqMsg(q), dsts)
+			}
+			q.flush()
+			if len(w.sent) != tt.members*tt.msgs {
+				t.Fatalf("sent %d datagrams, want %d", len(w.sent), tt.members*tt.msgs)
+			}
+			for i, s := range w.sent {
+				want := uint64(i/tt.members + 1)
+				if got := binary.BigEndian.Uint64(s.b); got != want || s.to != dsts[i%tt.members] {
+					t.Fatalf("datagram %d: seq %d to %v, want seq %d to %v", i, got, s.to, want, dsts[i%tt.members])
+				}
+			}
+			if st.Sequenced != uint64(tt.msgs) || st.Delivered != uint64(tt.members*tt.msgs) {
+				t.Fatalf("stats: sequenced %d delivered %d", st.Sequenced, st.Delivered)
+			}
+		})
+	}
+}
+
+// A repair of an old seq pins its slot too.
+func TestSendQueueResendPinsSlot(t *testing.T) {
+	w := &fakeWriter{}
+	q, _ := testQueue(w, 8, nil)
+	for range 8 {
+		q.fanout(seqMsg(q), nil)
+	}
+	if got := q.oldestSeq(); got != 1 {
+		t.Fatalf("oldest = %d, want 1", got)
+	}
+	to := addrs(1)[0]
+	q.resend(1, to)
+	q.fanout(seqMsg(q), nil) // seq 9 reuses seq 1's slot
+	if q.oldestSeq() != 2 {
+		t.Fatalf("oldest = %d, want 2", q.oldestSeq())
+	}
+	q.flush()
+	if len(w.sent) != 1 || binary.BigEndian.Uint64(w.sent[0].b) != 1 {
+		t.Fatalf("the repair of seq 1 sent %v", w.sent)
+	}
+}
+
+// In broadcast mode each message goes once, to the group.
+func TestSendQueueGroup(t *testing.T) {
+	w := &fakeWriter{}
+	q, st := testQueue(w, 8, nil)
+	q.group = netip.MustParseAddrPort("127.255.255.255:2411")
+	for range 3 {
+		q.fanout(seqMsg(q), addrs(5))
+	}
+	q.flush()
+	if len(w.sent) != 3 || st.Delivered != 3 {
+		t.Fatalf("sent %d, delivered %d; want 3 each", len(w.sent), st.Delivered)
+	}
+	for _, s := range w.sent {
+		if s.to != q.group {
+			t.Fatalf("sent to %v, not the group", s.to)
+		}
+	}
+}
+
+// A datagram the kernel refuses is counted and skipped; the rest go. A
+// closed socket ends the flush, and the queue is empty after it.
+func TestSendQueueErrors(t *testing.T) {
+	w := &fakeWriter{fail: func(i int) error {
+		if i == 1 {
+			return syscall.EPERM
+		}
+		return nil
+	}}
+	q, st := testQueue(w, 8, nil)
+	q.fanout(seqMsg(q), addrs(4))
+	q.flush()
+	if len(w.sent) != 3 || st.DroppedSendErrors != 1 {
+		t.Fatalf("sent %d, send errors %d; want 3 and 1", len(w.sent), st.DroppedSendErrors)
+	}
+	if w.sent[1].to != addrs(4)[2] {
+		t.Fatalf("after the refused one went %v, want the next member", w.sent[1].to)
+	}
+
+	closed := &fakeWriter{fail: func(int) error { return fmt.Errorf("write: %w", net.ErrClosed) }}
+	q, st = testQueue(closed, 8, nil)
+	q.fanout(seqMsg(q), addrs(4))
+	q.flush()
+	if closed.flushes != 1 || st.DroppedSendErrors != 0 || len(q.out) != 0 {
+		t.Fatalf("closed socket: %d writes, %d errors, %d still queued", closed.flushes, st.DroppedSendErrors, len(q.out))
+	}
+}
+
+// Replies share the slab until the flush; a full slab or batch flushes
+// before the reply is built, never after.
+func TestSendQueueReplies(t *testing.T) {
+	w := &fakeWriter{}
+	q, _ := testQueue(w, 8, nil)
+	to := addrs(1)[0]
+	n := 0
+	for cap(q.slab)-len(q.slab) >= 100 {
+		b := append(q.replyBuf(100), bytes.Repeat([]byte{byte(n)}, 100)...)
+		q.reply(to, b)
+		n++
+	}
+	if w.flushes != 0 {
+		t.Fatal("flushed before the slab was full")
+	}
+	q.reply(to, append(q.replyBuf(100), bytes.Repeat([]byte{byte(n)}, 100)...))
+	n++
+	if w.flushes != 1 {
+		t.Fatalf("%d flushes when the slab filled, want 1", w.flushes)
+	}
+	q.flush()
+	if len(w.sent) != n {
+		t.Fatalf("sent %d replies, want %d", len(w.sent), n)
+	}
+	for i, s := range w.sent {
+		if !bytes.Equal(s.b, bytes.Repeat([]byte{byte(i)}, 100)) {
+			t.Fatalf("reply %d was overwritten", i)
+		}
+	}
+}
+
+// With a key every datagram, fan-out and reply, is sealed once and opens
+// with the group's key.
+func TestSendQueueSeals(t *testing.T) {
+	ring, err := newKeyring([][]byte{bytes.Repeat([]byte{1}, 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &fakeWriter{}
+	q, _ := testQueue(w, 8, newSealer(ring))
+	q.fanout(seqMsg(q), addrs(2))
+	q.reply(addrs(1)[0], append(q.replyBuf(5), "hello"...))
+	q.resend(1, addrs(1)[0])
+	q.flush()
+	if len(w.sent) != 4 {
+		t.Fatalf("sent %d, want 4", len(w.sent))
+	}
+	want := [][]byte{binary.BigEndian.AppendUint64(nil, 1), binary.BigEndian.AppendUint64(nil, 1), []byte("hello"), binary.BigEndian.AppendUint64(nil, 1)}
+	for i, s := range w.sent {
+		plain, _, _, err := ring.open(make([]byte, 256), s.b)
+		if err != nil || !bytes.Equal(plain, want[i]) {
+			t.Fatalf("datagram %d: %q, %v; want %q", i, plain, err, want[i])
+		}
+	}
+	if !bytes.Equal(w.sent[0].b, w.sent[3].b) {
+		t.Fatal("a repair was sealed anew: it must send the fan-out's bytes")
+	}
+}
