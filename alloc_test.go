@@ -49,8 +49,8 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			for i := range 10 {
 				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i)}), uint16(port))
 				r.handle(seal(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i))), from, now)
-				m := r.byName[fmt.Sprint("m", i)]
-				r.dsts[m.idx] = addrPortOf(sink.LocalAddr())
+				m := r.proto().sessions.byName[fmt.Sprint("m", i)]
+				r.proto().sessions.dsts[m.idx] = addrPortOf(sink.LocalAddr())
 				sess = append(sess, m.session)
 			}
 			r.q.flush()
@@ -87,7 +87,7 @@ func TestMemberReceiveAllocates(t *testing.T) {
 	join(t, r, "alice") // a sender the member knows, as senders are
 	expect(t, m, KindJoin, "alice", "")
 	r.mu.Lock()
-	inc, speaker := r.inc, r.byName["alice"]
+	inc, speaker := r.proto().inc, r.proto().sessions.byName["alice"]
 	r.mu.Unlock()
 	m.mu.Lock()
 	next := m.next

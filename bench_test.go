@@ -69,7 +69,7 @@ func BenchmarkRelayFanout(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 1000} {
 		b.Run(fmt.Sprintf("udpchat/members=%d", n), func(b *testing.B) {
 			r, sink, sess := fanoutRelay(b, n)
-			from := r.list[0].addr
+			from := r.proto().sessions.list[0].addr
 			chats := make([][]byte, 1024)
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -138,14 +138,14 @@ func fanoutRelay(b *testing.B, n int) (*Relay, netip.AddrPort, uint64) {
 	for i := range n {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(1 + i)}), 9)
 		r.handle(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from, now)
-		m := r.byName[fmt.Sprint("m", i)]
+		m := r.proto().sessions.byName[fmt.Sprint("m", i)]
 		if m == nil {
 			b.Fatalf("member %d did not join", i)
 		}
-		r.dsts[m.idx] = sink
+		r.proto().sessions.dsts[m.idx] = sink
 		r.q.flush()
 	}
-	return r, sink, r.list[0].session
+	return r, sink, r.proto().sessions.list[0].session
 }
 
 // BenchmarkMemberReceive measures a member's path for one message, from
@@ -163,8 +163,8 @@ func BenchmarkMemberReceive(b *testing.B) {
 	r.mu.Lock()
 	from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 2}), 9)
 	r.handle(cookieJoin(r, from, 1, 1, "speaker"), from, time.Now())
-	speaker := r.byName["speaker"]
-	r.dsts[speaker.idx] = fanoutSink(b)
+	speaker := r.proto().sessions.byName["speaker"]
+	r.proto().sessions.dsts[speaker.idx] = fanoutSink(b)
 	r.q.flush()
 	r.mu.Unlock()
 	if msg, err := m.Receive(ctx); err != nil || msg.Kind != KindJoin {
@@ -178,7 +178,7 @@ func BenchmarkMemberReceive(b *testing.B) {
 		r.mu.Lock()
 		for range k {
 			mseq++
-			r.sequence(KindChat, speaker, mseq, benchText, time.Now())
+			r.proto().sequence(KindChat, speaker, mseq, benchText, time.Now())
 		}
 		r.q.flush()
 		r.mu.Unlock()

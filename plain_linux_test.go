@@ -97,7 +97,7 @@ func TestPlainBroadcastMembers(t *testing.T) {
 			if samePort {
 				relayAddr = fmt.Sprintf("127.0.0.1:%d", port)
 			}
-			r := plainRelay(t, WithAddr(relayAddr), WithBroadcast(bcast))
+			r := startPlainRelay(t, WithAddr(relayAddr), WithBroadcast(bcast))
 			classic := listenShared(t, port)
 			addr := r.Addr().String()
 			alice := plainJoin(t, addr, "alice", WithBroadcast(bcast))
@@ -351,7 +351,7 @@ func TestPlainBroadcastNoEcho(t *testing.T) {
 		}
 		t.Fatalf("plain relay on 0.0.0.0 broadcasting to its own port: %v, want ErrInvalidOption", err)
 	}
-	r := plainRelay(t, WithAddr(fmt.Sprintf("127.0.0.1:%d", port)), WithBroadcast(fmt.Sprintf("127.255.255.255:%d", port)), WithRateLimit(0, 0))
+	r := startPlainRelay(t, WithAddr(fmt.Sprintf("127.0.0.1:%d", port)), WithBroadcast(fmt.Sprintf("127.255.255.255:%d", port)), WithRateLimit(0, 0))
 	raw := dialRaw(t, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 	raw.send([]byte("dave: once"))
 	waitFor(t, func() bool { return r.Stats().Delivered >= 1 }, "the relay to broadcast dave's line")
@@ -365,7 +365,7 @@ func TestPlainBroadcastNoEcho(t *testing.T) {
 
 func TestPlainSelfSpoofDropped(t *testing.T) {
 	sp := newSpoofer(t)
-	r := plainRelay(t, WithAddr("0.0.0.0:0"), WithRateLimit(0, 0))
+	r := startPlainRelay(t, WithAddr("0.0.0.0:0"), WithRateLimit(0, 0))
 	port := r.Addr().(*net.UDPAddr).Port
 	dst := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
 	sp.send(port, dst, []byte("mallory: loop"))
@@ -383,7 +383,7 @@ func TestPlainSelfSpoofDropped(t *testing.T) {
 // When every place is taken, the source silent longest gives way: forged
 // sources cannot keep a real one out.
 func TestPlainFullEvictsQuietest(t *testing.T) {
-	r := plainRelay(t, WithMaxMembers(2), WithRateLimit(0, 0))
+	r := startPlainRelay(t, WithMaxMembers(2), WithRateLimit(0, 0))
 	addr := r.Addr().(*net.UDPAddr)
 	a, b, c := dialRaw(t, addr), dialRaw(t, addr), dialRaw(t, addr)
 	a.send([]byte("a:"))

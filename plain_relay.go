@@ -8,10 +8,55 @@ import (
 	"time"
 )
 
+// A plainRelay is the relay in plain-text mode (WithPlainText): it
+// forwards every valid line, unchanged, to every address it has heard a
+// line from within the expiry span, or once to the group. It keeps no
+// protocol state: only those addresses, and the names seen, for Members.
+type plainRelay struct {
+	cfg      *config
+	addr     *net.UDPAddr // the relay's own
+	q        *sendQueue
+	stats    *RelayStats
+	limit    *rateLimiter
+	sources  map[netip.AddrPort]*plainSource
+	dsts     []netip.AddrPort // the sources' addresses, for the fan-out loop
+	names    map[string]*plainName
+	localIPs []netip.Addr // of this host, for a relay bound to 0.0.0.0
+}
+
+func newPlainRelay(cfg *config, addr *net.UDPAddr, q *sendQueue, stats *RelayStats, limit *rateLimiter) *plainRelay {
+	r := &plainRelay{
+		cfg:     cfg,
+		addr:    addr,
+		q:       q,
+		stats:   stats,
+		limit:   limit,
+		sources: make(map[netip.AddrPort]*plainSource),
+		names:   make(map[string]*plainName),
+	}
+	if addr.IP.IsUnspecified() {
+		r.localIPs = localIPs()
+	}
+	return r
+}
+
+// sharesPort reports whether the relay shares its port: the classic
+// programs share one port between the relay (bound to 127.0.0.1) and their
+// clients (bound to 0.0.0.0), all with SO_REUSEPORT, so a plain relay that
+// broadcasts stands in for theirs that way. It has no fan-out twin.
+func (c *config) sharesPort() bool {
+	return c.plainText && c.side == sideRelay && c.broadcast != nil
+}
+
+func (r *plainRelay) count() int { return len(r.names) }
+
+// close has no one to tell: plain text has no goodbye.
+func (r *plainRelay) close() {}
+
 // plainSource is an address the relay has heard a line from: it gets
 // every line until it has been silent for the expiry span.
 type plainSource struct {
-	idx       int // in Relay.dsts
+	idx       int // in plainRelay.dsts
 	lastHeard time.Time
 	buckets
 }
@@ -22,18 +67,18 @@ type plainName struct {
 	lastHeard time.Time
 }
 
-// handlePlain forwards one line, unchanged, to every known address or to
-// the group. r.mu is held; handle has counted b and checked its size.
-func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
+// handle forwards one line, unchanged, to every known address or to the
+// group. It has been counted, and is no larger than the buffer.
+func (r *plainRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 	name, text, ok := parsePlain(b)
 	if !ok || from.Port() == 0 {
 		r.stats.DroppedMalformed++
-		r.debugDrop("not a plain-text line", from)
+		debugDrop(r.cfg.logger, "not a plain-text line", from)
 		return
 	}
 	if r.cfg.nameRule != nil && r.cfg.nameRule(string(name)) != nil {
 		r.stats.DroppedRejected++
-		r.debugDrop("name refused by the name rule", from)
+		debugDrop(r.cfg.logger, "name refused by the name rule", from)
 		return
 	}
 	if !r.q.group.IsValid() && r.isSelf(from) {
@@ -41,7 +86,7 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 		// back to be forwarded again. (In broadcast mode the classic
 		// clients share the relay's port and send from its address.)
 		r.stats.DroppedMalformed++
-		r.debugDrop("from the relay's own address", from)
+		debugDrop(r.cfg.logger, "from the relay's own address", from)
 		return
 	}
 	src := r.sources[from]
@@ -62,13 +107,13 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 		return
 	}
 	src.lastHeard = now
-	if n := r.plainNames[string(name)]; n != nil {
+	if n := r.names[string(name)]; n != nil {
 		n.addr, n.lastHeard = from, now
 	} else {
-		if len(r.plainNames) >= r.cfg.maxMembers {
+		if len(r.names) >= r.cfg.maxMembers {
 			r.dropQuietestName()
 		}
-		r.plainNames[string(name)] = &plainName{from, now}
+		r.names[string(name)] = &plainName{from, now}
 	}
 	if len(text) == 0 {
 		return // "name:" says only that its sender listens
@@ -78,7 +123,7 @@ func (r *Relay) handlePlain(b []byte, from netip.AddrPort, now time.Time) {
 }
 
 // isSelf reports whether addr is the relay's own.
-func (r *Relay) isSelf(addr netip.AddrPort) bool {
+func (r *plainRelay) isSelf(addr netip.AddrPort) bool {
 	if int(addr.Port()) != r.addr.Port {
 		return false
 	}
@@ -90,7 +135,7 @@ func (r *Relay) isSelf(addr netip.AddrPort) bool {
 }
 
 // quietestSource returns the source heard from longest ago.
-func (r *Relay) quietestSource() netip.AddrPort {
+func (r *plainRelay) quietestSource() netip.AddrPort {
 	var quiet netip.AddrPort
 	var at time.Time
 	for addr, src := range r.sources {
@@ -102,19 +147,19 @@ func (r *Relay) quietestSource() netip.AddrPort {
 }
 
 // dropQuietestName forgets the name heard from longest ago.
-func (r *Relay) dropQuietestName() {
+func (r *plainRelay) dropQuietestName() {
 	var quiet string
 	var at time.Time
-	for name, n := range r.plainNames {
+	for name, n := range r.names {
 		if quiet == "" || n.lastHeard.Before(at) {
 			quiet, at = name, n.lastHeard
 		}
 	}
-	delete(r.plainNames, quiet)
+	delete(r.names, quiet)
 }
 
 // dropSource stops forwarding to addr.
-func (r *Relay) dropSource(addr netip.AddrPort) {
+func (r *plainRelay) dropSource(addr netip.AddrPort) {
 	src := r.sources[addr]
 	if src == nil {
 		return
@@ -128,25 +173,24 @@ func (r *Relay) dropSource(addr netip.AddrPort) {
 	r.limit.leave(addr.Addr(), "", src.buckets)
 }
 
-// sweepPlain forgets addresses and names silent for the expiry span.
-func (r *Relay) sweepPlain(now time.Time) {
+// sweep forgets addresses and names silent for the expiry span.
+func (r *plainRelay) sweep(now time.Time) {
 	for addr, src := range r.sources {
 		if now.Sub(src.lastHeard) > r.cfg.expiry {
 			r.dropSource(addr)
 		}
 	}
-	for name, n := range r.plainNames {
+	for name, n := range r.names {
 		if now.Sub(n.lastHeard) > r.cfg.expiry {
-			delete(r.plainNames, name)
+			delete(r.names, name)
 		}
 	}
 }
 
-// plainMembers lists the names heard within the expiry span. r.mu is
-// held.
-func (r *Relay) plainMembers() []MemberInfo {
-	out := make([]MemberInfo, 0, len(r.plainNames))
-	for name, n := range r.plainNames {
+// members lists the names heard within the expiry span.
+func (r *plainRelay) members() []MemberInfo {
+	out := make([]MemberInfo, 0, len(r.names))
+	for name, n := range r.names {
 		out = append(out, MemberInfo{Name: name, Addr: net.UDPAddrFromAddrPort(n.addr)})
 	}
 	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })

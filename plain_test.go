@@ -28,8 +28,8 @@ import (
 // of them has it, the others have theirs or never will).
 const quiet = 100 * time.Millisecond
 
-// plainRelay runs a plain-text relay on a free loopback port.
-func plainRelay(t testing.TB, opts ...Option) *Relay {
+// startPlainRelay runs a plain-text relay on a free loopback port.
+func startPlainRelay(t testing.TB, opts ...Option) *Relay {
 	t.Helper()
 	return startRelay(t, append([]Option{WithPlainText()}, opts...)...)
 }
@@ -129,7 +129,7 @@ func rawSilent(t testing.TB, rc *rawClient, why string) {
 // Every member receives every line, its own included, with its sender and
 // text; the relay lists the three; its counters say what happened.
 func TestPlainLoopback(t *testing.T) {
-	r := plainRelay(t)
+	r := startPlainRelay(t)
 	addr := r.Addr().String()
 	before := time.Now()
 	alice := plainJoin(t, addr, "alice")
@@ -203,7 +203,7 @@ func TestPlainLoopback(t *testing.T) {
 // and keepalives register without being forwarded.
 func TestPlainMalformed(t *testing.T) {
 	const bufSize = 256
-	r := plainRelay(t, WithBufferSize(bufSize))
+	r := startPlainRelay(t, WithBufferSize(bufSize))
 	addr := r.Addr().String()
 	alice := plainJoin(t, addr, "alice", WithBufferSize(bufSize))
 	bob := plainJoin(t, addr, "bob", WithBufferSize(bufSize))
@@ -318,7 +318,7 @@ func TestPlainMalformed(t *testing.T) {
 // rate and counted; another source's lines still get through.
 func TestPlainRateLimit(t *testing.T) {
 	const rate, flood = 5, 40 // a burst holds two seconds' worth: 10
-	r := plainRelay(t, WithRateLimit(rate, 0))
+	r := startPlainRelay(t, WithRateLimit(rate, 0))
 	bystander := dialRaw(t, r.Addr())
 	bystander.send([]byte("bob:"))
 	waitFor(t, func() bool { return sortedNames(r.Members()) == "bob" }, "bob's keepalive")
@@ -358,7 +358,7 @@ func TestPlainRateLimit(t *testing.T) {
 // silent one comes back by sending again.
 func TestPlainExpiry(t *testing.T) {
 	const hb, expiry = 20 * time.Millisecond, 100 * time.Millisecond
-	r := plainRelay(t, WithHeartbeat(hb), WithExpiry(expiry))
+	r := startPlainRelay(t, WithHeartbeat(hb), WithExpiry(expiry))
 	addr := r.Addr().String()
 	alice := plainJoin(t, addr, "alice", WithHeartbeat(hb))
 	waitFor(t, func() bool { return sortedNames(r.Members()) == "alice" }, "alice's keepalive")
@@ -670,7 +670,7 @@ func TestPlainJoinBeforeRelay(t *testing.T) {
 	m := plainJoin(t, addr, "alice")
 	// The refused keepalive comes back as ECONNREFUSED on the member's
 	// connected socket; a Send before the relay exists may see it too.
-	r := plainRelay(t, WithAddr(addr))
+	r := startPlainRelay(t, WithAddr(addr))
 	ctx := ctxT(t)
 	if err := m.Send(ctx, "is anyone there?"); err != nil {
 		// One retry: the first Send may collect the earlier refusal.
@@ -880,7 +880,7 @@ func TestPlainNetcat(t *testing.T) {
 			if err != nil {
 				t.Skipf("%s not found (Debian: apt-get install netcat-openbsd socat): %v", tc.bin, err)
 			}
-			r := plainRelay(t)
+			r := startPlainRelay(t)
 			port := r.Addr().(*net.UDPAddr).Port
 			alice := plainJoin(t, r.Addr().String(), "alice")
 			waitFor(t, func() bool { return sortedNames(r.Members()) == "alice" }, "alice's keepalive")
@@ -944,11 +944,11 @@ func FuzzPlainRelay(f *testing.F) {
 		defer r.mu.Unlock()
 		r.handle(b, from[int(src)%len(from)], now)
 		r.q.flush()
-		if len(r.dsts) != len(r.sources) || len(r.dsts) > 4 || len(r.plainNames) > 4 {
-			t.Fatalf("%d destinations, %d sources, %d names", len(r.dsts), len(r.sources), len(r.plainNames))
+		if len(r.plainMode().dsts) != len(r.plainMode().sources) || len(r.plainMode().dsts) > 4 || len(r.plainMode().names) > 4 {
+			t.Fatalf("%d destinations, %d sources, %d names", len(r.plainMode().dsts), len(r.plainMode().sources), len(r.plainMode().names))
 		}
-		for i, d := range r.dsts {
-			if s := r.sources[d]; s == nil || s.idx != i {
+		for i, d := range r.plainMode().dsts {
+			if s := r.plainMode().sources[d]; s == nil || s.idx != i {
 				t.Fatalf("destination %d (%v) out of step with its source", i, d)
 			}
 		}
@@ -958,7 +958,7 @@ func FuzzPlainRelay(f *testing.F) {
 // WithNameRule holds in plain text too: a line from a name the rule
 // refuses is dropped and counted, and registers no one.
 func TestPlainNameRule(t *testing.T) {
-	r := plainRelay(t, WithNameRule(func(name string) error {
+	r := startPlainRelay(t, WithNameRule(func(name string) error {
 		if name == "mallory" {
 			return errors.New("not here")
 		}

@@ -77,8 +77,8 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	nack := appendU64Pair(nil, tNack, bob.session, oldest, oldest)
 	bob.mu.Unlock()
 	now := time.Now()
-	r.handle(nack, r.byName["bob"].addr, now)
-	r.handle(appendChat(nil, w.session, n+1, "short"), r.byName["raw"].addr, now)
+	r.handle(nack, r.proto().sessions.byName["bob"].addr, now)
+	r.handle(appendChat(nil, w.session, n+1, "short"), r.proto().sessions.byName["raw"].addr, now)
 	r.q.flush()
 	r.mu.Unlock()
 
@@ -112,7 +112,7 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 	}
 	for i := range 3 {
 		r.handle(cookieJoin(r, from(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from(i), now)
-		sess = append(sess, r.byName[fmt.Sprint("m", i)].session)
+		sess = append(sess, r.proto().sessions.byName[fmt.Sprint("m", i)].session)
 	}
 	r.q.flush()
 	for i := range 3 {
@@ -401,7 +401,7 @@ func expireWhileDeaf(t *testing.T, r *Relay, alice, bob *Member, text string) <-
 	expect(t, bob, KindChat, alice.Name(), text)
 	r.mu.Lock()
 	r.stats.Expired++
-	r.remove(r.byName[alice.Name()], time.Now())
+	r.proto().remove(r.proto().sessions.byName[alice.Name()], time.Now())
 	r.q.flush()
 	r.mu.Unlock()
 	expect(t, bob, KindLeave, alice.Name(), "")

@@ -349,7 +349,7 @@ func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 // it. r.mu is held.
 func cookieJoin(r *Relay, from netip.AddrPort, nonce, epoch uint64, name string) []byte {
 	now := time.Now()
-	_, c := r.cookies.check(&[cookieLen]byte{}, from, nonce, now)
+	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, now)
 	return appendJoin(nil, nonce, 0, epoch, 1, &c, name)
 }
 
@@ -836,3 +836,7 @@ func TestMulticastLoopback(t *testing.T) {
 		t.Errorf("multicast relay delivered %d datagrams for %d messages, want one each", st.Delivered, st.Sequenced)
 	}
 }
+
+// proto and plainMode reach the relay's mode, for tests that look inside.
+func (r *Relay) proto() *protoRelay     { return r.mode.(*protoRelay) }
+func (r *Relay) plainMode() *plainRelay { return r.mode.(*plainRelay) }

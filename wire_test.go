@@ -208,7 +208,7 @@ func FuzzRelayHandle(f *testing.F) {
 	r.mu.Lock()
 	r.handle(cookieJoin(r, member, 1, 7, "alice"), member, now)
 	r.q.flush()
-	session := r.byName["alice"].session
+	session := r.proto().sessions.byName["alice"].session
 	r.mu.Unlock()
 	f.Add(appendChat(nil, session, 1, "hi"), false)
 	f.Add(appendU64Pair(nil, tNack, session, 1, 3), false)
@@ -221,11 +221,11 @@ func FuzzRelayHandle(f *testing.F) {
 		defer r.mu.Unlock()
 		r.handle(b, from, now)
 		r.q.flush()
-		if len(r.list) != len(r.members) || len(r.list) != len(r.byName) || len(r.list) != len(r.names) {
-			t.Fatalf("relay state out of step: %d list, %d sessions, %d names, %d sorted", len(r.list), len(r.members), len(r.byName), len(r.names))
+		if len(r.proto().sessions.list) != len(r.proto().sessions.bySession) || len(r.proto().sessions.list) != len(r.proto().sessions.byName) || len(r.proto().sessions.list) != len(r.proto().sessions.names) {
+			t.Fatalf("relay state out of step: %d list, %d sessions, %d names, %d sorted", len(r.proto().sessions.list), len(r.proto().sessions.bySession), len(r.proto().sessions.byName), len(r.proto().sessions.names))
 		}
-		for i, m := range r.list {
-			if m.idx != i || r.members[m.session] != m || r.byName[m.name] != m {
+		for i, m := range r.proto().sessions.list {
+			if m.idx != i || r.proto().sessions.bySession[m.session] != m || r.proto().sessions.byName[m.name] != m {
 				t.Fatalf("member %q indexed wrongly", m.name)
 			}
 		}

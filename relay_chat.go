@@ -1,0 +1,117 @@
+package udpchat
+
+// A member's chats, repairs and roster requests, on the relay.
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// handleChat sequences a member's chats in the member's order. A chat that
+// arrives ahead of a lost one waits in the member's reorder buffer, which
+// holds no more than the member's send window.
+func (r *protoRelay) handleChat(m *relayMember, p *packet, now time.Time) {
+	if !r.limit.take(&m.buckets, len(p.text)+chatHdrLen, now) {
+		r.stats.DroppedRateLimited++
+		return
+	}
+	switch {
+	case p.mseq < m.nextMseq:
+		// A retransmission: the confirmation was lost. Confirm again.
+		r.stats.DroppedDuplicate++
+		if p.mseq == m.refused {
+			r.refuse(m, p.mseq, m.refusedAs)
+			return
+		}
+		r.sendStatus(m)
+		return
+	case p.mseq-m.nextMseq >= sendWindow:
+		r.stats.DroppedMalformed++ // more in flight than any member sends
+		r.sendStatus(m)
+		return
+	case p.mseq > m.nextMseq:
+		if _, dup := m.ahead[p.mseq]; dup {
+			r.stats.DroppedDuplicate++
+		} else {
+			if m.ahead == nil {
+				m.ahead = make(map[uint64][]byte)
+			}
+			m.ahead[p.mseq] = append([]byte(nil), p.text...)
+			r.stats.Reordered++
+		}
+		// Telling the member where the relay stands lets it resend the
+		// missing one at once.
+		r.sendStatus(m)
+		return
+	}
+	r.acceptChat(m, p.mseq, p.text, now)
+	for len(m.ahead) > 0 {
+		text, ok := m.ahead[m.nextMseq]
+		if !ok {
+			break
+		}
+		delete(m.ahead, m.nextMseq)
+		r.acceptChat(m, m.nextMseq, text, now)
+	}
+}
+
+// acceptChat sequences the member's next chat or refuses it; either way
+// the member seq is used up.
+func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, text []byte, now time.Time) {
+	m.nextMseq++
+	switch {
+	case !utf8.Valid(text):
+		r.refuse(m, mseq, codeInvalidText)
+	case deliverHdrLen+len(m.name)+len(text)+r.cfg.sealOverhead() > r.cfg.bufferSize:
+		r.refuse(m, mseq, codeTooLarge)
+	default:
+		r.sequence(KindChat, m, mseq, text, now)
+	}
+}
+
+func (r *protoRelay) refuse(m *relayMember, mseq uint64, code byte) {
+	r.stats.DroppedRejected++
+	m.refused, m.refusedAs = mseq, code
+	r.q.reply(m.addr, appendError(r.q.replyBuf(headerLen+9), r.inc, code, mseq))
+}
+
+func (r *protoRelay) sendStatus(m *relayMember) {
+	r.q.reply(m.addr, appendStatus(r.q.replyBuf(headerLen+32), r.inc, r.q.seq, m.nextMseq-1, r.stable, r.prunable))
+}
+
+func (r *protoRelay) handleNack(m *relayMember, p *packet, now time.Time) {
+	budget := r.limit.repairs(&m.buckets, maxRepairPerNak, now)
+	start := budget
+	defer func() { r.limit.spendRepairs(&m.buckets, start-budget) }()
+	oldest := r.q.oldestSeq()
+	for _, rg := range p.ranges[:p.nranges] {
+		first, last := rg[0], min(rg[1], r.q.seq)
+		if first < oldest {
+			// Everything before oldest is gone, not just what was asked
+			// for: the member skips the whole loss at once.
+			r.q.reply(m.addr, appendU64Pair(r.q.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
+			first = oldest
+		}
+		for s := first; s <= last && budget > 0; s++ {
+			r.q.resend(s, m.addr)
+			r.stats.Retransmitted++
+			budget--
+		}
+	}
+}
+
+func (r *protoRelay) handleRosterReq(m *relayMember, after []byte) {
+	names := r.sessions.namesAfter(string(after))
+	// A page holds as many names as fit the buffer.
+	b := r.q.replyBuf(r.cfg.bufferSize)
+	b = appendRosterHeader(b, r.inc, r.q.seq, false, after)
+	moreAt := len(b) - 2 - len(after)
+	i := 0
+	for ; i < len(names) && len(b)+1+len(names[i])+r.cfg.sealOverhead() <= r.cfg.bufferSize; i++ {
+		b = appendName(b, names[i])
+	}
+	if i < len(names) {
+		b[moreAt] = 1
+	}
+	r.q.reply(m.addr, b)
+}

@@ -1,0 +1,115 @@
+package udpchat
+
+// Joining, on the relay: a stateless cookie round trip proves the joiner
+// receives at its address; then the name is checked, the session made (or
+// renewed, for the same member again) and the join announced.
+
+import (
+	"net/netip"
+	"time"
+)
+
+// checkCookie reports whether the join carries the cookie the relay gave
+// its address; otherwise it answers with one. Until then the relay keeps no
+// state for the joiner, and its answer is smaller than the join.
+func (r *protoRelay) checkCookie(p *packet, src netip.AddrPort, now time.Time) bool {
+	ok, want := r.cookies.check(&p.cookie, src, p.nonce, now)
+	if !ok {
+		r.q.reply(src, appendCookie(r.q.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
+	}
+	return ok
+}
+
+func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt uint32, count uint64) {
+	if !r.checkCookie(p, src, now) {
+		return
+	}
+	refuse := func(code byte) {
+		r.stats.DroppedRejected++
+		r.q.reply(src, appendError(r.q.replyBuf(headerLen+9), r.inc, code, p.nonce))
+	}
+	if m := r.sessions.byName[string(p.name)]; m != nil {
+		switch {
+		case m.addr != src:
+			refuse(codeNameTaken)
+			return
+		case m.epoch == p.epoch:
+			// The same member again: a lost welcome, or a member that lost
+			// track of the relay. Renew the session in place; nothing is
+			// announced.
+			if r.q.sealer != nil {
+				switch {
+				case salt != m.salt:
+					m.salt, m.replay = salt, replay{newest: count, seen: 1}
+				case !m.replay.fresh(count):
+					r.stats.DroppedReplayed++ // a replayed join
+					return
+				}
+			}
+			r.cookies.record(p.nonce)
+			m.nonce = p.nonce
+			m.lastHeard = now
+			r.sendWelcome(m)
+			return
+		}
+		// Another Member on the same socket address: the old one is gone.
+		r.remove(m, now)
+	}
+	name := string(p.name)
+	if err := checkName(name); err != nil || (r.cfg.nameRule != nil && r.cfg.nameRule(name) != nil) {
+		refuse(codeBadName)
+		return
+	}
+	if r.sessions.len() >= r.cfg.maxMembers {
+		refuse(codeFull)
+		return
+	}
+	if r.cookies.used(p.nonce) {
+		// This join made or renewed a session before (its cookie is
+		// still good): a replay, perhaps after the member left. A Member
+		// joins again with a new nonce.
+		r.stats.DroppedReplayed++
+		return
+	}
+	r.cookies.record(p.nonce)
+	// A new member has everything before its join. A member coming back
+	// to this relay (it was expired) keeps its place and reports it in its
+	// next heartbeat; until then it must not move stable on.
+	joinSeq, progress, knows := r.q.seq+1, r.q.seq, r.stable
+	switch {
+	case p.prevInc == r.inc:
+		progress, knows = r.stable, 0
+	case p.prevInc != 0:
+		// A member of the relay this one replaced: it has seen none of
+		// this incarnation's messages, so it starts from the first. What
+		// history no longer holds it learns through GONE.
+		joinSeq, progress, knows = 1, 0, 0
+	}
+	m := &relayMember{
+		name:      name,
+		session:   randomID(),
+		nonce:     p.nonce,
+		joinSeq:   joinSeq,
+		addr:      src,
+		epoch:     p.epoch,
+		salt:      salt,
+		replay:    replay{newest: count, seen: 1},
+		progress:  progress,
+		knows:     knows,
+		nextMseq:  p.mseq,
+		buckets:   r.limit.join(src.Addr(), name, now),
+		lastHeard: now,
+	}
+	r.sessions.add(m)
+	// The welcome goes out before the join event, so the member knows its
+	// session when the event arrives.
+	r.sendWelcome(m)
+	r.sequence(KindJoin, m, 0, nil, now)
+	r.cfg.logger.Info("udpchat member joined", "name", name, "addr", src)
+}
+
+func (r *protoRelay) sendWelcome(m *relayMember) {
+	b := appendWelcome(r.q.replyBuf(welcomeLen), r.inc, m.nonce, m.session, m.joinSeq,
+		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, r.q.group)
+	r.q.reply(m.addr, b)
+}

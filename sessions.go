@@ -1,0 +1,84 @@
+package udpchat
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// relayMember is the relay's state for one member.
+type relayMember struct {
+	name     string
+	session  uint64
+	nonce    uint64 // of the join that created or last renewed the session
+	joinSeq  uint64 // first seq the session was told to expect
+	addr     netip.AddrPort
+	epoch    uint64            // the member's lifetime id, in each of its delivers
+	salt     uint32            // with a key: the member's sealing salt
+	replay   replay            // and its counters taken, against replays
+	progress uint64            // the member has every seq up to this, by its heartbeats
+	knows    uint64            // the stable seq the member has heard of, by its heartbeats
+	nextMseq uint64            // the member seq the relay sequences next
+	ahead    map[uint64][]byte // chat texts that arrived before nextMseq; nil until needed
+	buckets
+	refused   uint64 // the last member seq refused, and why: a resent one
+	refusedAs byte   // is refused again, not confirmed
+	lastHeard time.Time
+	idx       int // position in sessionTable.list
+}
+
+// A sessionTable holds the relay's members four ways: by session (to take
+// their datagrams), by name (names are unique), in a list whose addresses
+// sit side by side in dsts for the fan-out loop, and their names sorted for
+// roster pages. add and remove keep the four in step.
+type sessionTable struct {
+	bySession map[uint64]*relayMember
+	byName    map[string]*relayMember
+	list      []*relayMember   // index kept in relayMember.idx
+	dsts      []netip.AddrPort // list's addresses, in list's order
+	names     []string         // sorted
+}
+
+func newSessionTable() *sessionTable {
+	return &sessionTable{
+		bySession: make(map[uint64]*relayMember),
+		byName:    make(map[string]*relayMember),
+	}
+}
+
+func (t *sessionTable) len() int { return len(t.list) }
+
+// add takes in m, whose name and session are not in the table.
+func (t *sessionTable) add(m *relayMember) {
+	m.idx = len(t.list)
+	t.bySession[m.session] = m
+	t.byName[m.name] = m
+	t.list = append(t.list, m)
+	t.dsts = append(t.dsts, m.addr)
+	i, _ := slices.BinarySearch(t.names, m.name)
+	t.names = slices.Insert(t.names, i, m.name)
+}
+
+// remove drops m. The last member moves into its place in list and dsts,
+// so that a removal costs no shift of a long list.
+func (t *sessionTable) remove(m *relayMember) {
+	delete(t.bySession, m.session)
+	delete(t.byName, m.name)
+	end := len(t.list) - 1
+	last := t.list[end]
+	t.list[m.idx], t.dsts[m.idx], last.idx = last, last.addr, m.idx
+	t.list[end] = nil
+	t.list, t.dsts = t.list[:end], t.dsts[:end]
+	if i, ok := slices.BinarySearch(t.names, m.name); ok {
+		t.names = slices.Delete(t.names, i, i+1)
+	}
+}
+
+// namesAfter returns the sorted names that come after name.
+func (t *sessionTable) namesAfter(name string) []string {
+	i, found := slices.BinarySearch(t.names, name)
+	if found {
+		i++
+	}
+	return t.names[i:]
+}
