@@ -85,6 +85,12 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 		// history no longer holds it learns through GONE.
 		joinSeq, progress, knows = 1, 0, 0
 	}
+	// A member that comes back resends the chats it keeps: those this
+	// relay sequenced before are confirmed, not sequenced again.
+	nextMseq := p.mseq
+	if n, ok := r.departed.rejoin(p.epoch); ok {
+		nextMseq = max(nextMseq, n)
+	}
 	m := &relayMember{
 		name:      name,
 		session:   randomID(),
@@ -96,7 +102,7 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 		replay:    replay{newest: count, seen: 1},
 		progress:  progress,
 		knows:     knows,
-		nextMseq:  p.mseq,
+		nextMseq:  nextMseq,
 		buckets:   r.limit.join(src.Addr(), name, now),
 		lastHeard: now,
 	}

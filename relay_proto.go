@@ -19,9 +19,10 @@ type protoRelay struct {
 	limit    *rateLimiter
 	cookies  *cookieJar
 	sessions *sessionTable
-	stable   uint64 // every member has every seq up to this (or history lost it)
-	prunable uint64 // every member knows stable reached this: senders may forget it
-	opened   []byte // an opened datagram, with a key
+	departed departedOrigins // how far members who left were sequenced
+	stable   uint64          // every member has every seq up to this (or history lost it)
+	prunable uint64          // every member knows stable reached this: senders may forget it
+	opened   []byte          // an opened datagram, with a key
 }
 
 func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimiter) *protoRelay {
@@ -151,6 +152,7 @@ func (r *protoRelay) sequence(kind Kind, from *relayMember, mseq uint64, text []
 // remove drops a member and announces that it left.
 func (r *protoRelay) remove(m *relayMember, now time.Time) {
 	r.sessions.remove(m)
+	r.departed.leave(m.epoch, m.nextMseq)
 	r.limit.leave(m.addr.Addr(), m.name, m.buckets)
 	r.sequence(KindLeave, m, 0, nil, now)
 	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)

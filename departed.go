@@ -1,0 +1,60 @@
+package udpchat
+
+// maxDeparted bounds the departures a relay remembers: about 40 bytes
+// each, so at most a few MiB after a storm of leaves.
+const maxDeparted = 1 << 16
+
+// departedOrigins remembers, for members that left or were expired, how
+// far the relay sequenced their chats: the next member seq of their epoch.
+// A Member expired while its link was down comes back with a new session
+// and resends every chat its outbox still keeps; the relay confirms those
+// it sequenced before instead of sequencing them again, which would give
+// them a second Seq that members holding the first must skip.
+//
+// It holds the newest maxDeparted departures; older ones give way.
+type departedOrigins struct {
+	next  map[uint64]departure // by epoch
+	order []uint64             // epochs in departure order, a ring once full
+	head  int                  // with order full: the oldest
+	count uint64               // departures recorded so far
+}
+
+type departure struct {
+	nextMseq uint64
+	n        uint64 // which departure: a ring slot still names it only if n matches
+}
+
+// leave records that the member of epoch left, its chats sequenced up to
+// nextMseq (exclusive).
+func (d *departedOrigins) leave(epoch, nextMseq uint64) {
+	if d.next == nil {
+		d.next = make(map[uint64]departure)
+	}
+	d.count++
+	if len(d.order) < maxDeparted {
+		d.order = append(d.order, epoch)
+	} else {
+		old := d.order[d.head]
+		// The ring slot's departure is the oldest; forget it unless the
+		// epoch left again since.
+		if dep, ok := d.next[old]; ok && dep.n == d.count-maxDeparted {
+			delete(d.next, old)
+		}
+		d.order[d.head] = epoch
+		d.head = (d.head + 1) % maxDeparted
+	}
+	d.next[epoch] = departure{nextMseq: nextMseq, n: d.count}
+}
+
+// rejoin returns the member seq that the relay sequences next for epoch,
+// and forgets it: the epoch has a session again. ok is false for an epoch
+// not remembered.
+func (d *departedOrigins) rejoin(epoch uint64) (nextMseq uint64, ok bool) {
+	dep, ok := d.next[epoch]
+	if ok {
+		delete(d.next, epoch)
+	}
+	return dep.nextMseq, ok
+}
+
+func (d *departedOrigins) len() int { return len(d.next) }
