@@ -52,6 +52,17 @@
 // messages senders no longer keep) gets a GapError for them, in the old
 // relay's numbering. After a restart Seq starts anew.
 //
+// A member that the relay expired (its link was down for the expiry span)
+// joins again with a new session and resends the chats it keeps. The relay
+// remembers how far it sequenced the chats of each member that left (the
+// newest 65,536 departures), so it confirms those it sequenced before
+// instead of sequencing them again, and Seq stays consecutive. Seq can
+// skip a number in two cases only, and Receive returns nothing for it: a
+// chat resent to a new relay after a restart, which members that had it
+// from the old relay skip (counted in MemberStats.Duplicates); and a chat
+// resent after more than 65,536 other members left while its sender was
+// away.
+//
 // # Sockets
 //
 // The relay reads and writes in batches (recvmmsg and sendmmsg on Linux,
