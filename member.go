@@ -48,14 +48,12 @@ type Member struct {
 	plain []byte           // an opened datagram, with a key
 
 	wg       sync.WaitGroup
-	room     chan struct{} // the outbox shrank: a Send waiting for room may go on
 	done     chan struct{} // closed by Close
 	kick     chan struct{} // wakes the timer loop early
 	ready    chan struct{} // a message was queued for Receive
 	joined   chan struct{} // closed once the first join and roster are complete
 	failed   chan struct{} // closed by fail
 	leaveAck chan struct{}
-	window   chan struct{} // one token per chat in flight
 
 	closeOnce sync.Once
 
@@ -75,7 +73,6 @@ type Member struct {
 	inc, session uint64
 	heartbeat    time.Duration
 	expiry       time.Duration
-	history      int // the relay's history size
 	maxDatagram  int
 	group        netip.AddrPort
 	gpc          *ipv4.PacketConn // broadcast/multicast listener, nil in unicast mode
@@ -99,14 +96,7 @@ type Member struct {
 	nackAt   time.Time // when missing seqs may be asked for again
 	nackHigh uint64    // highest seq asked for so far
 
-	// Chats carry an origin: this Member's random epoch and a member seq
-	// that is never reused, so that a chat sequenced twice (resent to a
-	// new relay, or after a lost confirmation) is taken once.
-	epoch    uint64
-	mseq     uint64         // last member seq assigned
-	outbox   []*pendingChat // by mseq: unconfirmed chats, then confirmed ones kept until stable
-	stable   uint64         // every member has every seq up to this, says the relay
-	prunable uint64         // every member knows of stable up to this: our copies may go
+	out outbox // our chats until every member has them
 
 	stats MemberStats
 
@@ -120,20 +110,6 @@ type rosterEntry struct {
 	name    string // the map's key, kept to share it
 	present bool
 	seq     uint64 // the seq of the event or roster page that set it
-}
-
-// A pendingChat is a chat in the outbox. Until the relay confirms it, it is
-// resent; after that it is kept until every member has it (stable), so
-// that it can be resent to a new relay if this one dies first.
-type pendingChat struct {
-	mseq      uint64
-	text      string
-	done      chan error // the waiting Send's answer (buffered); nil once answered
-	confirmed bool       // sequenced or refused by the relay
-	seqBound  uint64     // once confirmed: its seq is at most this
-	next      time.Time  // when to (re)send
-	rto       time.Duration
-	sentAt    time.Time
 }
 
 // earlyMsg is a message that arrived ahead of its turn, with its origin.
@@ -186,19 +162,17 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		relay:       addrPortOf(cfg.addr),
 		pc:          pc,
 		done:        make(chan struct{}),
-		room:        make(chan struct{}, 1),
 		kick:        make(chan struct{}, 1),
 		ready:       make(chan struct{}, 1),
 		joined:      make(chan struct{}),
 		failed:      make(chan struct{}),
 		leaveAck:    make(chan struct{}, 1),
-		window:      make(chan struct{}, sendWindow),
 		nonce:       randomID(),
 		joinBackoff: joinRetryMin,
 		roster:      make(map[string]rosterEntry),
 		early:       make(map[uint64]earlyMsg),
 		origins:     make(map[string]origin),
-		epoch:       randomID(),
+		out:         newOutbox(),
 		queue:       ring{buf: make([]rxItem, cfg.queueSize)},
 	}
 	if cfg.keys != nil {
@@ -271,7 +245,7 @@ func (m *Member) Send(ctx context.Context, text string) error {
 		return fmt.Errorf("%w: %d bytes with header and name, limit %d", ErrMessageTooLarge, size, limit)
 	}
 	select {
-	case m.window <- struct{}{}:
+	case m.out.window <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-m.done:
@@ -284,25 +258,25 @@ func (m *Member) Send(ctx context.Context, text string) error {
 		switch {
 		case m.state == stateClosed:
 			m.mu.Unlock()
-			<-m.window
+			<-m.out.window
 			return ErrClosed
 		case m.state == stateFailed:
 			err := m.failErr
 			m.mu.Unlock()
-			<-m.window
+			<-m.out.window
 			return err
-		case len(m.outbox) < m.outboxCap():
+		case !m.out.full():
 		default:
 			// The outbox keeps what not every member has yet, for a relay
 			// restart; it may not outgrow what the relay's history holds.
 			m.mu.Unlock()
 			select {
-			case <-m.room:
+			case <-m.out.room:
 			case <-ctx.Done():
-				<-m.window
+				<-m.out.window
 				return ctx.Err()
 			case <-m.done:
-				<-m.window
+				<-m.out.window
 				return ErrClosed
 			case <-m.failed:
 			}
@@ -311,14 +285,7 @@ func (m *Member) Send(ctx context.Context, text string) error {
 		}
 		break
 	}
-	m.mseq++
-	p.mseq = m.mseq
-	m.outbox = append(m.outbox, p)
-	// Member seqs in the outbox are consecutive; if the chat sendWindow
-	// places back is confirmed, the relay has taken everything up to it
-	// and this one is within the relay's window. Otherwise tick sends it
-	// in its turn.
-	if back := len(m.outbox) - 1 - sendWindow; m.state == stateJoined && (back < 0 || m.outbox[back].confirmed) {
+	if m.out.add(p) && m.state == stateJoined {
 		m.sendChat(p, time.Now())
 	}
 	m.mu.Unlock()
@@ -418,10 +385,7 @@ func (m *Member) Close() error {
 		m.mu.Lock()
 		joined := m.state == stateJoined && !m.cfg.plainText
 		m.state = stateClosed
-		for _, c := range m.outbox {
-			m.answer(c, ErrClosed)
-		}
-		m.outbox = nil
+		m.out.closeAll(ErrClosed)
 		leave := appendHeader(nil, tLeave, m.session)
 		m.mu.Unlock()
 		if joined {
@@ -602,8 +566,7 @@ func (m *Member) handle(b []byte) {
 	case tDeliver:
 		m.deliver(&p, now)
 	case tStatus:
-		m.stable = max(m.stable, p.stable)
-		m.prunable = max(m.prunable, min(p.prunable, p.stable))
+		m.out.heard(p.stable, p.prunable)
 		m.ack(p.mseq, p.seq, now)
 		m.lastSeq = max(m.lastSeq, p.seq)
 		m.advance(now)
@@ -627,34 +590,32 @@ func (m *Member) welcome(p *packet, now time.Time) {
 		clear(m.early)
 		clear(m.roster)
 	}
-	if restarted && m.next <= m.stable {
+	if restarted && m.next <= m.out.stable {
 		// Senders keep their chats only until every member has them, by
 		// the old relay's count; this member was further behind than that
 		// (history had dropped what it lacked), so those are lost.
-		m.stats.Missed += m.stable - m.next + 1
+		m.stats.Missed += m.out.stable - m.next + 1
 		if m.gap == nil {
-			m.gap = &GapError{First: m.next, Last: m.stable}
+			m.gap = &GapError{First: m.next, Last: m.out.stable}
 		}
 	}
 	if first || restarted {
 		m.next, m.lastSeq, m.nackHigh = p.seq, p.seq-1, p.seq-1
 		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
-		m.stable, m.prunable = 0, 0
+		m.out.newRelay()
 	}
 	if p.session != m.session {
 		// A new session takes the outbox from its first chat on; only
 		// delivers of this session confirm our chats.
 		m.ackFrom = p.seq
-		for _, c := range m.outbox {
-			c.confirmed, c.next, c.rto = false, now, rtoMin
-		}
+		m.out.newSession(now)
 	}
 	if !first {
 		m.stats.Rejoins++
 		m.cfg.logger.Info("udpchat rejoined", "name", m.name, "restarted", restarted)
 	}
 	m.inc, m.session = p.id, p.session
-	m.heartbeat, m.expiry, m.maxDatagram, m.history = p.heartbeat, p.expiry, p.maxDatagram, p.history
+	m.heartbeat, m.expiry, m.maxDatagram, m.out.history = p.heartbeat, p.expiry, p.maxDatagram, p.history
 	m.state, m.rejoinSince = stateJoined, time.Time{}
 	m.lastHeard, m.lastBeat = now, time.Time{} // beat at once: its answer says what we missed
 	if p.group != m.group {
@@ -736,46 +697,24 @@ func (m *Member) relayError(p *packet, now time.Time) {
 	if m.state != stateJoined || p.id != m.inc {
 		return
 	}
-	for _, c := range m.outbox {
-		if c.mseq != p.ref || c.confirmed {
-			continue
-		}
-		switch p.code {
-		case codeTooLarge:
-			m.answer(c, ErrMessageTooLarge)
-		case codeInvalidText:
-			m.answer(c, ErrInvalidText)
-		default:
-			m.answer(c, fmt.Errorf("udpchat: relay refused the message (code %d)", p.code))
-		}
-		// The relay used up its member seq: it stays in the outbox, so a
-		// new relay is offered an unbroken run of member seqs.
-		c.confirmed, c.seqBound = true, 0
-		m.prune()
-		return
+	var err error
+	switch p.code {
+	case codeTooLarge:
+		err = ErrMessageTooLarge
+	case codeInvalidText:
+		err = ErrInvalidText
+	default:
+		err = fmt.Errorf("udpchat: relay refused the message (code %d)", p.code)
 	}
+	m.out.refuse(p.ref, err)
 }
 
 // fail ends the member for good: the group refused it.
 func (m *Member) fail(err error) {
 	m.state, m.failErr = stateFailed, err
-	for _, c := range m.outbox {
-		m.answer(c, err)
-	}
-	m.outbox = nil
+	m.out.closeAll(err)
 	close(m.failed)
 	m.cfg.logger.Warn("udpchat member failed", "name", m.name, "err", err)
-}
-
-// answer tells a waiting Send how its chat fared and frees its place in
-// the send window.
-func (m *Member) answer(c *pendingChat, err error) {
-	if c.done == nil {
-		return
-	}
-	c.done <- err
-	c.done = nil
-	<-m.window
 }
 
 // rejoin starts joining again after losing the relay. Pending chats stay
@@ -790,7 +729,7 @@ func (m *Member) rejoin(now time.Time, why string) {
 
 // deliver takes a deliver datagram into the ordered stream.
 func (m *Member) deliver(p *packet, now time.Time) {
-	if p.kind == KindChat && p.epoch == m.epoch && p.seq >= m.ackFrom && string(p.name) == m.name {
+	if p.kind == KindChat && p.epoch == m.out.epoch && p.seq >= m.ackFrom && string(p.name) == m.name {
 		m.ack(p.mseq, p.seq, now)
 	}
 	m.lastSeq = max(m.lastSeq, p.seq)
@@ -863,7 +802,7 @@ func (m *Member) firstCopy(e earlyMsg) bool {
 		// Forget senders not heard from in a long while: no relay or
 		// sender still holds their chats to send them again.
 		for name, o := range m.origins {
-			if o.seq+uint64(4*m.history) < e.msg.Seq {
+			if o.seq+uint64(4*m.out.history) < e.msg.Seq {
 				delete(m.origins, name)
 			}
 		}
@@ -948,71 +887,21 @@ func (m *Member) push(it rxItem) {
 	signal(m.ready)
 }
 
-// ack confirms every chat up to mseq: the relay has sequenced them all,
-// each at a seq no higher than bound.
+// ack confirms our chats up to mseq, each sequenced at a seq no higher
+// than bound.
 func (m *Member) ack(mseq, bound uint64, now time.Time) {
-	var head *pendingChat // the first chat still unconfirmed
-	progress := false
-	for _, c := range m.outbox {
-		if c.confirmed {
-			continue
-		}
-		if c.mseq > mseq {
-			if head == nil {
-				head = c
-			}
-			if progress {
-				// The relay is answering: what is left need not wait out
-				// a long backoff earned while it was not.
-				c.rto = rtoMin
-				if !c.sentAt.IsZero() && c.next.After(c.sentAt.Add(rtoMin)) {
-					c.next = c.sentAt.Add(rtoMin)
-				}
-			}
-			continue
-		}
-		c.confirmed, c.seqBound, progress = true, bound, true
-		if c.done != nil {
-			m.stats.Sent++
-			m.answer(c, nil)
-		}
-	}
-	m.prune()
-	// The relay has everything before the head but not the head: it was
-	// lost, so resend it now rather than after its timeout (unless it has
-	// only just gone out).
-	if head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > rtoMin/5 {
-		head.next = now
+	answered, resend := m.out.ack(mseq, bound, now)
+	m.stats.Sent += uint64(answered)
+	if resend {
 		signal(m.kick)
 	}
 }
 
-// prune drops confirmed chats from the front of the outbox once every
-// member has them.
-func (m *Member) prune() {
-	n := 0
-	for n < len(m.outbox) && m.outbox[n].confirmed && m.outbox[n].seqBound <= m.prunable {
-		n++
-	}
-	if n > 0 {
-		clear(m.outbox[:n])
-		m.outbox = m.outbox[n:]
-		signal(m.room)
-	}
-}
-
-// outboxCap bounds the outbox. The relay's stable seq trails its newest by
-// at most its history, plus the time until members report progress; twice
-// the history leaves room for that.
-func (m *Member) outboxCap() int { return 2*m.history + sendWindow }
-
 func (m *Member) sendChat(c *pendingChat, now time.Time) {
-	if !c.sentAt.IsZero() {
+	m.writeLocked(appendChat(make([]byte, 0, chatHdrLen+len(c.text)), m.session, c.mseq, c.text))
+	if m.out.sent(c, now) {
 		m.stats.Retransmitted++
 	}
-	m.writeLocked(appendChat(make([]byte, 0, chatHdrLen+len(c.text)), m.session, c.mseq, c.text))
-	c.sentAt, c.next = now, now.Add(c.rto)
-	c.rto = min(2*c.rto, rtoMax)
 }
 
 // rosterPage takes one page of the member list.
@@ -1105,11 +994,7 @@ func (m *Member) tick(now time.Time) time.Duration {
 	switch m.state {
 	case stateJoining:
 		if !now.Before(m.joinNext) {
-			first := m.mseq + 1
-			if len(m.outbox) > 0 {
-				first = m.outbox[0].mseq
-			}
-			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.nonce, m.inc, m.epoch, first, &m.cookie, m.name))
+			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.nonce, m.inc, m.out.epoch, m.out.first(), &m.cookie, m.name))
 			m.joinNext = now.Add(m.joinBackoff)
 			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
 		}
@@ -1120,7 +1005,7 @@ func (m *Member) tick(now time.Time) time.Duration {
 			return 0
 		}
 		if now.Sub(m.lastBeat) >= m.heartbeat {
-			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.next, m.stable))
+			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.next, m.out.stable))
 			m.lastBeat = now
 		}
 		soonest(m.lastBeat.Add(m.heartbeat))
@@ -1132,23 +1017,8 @@ func (m *Member) tick(now time.Time) time.Duration {
 			}
 			soonest(m.rosterNext)
 		}
-		// The relay holds at most sendWindow member seqs past the first
-		// unconfirmed one.
-		var limit uint64
-		for _, c := range m.outbox {
-			if c.confirmed {
-				continue
-			}
-			if limit == 0 {
-				limit = c.mseq + sendWindow
-			}
-			if c.mseq >= limit {
-				break
-			}
-			if !now.Before(c.next) {
-				m.sendChat(c, now)
-			}
-			soonest(c.next)
+		if t := m.out.due(now, func(c *pendingChat) { m.sendChat(c, now) }); !t.IsZero() {
+			soonest(t)
 		}
 		if m.lastSeq >= m.next {
 			if !now.Before(m.nackAt) {

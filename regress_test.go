@@ -278,7 +278,7 @@ func TestRestartLaggardGetsGap(t *testing.T) {
 	waitFor(t, func() bool {
 		alice.mu.Lock()
 		defer alice.mu.Unlock()
-		return alice.prunable > 128 // she forgot chats bob lacks
+		return alice.out.prunable > 128 // she forgot chats bob lacks
 	}, "the stable seq to pass the history")
 	rr.stopRelay(true) // crash
 	startRelay(t, append(opts, WithAddr(rr.addr))...)
