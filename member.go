@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -79,11 +77,7 @@ type Member struct {
 	lastHeard    time.Time        // any valid datagram from the relay
 	lastBeat     time.Time        // our last heartbeat
 
-	rosterLoading bool
-	rosterAfter   string
-	rosterNext    time.Time
-	rosterSeq     uint64 // the seq of the first page of this load
-	roster        map[string]rosterEntry
+	roster roster // who is in the group
 
 	next    uint64              // seq Receive gets next
 	lastSeq uint64              // highest seq known to exist
@@ -104,12 +98,6 @@ type Member struct {
 	// that numbers received lines.
 	heard    map[string]*heardName
 	plainSeq uint64
-}
-
-type rosterEntry struct {
-	name    string // the map's key, kept to share it
-	present bool
-	seq     uint64 // the seq of the event or roster page that set it
 }
 
 // earlyMsg is a message that arrived ahead of its turn, with its origin.
@@ -169,7 +157,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		leaveAck:    make(chan struct{}, 1),
 		nonce:       randomID(),
 		joinBackoff: joinRetryMin,
-		roster:      make(map[string]rosterEntry),
+		roster:      newRoster(),
 		early:       make(map[uint64]earlyMsg),
 		origins:     make(map[string]origin),
 		out:         newOutbox(),
@@ -356,14 +344,7 @@ func (m *Member) Members() []MemberInfo {
 	if m.cfg.plainText {
 		return m.plainMembers()
 	}
-	out := make([]MemberInfo, 0, len(m.roster))
-	for name, e := range m.roster {
-		if e.present {
-			out = append(out, MemberInfo{Name: name})
-		}
-	}
-	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	return m.roster.list()
 }
 
 // Name returns the member's name.
@@ -573,7 +554,16 @@ func (m *Member) handle(b []byte) {
 	case tGone:
 		m.gone(p.ranges[0][0], p.ranges[0][1], now)
 	case tRoster:
-		m.rosterPage(&p, now)
+		switch more, loaded := m.roster.page(&p, now); {
+		case more:
+			signal(m.kick)
+		case loaded:
+			select {
+			case <-m.joined:
+			default:
+				close(m.joined)
+			}
+		}
 	default:
 		m.stats.Dropped++
 	}
@@ -588,7 +578,7 @@ func (m *Member) welcome(p *packet, now time.Time) {
 		// What the old relay took with it comes back from its senders,
 		// who keep their chats until every member has them.
 		clear(m.early)
-		clear(m.roster)
+		clear(m.roster.entries)
 	}
 	if restarted && m.next <= m.out.stable {
 		// Senders keep their chats only until every member has them, by
@@ -601,7 +591,7 @@ func (m *Member) welcome(p *packet, now time.Time) {
 	}
 	if first || restarted {
 		m.next, m.lastSeq, m.nackHigh = p.seq, p.seq-1, p.seq-1
-		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
+		m.roster.load(now)
 		m.out.newRelay()
 	}
 	if p.session != m.session {
@@ -742,7 +732,7 @@ func (m *Member) deliver(p *packet, now time.Time) {
 			msg: Message{
 				Seq:  p.seq,
 				Kind: p.kind,
-				From: m.intern(p.name),
+				From: m.roster.intern(p.name),
 				Text: string(p.text),
 				Time: time.Unix(0, p.unixNano),
 			},
@@ -751,15 +741,6 @@ func (m *Member) deliver(p *packet, now time.Time) {
 		}
 	}
 	m.advance(now)
-}
-
-// intern returns name as a string, shared with the roster's copy when there
-// is one, so that a busy member does not allocate a name per message.
-func (m *Member) intern(name []byte) string {
-	if e, ok := m.roster[string(name)]; ok {
-		return e.name
-	}
-	return string(name)
 }
 
 // advance moves messages that are next in order into the queue while it
@@ -778,7 +759,7 @@ func (m *Member) advance(now time.Time) {
 		m.next++
 		switch {
 		case e.msg.Kind != KindChat:
-			m.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)
+			m.roster.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)
 		case !m.firstCopy(e):
 			m.stats.Duplicates++
 			continue
@@ -875,8 +856,8 @@ func (m *Member) gone(first, last uint64, now time.Time) {
 	m.stats.Missed += end - m.next + 1
 	m.next = end + 1
 	m.nackHigh = max(m.nackHigh, end)
-	if !m.rosterLoading {
-		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
+	if !m.roster.loading {
+		m.roster.load(now)
 		signal(m.kick)
 	}
 	m.advance(now)
@@ -902,59 +883,6 @@ func (m *Member) sendChat(c *pendingChat, now time.Time) {
 	if m.out.sent(c, now) {
 		m.stats.Retransmitted++
 	}
-}
-
-// rosterPage takes one page of the member list.
-func (m *Member) rosterPage(p *packet, now time.Time) {
-	if !m.rosterLoading || string(p.name) != m.rosterAfter {
-		return
-	}
-	if m.rosterAfter == "" {
-		m.rosterSeq = p.seq
-	}
-	last := ""
-	for rest := p.entries; ; {
-		name, r, ok := nextRosterEntry(rest)
-		if !ok {
-			break
-		}
-		rest = r
-		last = string(name)
-		m.setPresentSeq(last, true, p.seq)
-	}
-	if p.more && last != "" {
-		m.rosterAfter, m.rosterNext = last, now
-		signal(m.kick)
-		return
-	}
-	m.rosterLoading = false
-	// Names no page listed and no newer event set have left.
-	for name, e := range m.roster {
-		if !e.present || e.seq < m.rosterSeq {
-			delete(m.roster, name)
-		}
-	}
-	select {
-	case <-m.joined:
-	default:
-		close(m.joined)
-	}
-}
-
-func (m *Member) setPresent(name string, present bool, seq uint64) {
-	m.setPresentSeq(name, present, seq)
-	if !present && !m.rosterLoading {
-		delete(m.roster, name)
-	}
-}
-
-// setPresentSeq records a join or leave, unless something newer is known:
-// roster pages and events may arrive in either order.
-func (m *Member) setPresentSeq(name string, present bool, seq uint64) {
-	if e, ok := m.roster[name]; ok && e.seq > seq {
-		return
-	}
-	m.roster[name] = rosterEntry{name: name, present: present, seq: seq}
 }
 
 // timerLoop sends what is due: joins, heartbeats, retransmissions, NACKs
@@ -1010,12 +938,11 @@ func (m *Member) tick(now time.Time) time.Duration {
 		}
 		soonest(m.lastBeat.Add(m.heartbeat))
 		soonest(m.lastHeard.Add(m.expiry + time.Millisecond))
-		if m.rosterLoading {
-			if !now.Before(m.rosterNext) {
-				m.writeLocked(appendRosterReq(make([]byte, 0, headerLen+1+maxNameLen), m.session, m.rosterAfter))
-				m.rosterNext = now.Add(rtoMin)
+		if ask, at := m.roster.due(now); !at.IsZero() {
+			if ask {
+				m.writeLocked(appendRosterReq(make([]byte, 0, headerLen+1+maxNameLen), m.session, m.roster.after))
 			}
-			soonest(m.rosterNext)
+			soonest(at)
 		}
 		if t := m.out.due(now, func(c *pendingChat) { m.sendChat(c, now) }); !t.IsZero() {
 			soonest(t)
