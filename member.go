@@ -48,7 +48,6 @@ type Member struct {
 	wg       sync.WaitGroup
 	done     chan struct{} // closed by Close
 	kick     chan struct{} // wakes the timer loop early
-	ready    chan struct{} // a message was queued for Receive
 	joined   chan struct{} // closed once the first join and roster are complete
 	failed   chan struct{} // closed by fail
 	leaveAck chan struct{}
@@ -79,17 +78,7 @@ type Member struct {
 
 	roster roster // who is in the group
 
-	next    uint64              // seq Receive gets next
-	lastSeq uint64              // highest seq known to exist
-	ackFrom uint64              // our own delivers at or after this seq are of this session
-	early   map[uint64]earlyMsg // arrived ahead of next
-	origins map[string]origin   // per sender, the newest chat taken
-	queue   ring
-	gap     *GapError // a restart's loss, queued as soon as there is room
-
-	nackAt   time.Time // when missing seqs may be asked for again
-	nackHigh uint64    // highest seq asked for so far
-
+	in  inbox  // what the relay delivers, in order for Receive
 	out outbox // our chats until every member has them
 
 	stats MemberStats
@@ -99,16 +88,6 @@ type Member struct {
 	heard    map[string]*heardName
 	plainSeq uint64
 }
-
-// earlyMsg is a message that arrived ahead of its turn, with its origin.
-type earlyMsg struct {
-	msg         Message
-	epoch, mseq uint64
-}
-
-// origin identifies a sender's chat across sessions and relays; seq is
-// where it was taken, to forget senders long silent.
-type origin struct{ epoch, mseq, seq uint64 }
 
 // Join joins the group at the relay as name and returns once the relay has
 // welcomed the member and the member list is loaded. Names are 1 to 32 bytes
@@ -151,17 +130,14 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		pc:          pc,
 		done:        make(chan struct{}),
 		kick:        make(chan struct{}, 1),
-		ready:       make(chan struct{}, 1),
 		joined:      make(chan struct{}),
 		failed:      make(chan struct{}),
 		leaveAck:    make(chan struct{}, 1),
 		nonce:       randomID(),
 		joinBackoff: joinRetryMin,
 		roster:      newRoster(),
-		early:       make(map[uint64]earlyMsg),
-		origins:     make(map[string]origin),
+		in:          newInbox(cfg.queueSize),
 		out:         newOutbox(),
-		queue:       ring{buf: make([]rxItem, cfg.queueSize)},
 	}
 	if cfg.keys != nil {
 		m.sealer = newSealer(cfg.keys)
@@ -302,15 +278,11 @@ func (m *Member) Send(ctx context.Context, text string) error {
 func (m *Member) Receive(ctx context.Context) (Message, error) {
 	for {
 		m.mu.Lock()
-		switch {
-		case m.state == stateClosed:
+		if m.state == stateClosed {
 			m.mu.Unlock()
 			return Message{}, ErrClosed
-		case m.queue.n > 0:
-			it := m.queue.pop()
-			if m.queue.n > 0 {
-				signal(m.ready)
-			}
+		}
+		if it, ok := m.in.pop(); ok {
 			if !m.cfg.plainText {
 				m.advance(time.Now())
 			}
@@ -319,14 +291,15 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 			}
 			m.mu.Unlock()
 			return it.msg, it.err
-		case m.state == stateFailed:
+		}
+		if m.state == stateFailed {
 			err := m.failErr
 			m.mu.Unlock()
 			return Message{}, err
 		}
 		m.mu.Unlock()
 		select {
-		case <-m.ready:
+		case <-m.in.ready:
 		case <-m.failed:
 		case <-ctx.Done():
 			return Message{}, ctx.Err()
@@ -549,7 +522,7 @@ func (m *Member) handle(b []byte) {
 	case tStatus:
 		m.out.heard(p.stable, p.prunable)
 		m.ack(p.mseq, p.seq, now)
-		m.lastSeq = max(m.lastSeq, p.seq)
+		m.in.saw(p.seq)
 		m.advance(now)
 	case tGone:
 		m.gone(p.ranges[0][0], p.ranges[0][1], now)
@@ -575,29 +548,18 @@ func (m *Member) welcome(p *packet, now time.Time) {
 	restarted := !first && p.id != m.inc
 	if restarted {
 		// A new relay numbers anew, from 1 for members of the old one.
-		// What the old relay took with it comes back from its senders,
-		// who keep their chats until every member has them.
-		clear(m.early)
 		clear(m.roster.entries)
-	}
-	if restarted && m.next <= m.out.stable {
-		// Senders keep their chats only until every member has them, by
-		// the old relay's count; this member was further behind than that
-		// (history had dropped what it lacked), so those are lost.
-		m.stats.Missed += m.out.stable - m.next + 1
-		if m.gap == nil {
-			m.gap = &GapError{First: m.next, Last: m.out.stable}
-		}
+		m.stats.Missed += m.in.newRelay(m.out.stable)
 	}
 	if first || restarted {
-		m.next, m.lastSeq, m.nackHigh = p.seq, p.seq-1, p.seq-1
+		m.in.start(p.seq)
 		m.roster.load(now)
 		m.out.newRelay()
 	}
 	if p.session != m.session {
 		// A new session takes the outbox from its first chat on; only
 		// delivers of this session confirm our chats.
-		m.ackFrom = p.seq
+		m.in.ackFrom = p.seq
 		m.out.newSession(now)
 	}
 	if !first {
@@ -606,6 +568,7 @@ func (m *Member) welcome(p *packet, now time.Time) {
 	}
 	m.inc, m.session = p.id, p.session
 	m.heartbeat, m.expiry, m.maxDatagram, m.out.history = p.heartbeat, p.expiry, p.maxDatagram, p.history
+	m.in.forget = uint64(4 * p.history)
 	m.state, m.rejoinSince = stateJoined, time.Time{}
 	m.lastHeard, m.lastBeat = now, time.Time{} // beat at once: its answer says what we missed
 	if p.group != m.group {
@@ -719,16 +682,16 @@ func (m *Member) rejoin(now time.Time, why string) {
 
 // deliver takes a deliver datagram into the ordered stream.
 func (m *Member) deliver(p *packet, now time.Time) {
-	if p.kind == KindChat && p.epoch == m.out.epoch && p.seq >= m.ackFrom && string(p.name) == m.name {
+	if p.kind == KindChat && p.epoch == m.out.epoch && p.seq >= m.in.ackFrom && string(p.name) == m.name {
 		m.ack(p.mseq, p.seq, now)
 	}
-	m.lastSeq = max(m.lastSeq, p.seq)
-	if _, dup := m.early[p.seq]; dup || p.seq < m.next {
+	dup, keep := m.in.offer(p.seq)
+	if dup {
 		m.stats.Duplicates++
 		return
 	}
-	if p.seq-m.next < uint64(m.queue.cap()) {
-		m.early[p.seq] = earlyMsg{
+	if keep {
+		m.in.hold(earlyMsg{
 			msg: Message{
 				Seq:  p.seq,
 				Kind: p.kind,
@@ -738,7 +701,7 @@ func (m *Member) deliver(p *packet, now time.Time) {
 			},
 			epoch: p.epoch,
 			mseq:  p.mseq,
-		}
+		})
 	}
 	m.advance(now)
 }
@@ -746,126 +709,43 @@ func (m *Member) deliver(p *packet, now time.Time) {
 // advance moves messages that are next in order into the queue while it
 // has room, and asks the relay for missing ones.
 func (m *Member) advance(now time.Time) {
-	if m.gap != nil && m.queue.n < m.queue.cap() {
-		m.push(rxItem{err: m.gap})
-		m.gap = nil
-	}
-	for m.queue.n < m.queue.cap() && m.gap == nil {
-		e, ok := m.early[m.next]
-		if !ok {
-			break
-		}
-		delete(m.early, m.next)
-		m.next++
-		switch {
-		case e.msg.Kind != KindChat:
-			m.roster.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)
-		case !m.firstCopy(e):
-			m.stats.Duplicates++
-			continue
-		}
-		m.push(rxItem{msg: e.msg})
-	}
-	if m.lastSeq >= m.next {
+	m.stats.Duplicates += m.in.advance(&m.roster)
+	if m.in.missing() {
 		m.nack(now, false)
 	}
 }
 
-// firstCopy reports whether e is a sender's chat not taken before. A
-// sender's chats are sequenced in its own order, so an older member seq
-// from the same epoch is a copy sequenced again.
-func (m *Member) firstCopy(e earlyMsg) bool {
-	o, ok := m.origins[e.msg.From]
-	if ok && o.epoch == e.epoch && e.mseq <= o.mseq {
-		return false
-	}
-	if !ok && len(m.origins) >= maxOrigins {
-		// Forget senders not heard from in a long while: no relay or
-		// sender still holds their chats to send them again.
-		for name, o := range m.origins {
-			if o.seq+uint64(4*m.out.history) < e.msg.Seq {
-				delete(m.origins, name)
-			}
-		}
-	}
-	m.origins[e.msg.From] = origin{e.epoch, e.mseq, e.msg.Seq}
-	return true
-}
-
-// nack asks the relay for the missing seqs between next and lastSeq, as
-// far as the queue has room for them. Seqs never asked for are asked for at
-// once; with all set, it asks again for every missing seq, which tick does
-// every nackInterval until they arrive.
+// nack asks the relay for missing seqs (see inbox.nack), in as many ranges
+// as fit the smaller buffer, sealed.
 func (m *Member) nack(now time.Time, all bool) {
-	room := uint64(m.queue.cap() - m.queue.n)
-	if room == 0 {
-		// Receive makes room and asks again; tick need not spin meanwhile.
-		m.nackAt = now.Add(nackInterval)
-		return
-	}
-	start, end := m.next, min(m.lastSeq, m.next+room-1)
-	if !all {
-		start = max(start, m.nackHigh+1)
-	}
-	b := appendHeader(make([]byte, 0, headerLen+16*maxNackRanges), tNack, m.session)
-	// As many ranges as fit the smaller buffer, sealed.
-	ranges := min(maxNackRanges, (min(m.cfg.bufferSize, m.maxDatagram)-headerLen-m.cfg.sealOverhead())/16)
-	n := 0
-	for s := start; s <= end && n < ranges; s++ {
-		if _, ok := m.early[s]; ok {
-			continue
-		}
-		first := s
-		for s+1 <= end {
-			if _, ok := m.early[s+1]; ok {
-				break
-			}
-			s++
-		}
-		b = binary.BigEndian.AppendUint64(b, first)
-		b = binary.BigEndian.AppendUint64(b, s)
-		m.nackHigh = max(m.nackHigh, s)
-		n++
-	}
+	var ranges [maxNackRanges][2]uint64
+	fit := max(0, min(maxNackRanges, (min(m.cfg.bufferSize, m.maxDatagram)-headerLen-m.cfg.sealOverhead())/16))
+	n := m.in.nack(now, all, ranges[:fit])
 	if n == 0 {
 		return
 	}
+	b := appendHeader(make([]byte, 0, headerLen+16*n), tNack, m.session)
+	for _, r := range ranges[:n] {
+		b = binary.BigEndian.AppendUint64(b, r[0])
+		b = binary.BigEndian.AppendUint64(b, r[1])
+	}
 	m.writeLocked(b)
 	m.stats.NACKs++
-	if all || m.nackAt.Before(now) {
-		m.nackAt = now.Add(nackInterval)
-	}
 }
 
-// gone reports messages the relay no longer has.
-// The gap ends before the first message the member holds: those arrived.
-// The join and leave events in the gap are lost too, so the member list is
-// loaded again.
+// gone reports messages the relay no longer has. The join and leave events
+// among them are lost too, so the member list is loaded again.
 func (m *Member) gone(first, last uint64, now time.Time) {
-	if m.next < first || m.next > last || m.queue.n == m.queue.cap() {
+	lost := m.in.gone(first, last)
+	if lost == 0 {
 		return
 	}
-	end := m.next
-	for end < last {
-		if _, held := m.early[end+1]; held {
-			break
-		}
-		end++
-	}
-	m.push(rxItem{err: &GapError{First: m.next, Last: end}})
-	m.stats.Missed += end - m.next + 1
-	m.next = end + 1
-	m.nackHigh = max(m.nackHigh, end)
+	m.stats.Missed += lost
 	if !m.roster.loading {
 		m.roster.load(now)
 		signal(m.kick)
 	}
 	m.advance(now)
-}
-
-func (m *Member) push(it rxItem) {
-	m.queue.push(it)
-	signal(m.ready)
 }
 
 // ack confirms our chats up to mseq, each sequenced at a seq no higher
@@ -933,7 +813,7 @@ func (m *Member) tick(now time.Time) time.Duration {
 			return 0
 		}
 		if now.Sub(m.lastBeat) >= m.heartbeat {
-			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.next, m.out.stable))
+			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.in.next, m.out.stable))
 			m.lastBeat = now
 		}
 		soonest(m.lastBeat.Add(m.heartbeat))
@@ -947,11 +827,11 @@ func (m *Member) tick(now time.Time) time.Duration {
 		if t := m.out.due(now, func(c *pendingChat) { m.sendChat(c, now) }); !t.IsZero() {
 			soonest(t)
 		}
-		if m.lastSeq >= m.next {
-			if !now.Before(m.nackAt) {
+		if m.in.missing() {
+			if !now.Before(m.in.nackAt) {
 				m.nack(now, true)
 			}
-			soonest(m.nackAt)
+			soonest(m.in.nackAt)
 		}
 	default:
 		return time.Hour

@@ -30,7 +30,7 @@ func (m *Member) handlePlain(b []byte) {
 	if len(text) == 0 {
 		return // a keepalive, which a relay that forwards everything passes on
 	}
-	if m.queue.n == m.queue.cap() {
+	if m.in.full() {
 		m.stats.Dropped++ // nothing can repair it: plain text has no history
 		return
 	}
@@ -44,7 +44,7 @@ func (m *Member) handlePlain(b []byte) {
 	}
 	h.at = now
 	m.plainSeq++
-	m.push(rxItem{msg: Message{Seq: m.plainSeq, Kind: KindChat, From: h.name, Text: string(text), Time: now}})
+	m.in.push(rxItem{msg: Message{Seq: m.plainSeq, Kind: KindChat, From: h.name, Text: string(text), Time: now}})
 }
 
 // sendPlain sends "name: text".

@@ -148,7 +148,7 @@ func TestGoneKeepsHeldMessages(t *testing.T) {
 	bob := join(t, r, "bob")
 	expect(t, bob, KindJoin, "bob", "")
 	bob.mu.Lock()
-	inc, n := bob.inc, bob.next
+	inc, n := bob.inc, bob.in.next
 	bob.mu.Unlock()
 	now := time.Now().UnixNano()
 	for s := n + 1; s <= n+5; s++ {
@@ -179,7 +179,7 @@ func TestFullQueueDoesNotSpin(t *testing.T) {
 	waitFor(t, func() bool {
 		bob.mu.Lock()
 		defer bob.mu.Unlock()
-		return bob.lastSeq > bob.next
+		return bob.in.lastSeq > bob.in.next
 	}, "bob to learn of messages he has no room for")
 	bob.mu.Lock()
 	d := bob.tick(time.Now())
@@ -248,7 +248,7 @@ func TestOldSessionDeliverDoesNotConfirm(t *testing.T) {
 	waitFor(t, func() bool {
 		alice.mu.Lock()
 		defer alice.mu.Unlock()
-		return alice.state == stateJoined && alice.stats.Rejoins == 1 && alice.next > alice.lastSeq
+		return alice.state == stateJoined && alice.stats.Rejoins == 1 && alice.in.next > alice.in.lastSeq
 	}, "alice to rejoin and catch up")
 	px.setFilter(func(bool, *packet) bool { return false })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -321,8 +321,8 @@ func TestOriginsPruneKeepsRecentSenders(t *testing.T) {
 
 	sent := expireWhileDeaf(t, r, alice, bob, "once")
 	bob.mu.Lock()
-	for i := len(bob.origins); i < maxOrigins; i++ {
-		bob.origins["gone"+strconv.Itoa(i)] = origin{uint64(i + 1), 1, 1} // senders of long ago
+	for i := len(bob.in.origins); i < maxOrigins; i++ {
+		bob.in.origins["gone"+strconv.Itoa(i)] = origin{uint64(i + 1), 1, 1} // senders of long ago
 	}
 	bob.mu.Unlock()
 	if err := carol.Send(ctxT(t), "a new name speaks"); err != nil {
