@@ -74,7 +74,7 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	r.mu.Lock()
 	seq, oldest := r.seq, r.oldest()
 	bob.mu.Lock()
-	nack := appendU64Pair(nil, tNack, bob.session, oldest, oldest)
+	nack := appendU64Pair(nil, tNack, bob.mode.(*memberSession).session, oldest, oldest)
 	bob.mu.Unlock()
 	now := time.Now()
 	r.handle(nack, r.byName["bob"].addr, now)
@@ -148,7 +148,7 @@ func TestGoneKeepsHeldMessages(t *testing.T) {
 	bob := join(t, r, "bob")
 	expect(t, bob, KindJoin, "bob", "")
 	bob.mu.Lock()
-	inc, n := bob.inc, bob.in.next
+	inc, n := bob.mode.(*memberSession).inc, bob.in.next
 	bob.mu.Unlock()
 	now := time.Now().UnixNano()
 	for s := n + 1; s <= n+5; s++ {
@@ -182,7 +182,7 @@ func TestFullQueueDoesNotSpin(t *testing.T) {
 		return bob.in.lastSeq > bob.in.next
 	}, "bob to learn of messages he has no room for")
 	bob.mu.Lock()
-	d := bob.tick(time.Now())
+	d := bob.mode.tick(time.Now())
 	bob.mu.Unlock()
 	if d < nackInterval/2 {
 		t.Errorf("timer loop re-arms after %v with a full queue", d)
@@ -394,7 +394,7 @@ func TestLossyExpiryRejoin(t *testing.T) {
 func expireWhileDeaf(t *testing.T, r *Relay, alice, bob *Member, text string) <-chan error {
 	t.Helper()
 	alice.mu.Lock()
-	alice.rejoin(time.Now(), "test: deaf to the relay") // drops what the relay says until welcomed
+	alice.mode.(*memberSession).rejoin(time.Now(), "test: deaf to the relay") // drops what the relay says until welcomed
 	alice.mu.Unlock()
 	sent := make(chan error, 1)
 	go func() { sent <- alice.Send(ctxT(t), text) }()
