@@ -421,6 +421,7 @@ func (m *memberSession) ack(mseq, bound uint64, now time.Time) {
 	}
 }
 
+// sendChat sends c (again) and counts a retransmission.
 func (m *memberSession) sendChat(c *pendingChat, now time.Time) {
 	m.writeLocked(appendChat(make([]byte, 0, chatHdrLen+len(c.text)), m.session, c.mseq, c.text))
 	if m.out.sent(c, now) {
