@@ -90,7 +90,7 @@ func TestMemberReceiveAllocates(t *testing.T) {
 	inc, speaker := r.proto().inc, r.proto().sessions.byName["alice"]
 	r.mu.Unlock()
 	m.mu.Lock()
-	next := m.next
+	next := m.in.next
 	m.mu.Unlock()
 	// Delivers as the relay sends them, from another member, in order.
 	const runs = 500

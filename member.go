@@ -2,13 +2,10 @@ package udpchat
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -45,106 +42,60 @@ type Member struct {
 	name  string
 	relay netip.AddrPort
 	pc    *ipv4.PacketConn // unicast, connected to the relay
-	plain []byte           // an opened datagram, with a key
+	mode  memberMode       // the protocol, or plain text: chosen by Join
 
 	wg       sync.WaitGroup
-	room     chan struct{} // the outbox shrank: a Send waiting for room may go on
 	done     chan struct{} // closed by Close
 	kick     chan struct{} // wakes the timer loop early
-	ready    chan struct{} // a message was queued for Receive
-	joined   chan struct{} // closed once the first join and roster are complete
 	failed   chan struct{} // closed by fail
-	leaveAck chan struct{}
-	window   chan struct{} // one token per chat in flight
+	leaveAck chan struct{} // the relay answered our LEAVE
 
 	closeOnce sync.Once
 
-	mu          sync.Mutex // guards everything below
-	state       memberState
-	failErr     error
-	nonce       uint64          // of the join under way
-	cookie      [cookieLen]byte // the relay's answer to our address and nonce; zero until it gives one
-	joinNext    time.Time
-	joinBackoff time.Duration
-	rejoinSince time.Time // when the current rejoin began; zero for the first join
-	lastErr     error     // the last socket error, for ErrRelayUnreachable's message
-	sealer      *sealer   // nil without a key
-	relaySalt   uint32    // with a key: the relay's sealing salt
-	relayReplay replay    // and the counters of its control datagrams taken
+	mu      sync.Mutex // guards everything below
+	state   memberState
+	failErr error
+	lastErr error   // the last socket error, for ErrRelayUnreachable's message
+	sealer  *sealer // nil without a key
 
-	inc, session uint64
-	heartbeat    time.Duration
-	expiry       time.Duration
-	history      int // the relay's history size
-	maxDatagram  int
-	group        netip.AddrPort
-	gpc          *ipv4.PacketConn // broadcast/multicast listener, nil in unicast mode
-	lastHeard    time.Time        // any valid datagram from the relay
-	lastBeat     time.Time        // our last heartbeat
+	// What the relay (or, in plain text, the configuration) set.
+	heartbeat   time.Duration
+	expiry      time.Duration
+	maxDatagram int
+	group       netip.AddrPort
+	gpc         *ipv4.PacketConn // broadcast/multicast listener, nil in unicast mode
+	lastBeat    time.Time        // our last heartbeat
 
-	rosterLoading bool
-	rosterAfter   string
-	rosterNext    time.Time
-	rosterSeq     uint64 // the seq of the first page of this load
-	roster        map[string]rosterEntry
+	roster roster // who is in the group
 
-	next    uint64              // seq Receive gets next
-	lastSeq uint64              // highest seq known to exist
-	ackFrom uint64              // our own delivers at or after this seq are of this session
-	early   map[uint64]earlyMsg // arrived ahead of next
-	origins map[string]origin   // per sender, the newest chat taken
-	queue   ring
-	gap     *GapError // a restart's loss, queued as soon as there is room
-
-	nackAt   time.Time // when missing seqs may be asked for again
-	nackHigh uint64    // highest seq asked for so far
-
-	// Chats carry an origin: this Member's random epoch and a member seq
-	// that is never reused, so that a chat sequenced twice (resent to a
-	// new relay, or after a lost confirmation) is taken once.
-	epoch    uint64
-	mseq     uint64         // last member seq assigned
-	outbox   []*pendingChat // by mseq: unconfirmed chats, then confirmed ones kept until stable
-	stable   uint64         // every member has every seq up to this, says the relay
-	prunable uint64         // every member knows of stable up to this: our copies may go
+	in  inbox  // what the relay delivers, in order for Receive
+	out outbox // our chats until every member has them
 
 	stats MemberStats
-
-	// With WithPlainText (plain.go): the names heard from, and the count
-	// that numbers received lines.
-	heard    map[string]*heardName
-	plainSeq uint64
 }
 
-type rosterEntry struct {
-	name    string // the map's key, kept to share it
-	present bool
-	seq     uint64 // the seq of the event or roster page that set it
+// memberMode is how a member speaks with its relay: the protocol
+// (memberSession) or plain text (plainMember). Join chooses one, so that
+// Member itself need not ask which at every turn. Its methods run with m.mu
+// held, except join and send, which take it as they need it.
+type memberMode interface {
+	// join waits until the member is in the group, or returns why not
+	// (having closed the member).
+	join(ctx context.Context) error
+	// send sends a valid UTF-8 text (Send).
+	send(ctx context.Context, text string) error
+	// handle takes one datagram from the relay, at most maxDatagram long.
+	handle(b []byte, now time.Time)
+	// tick does what is due at now and returns how long until something
+	// is due next.
+	tick(now time.Time) time.Duration
+	// received is told that Receive took an item: the queue has room.
+	received(now time.Time)
+	members() []MemberInfo
+	// leaving returns the datagram that tells the relay the member leaves,
+	// or nil when there is no one to tell. Close calls it first.
+	leaving() []byte
 }
-
-// A pendingChat is a chat in the outbox. Until the relay confirms it, it is
-// resent; after that it is kept until every member has it (stable), so
-// that it can be resent to a new relay if this one dies first.
-type pendingChat struct {
-	mseq      uint64
-	text      string
-	done      chan error // the waiting Send's answer (buffered); nil once answered
-	confirmed bool       // sequenced or refused by the relay
-	seqBound  uint64     // once confirmed: its seq is at most this
-	next      time.Time  // when to (re)send
-	rto       time.Duration
-	sentAt    time.Time
-}
-
-// earlyMsg is a message that arrived ahead of its turn, with its origin.
-type earlyMsg struct {
-	msg         Message
-	epoch, mseq uint64
-}
-
-// origin identifies a sender's chat across sessions and relays; seq is
-// where it was taken, to forget senders long silent.
-type origin struct{ epoch, mseq, seq uint64 }
 
 // Join joins the group at the relay as name and returns once the relay has
 // welcomed the member and the member list is loaded. Names are 1 to 32 bytes
@@ -181,69 +132,37 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		return nil, fmt.Errorf("udpchat: join: %w", err)
 	}
 	m := &Member{
-		cfg:         cfg,
-		name:        name,
-		relay:       addrPortOf(cfg.addr),
-		pc:          pc,
-		done:        make(chan struct{}),
-		room:        make(chan struct{}, 1),
-		kick:        make(chan struct{}, 1),
-		ready:       make(chan struct{}, 1),
-		joined:      make(chan struct{}),
-		failed:      make(chan struct{}),
-		leaveAck:    make(chan struct{}, 1),
-		window:      make(chan struct{}, sendWindow),
-		nonce:       randomID(),
-		joinBackoff: joinRetryMin,
-		roster:      make(map[string]rosterEntry),
-		early:       make(map[uint64]earlyMsg),
-		origins:     make(map[string]origin),
-		epoch:       randomID(),
-		queue:       ring{buf: make([]rxItem, cfg.queueSize)},
+		cfg:      cfg,
+		name:     name,
+		relay:    addrPortOf(cfg.addr),
+		pc:       pc,
+		done:     make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		failed:   make(chan struct{}),
+		leaveAck: make(chan struct{}, 1),
+		roster:   newRoster(),
+		in:       newInbox(cfg.queueSize),
+		out:      newOutbox(),
 	}
 	if cfg.keys != nil {
 		m.sealer = newSealer(cfg.keys)
-		m.plain = make([]byte, readBufSize)
 	}
 	if cfg.plainText {
-		// No handshake: the member is in as soon as it listens.
-		m.state, m.heard = stateJoined, make(map[string]*heardName)
-		m.heartbeat, m.expiry, m.maxDatagram = cfg.heartbeat, cfg.expiry, cfg.bufferSize
-		if cfg.broadcast != nil {
-			if err := m.listenGroup(addrPortOf(cfg.broadcast)); err != nil {
-				c.Close()
-				return nil, fmt.Errorf("udpchat: join: listening for the relay's broadcast at %s: %w", cfg.broadcast, err)
-			}
-		}
-		m.wg.Add(2)
-		go m.readLoop(bc, buf, false)
-		go m.timerLoop()
-		return m, nil
+		m.mode, err = newPlainMember(m)
+	} else {
+		m.mode = newMemberSession(m)
+	}
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("udpchat: join: %w", err)
 	}
 	m.wg.Add(2)
 	go m.readLoop(bc, buf, false)
 	go m.timerLoop()
-
-	select {
-	case <-m.joined:
-		cfg.logger.Info("udpchat joined", "name", name, "relay", cfg.addr)
-		return m, nil
-	case <-m.failed:
-	case <-ctx.Done():
+	if err := m.mode.join(ctx); err != nil {
+		return nil, err
 	}
-	m.mu.Lock()
-	state, failErr, lastErr, welcomed := m.state, m.failErr, m.lastErr, m.inc != 0
-	m.mu.Unlock()
-	m.Close()
-	switch {
-	case state == stateFailed:
-		return nil, failErr
-	case welcomed:
-		return nil, fmt.Errorf("udpchat: join: loading the member list: %w", ctx.Err())
-	case lastErr != nil:
-		return nil, fmt.Errorf("%w at %s (%w): %w", ErrRelayUnreachable, cfg.addr, lastErr, ctx.Err())
-	}
-	return nil, fmt.Errorf("%w at %s: %w", ErrRelayUnreachable, cfg.addr, ctx.Err())
+	return m, nil
 }
 
 // Send sends text to the group and returns once the relay has sequenced it.
@@ -261,82 +180,7 @@ func (m *Member) Send(ctx context.Context, text string) error {
 	if !utf8.ValidString(text) {
 		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidText)
 	}
-	if m.cfg.plainText {
-		return m.sendPlain(ctx, text)
-	}
-	m.mu.Lock()
-	limit := min(m.cfg.bufferSize, m.maxDatagram)
-	m.mu.Unlock()
-	if size := deliverHdrLen + len(m.name) + len(text) + m.cfg.sealOverhead(); size > limit {
-		return fmt.Errorf("%w: %d bytes with header and name, limit %d", ErrMessageTooLarge, size, limit)
-	}
-	select {
-	case m.window <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-m.done:
-		return ErrClosed
-	}
-	done := make(chan error, 1) // p.done is cleared under m.mu once answered
-	p := &pendingChat{text: text, done: done, rto: rtoMin}
-	m.mu.Lock()
-	for {
-		switch {
-		case m.state == stateClosed:
-			m.mu.Unlock()
-			<-m.window
-			return ErrClosed
-		case m.state == stateFailed:
-			err := m.failErr
-			m.mu.Unlock()
-			<-m.window
-			return err
-		case len(m.outbox) < m.outboxCap():
-		default:
-			// The outbox keeps what not every member has yet, for a relay
-			// restart; it may not outgrow what the relay's history holds.
-			m.mu.Unlock()
-			select {
-			case <-m.room:
-			case <-ctx.Done():
-				<-m.window
-				return ctx.Err()
-			case <-m.done:
-				<-m.window
-				return ErrClosed
-			case <-m.failed:
-			}
-			m.mu.Lock()
-			continue
-		}
-		break
-	}
-	m.mseq++
-	p.mseq = m.mseq
-	m.outbox = append(m.outbox, p)
-	// Member seqs in the outbox are consecutive; if the chat sendWindow
-	// places back is confirmed, the relay has taken everything up to it
-	// and this one is within the relay's window. Otherwise tick sends it
-	// in its turn.
-	if back := len(m.outbox) - 1 - sendWindow; m.state == stateJoined && (back < 0 || m.outbox[back].confirmed) {
-		m.sendChat(p, time.Now())
-	}
-	m.mu.Unlock()
-
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		m.mu.Lock()
-		silent := m.state == stateJoining
-		m.mu.Unlock()
-		if silent {
-			return fmt.Errorf("%w: %w", ErrRelayUnreachable, ctx.Err())
-		}
-		return ctx.Err()
-	case <-m.done:
-		return ErrClosed
-	}
+	return m.mode.send(ctx, text)
 }
 
 // Receive returns the next message in the relay's order: chat messages and
@@ -347,31 +191,26 @@ func (m *Member) Send(ctx context.Context, text string) error {
 func (m *Member) Receive(ctx context.Context) (Message, error) {
 	for {
 		m.mu.Lock()
-		switch {
-		case m.state == stateClosed:
+		if m.state == stateClosed {
 			m.mu.Unlock()
 			return Message{}, ErrClosed
-		case m.queue.n > 0:
-			it := m.queue.pop()
-			if m.queue.n > 0 {
-				signal(m.ready)
-			}
-			if !m.cfg.plainText {
-				m.advance(time.Now())
-			}
+		}
+		if it, ok := m.in.pop(); ok {
+			m.mode.received(time.Now())
 			if it.err == nil {
 				m.stats.Received++
 			}
 			m.mu.Unlock()
 			return it.msg, it.err
-		case m.state == stateFailed:
+		}
+		if m.state == stateFailed {
 			err := m.failErr
 			m.mu.Unlock()
 			return Message{}, err
 		}
 		m.mu.Unlock()
 		select {
-		case <-m.ready:
+		case <-m.in.ready:
 		case <-m.failed:
 		case <-ctx.Done():
 			return Message{}, ctx.Err()
@@ -386,17 +225,7 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 func (m *Member) Members() []MemberInfo {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cfg.plainText {
-		return m.plainMembers()
-	}
-	out := make([]MemberInfo, 0, len(m.roster))
-	for name, e := range m.roster {
-		if e.present {
-			out = append(out, MemberInfo{Name: name})
-		}
-	}
-	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	return m.mode.members()
 }
 
 // Name returns the member's name.
@@ -416,15 +245,11 @@ func (m *Member) Stats() MemberStats {
 func (m *Member) Close() error {
 	m.closeOnce.Do(func() {
 		m.mu.Lock()
-		joined := m.state == stateJoined && !m.cfg.plainText
+		leave := m.mode.leaving()
 		m.state = stateClosed
-		for _, c := range m.outbox {
-			m.answer(c, ErrClosed)
-		}
-		m.outbox = nil
-		leave := appendHeader(nil, tLeave, m.session)
+		m.out.closeAll(ErrClosed)
 		m.mu.Unlock()
-		if joined {
+		if leave != nil {
 			m.leave(leave)
 		}
 		close(m.done)
@@ -517,7 +342,8 @@ func (m *Member) readLoop(bc *batchConn, buf []byte, group bool) {
 	}
 }
 
-// handle processes one datagram from the relay.
+// handle takes one datagram from the relay, under m.mu, and hands it to the
+// mode unless it is longer than any the relay sends.
 func (m *Member) handle(b []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -525,146 +351,7 @@ func (m *Member) handle(b []byte) {
 		m.stats.Dropped++
 		return
 	}
-	if m.cfg.plainText {
-		m.handlePlain(b)
-		return
-	}
-	var salt uint32
-	var count uint64
-	if m.sealer != nil {
-		plain, s, c, err := m.cfg.keys.open(m.plain, b)
-		if err != nil {
-			m.stats.Dropped++
-			return
-		}
-		b, salt, count = plain, s, c
-	}
-	var p packet
-	if decode(b, &p) != nil {
-		m.stats.Dropped++
-		return
-	}
-	now := time.Now()
-	switch {
-	case p.typ == tBye && p.session != m.session:
-		// Only the relay knows our session: a stranger cannot end it.
-		m.stats.Dropped++
-		return
-	case m.state == stateClosed:
-		if p.typ == tBye {
-			signal(m.leaveAck)
-		}
-		return
-	case m.state == stateFailed:
-		return
-	case p.typ == tWelcome:
-		if m.state == stateJoining && p.nonce == m.nonce {
-			m.relaySalt, m.relayReplay = salt, replay{newest: count, seen: 1}
-			m.welcome(&p, now)
-		}
-		return
-	case p.typ == tCookie:
-		if m.state == stateJoining && p.nonce == m.nonce {
-			// Join again at once, proving we receive at our address.
-			m.cookie = p.cookie
-			m.joinNext = now
-			signal(m.kick)
-		}
-		return
-	case p.typ == tError:
-		m.relayError(&p, now)
-		return
-	case m.state != stateJoined:
-		return
-	case m.sealer != nil && (p.id != m.inc || salt != m.relaySalt || (p.typ != tDeliver && !m.relayReplay.fresh(count))):
-		// Replayed, or sealed by another sender with the key (another
-		// relay of the group included: anyone who captured one of our
-		// datagrams could have it answer with a BYE for our session, so
-		// with a key a restarted relay is noticed by its silence).
-		// Delivers are exempt: they are resent from history, and their
-		// seqs make a replayed one harmless.
-		m.stats.Dropped++
-		return
-	case p.typ == tBye:
-		// The relay does not know our session: it restarted (its
-		// incarnation differs), expired us or is closing.
-		m.rejoin(now, "the relay holds no session for us")
-		return
-	case p.id != m.inc:
-		// A relay that restarted answers our next heartbeat with BYE;
-		// until then its datagrams, and late ones of the old relay, are
-		// not ours to take.
-		m.stats.Dropped++
-		return
-	}
-	m.lastHeard = now
-	switch p.typ {
-	case tDeliver:
-		m.deliver(&p, now)
-	case tStatus:
-		m.stable = max(m.stable, p.stable)
-		m.prunable = max(m.prunable, min(p.prunable, p.stable))
-		m.ack(p.mseq, p.seq, now)
-		m.lastSeq = max(m.lastSeq, p.seq)
-		m.advance(now)
-	case tGone:
-		m.gone(p.ranges[0][0], p.ranges[0][1], now)
-	case tRoster:
-		m.rosterPage(&p, now)
-	default:
-		m.stats.Dropped++
-	}
-}
-
-// welcome completes a join or a rejoin.
-func (m *Member) welcome(p *packet, now time.Time) {
-	first := m.inc == 0
-	restarted := !first && p.id != m.inc
-	if restarted {
-		// A new relay numbers anew, from 1 for members of the old one.
-		// What the old relay took with it comes back from its senders,
-		// who keep their chats until every member has them.
-		clear(m.early)
-		clear(m.roster)
-	}
-	if restarted && m.next <= m.stable {
-		// Senders keep their chats only until every member has them, by
-		// the old relay's count; this member was further behind than that
-		// (history had dropped what it lacked), so those are lost.
-		m.stats.Missed += m.stable - m.next + 1
-		if m.gap == nil {
-			m.gap = &GapError{First: m.next, Last: m.stable}
-		}
-	}
-	if first || restarted {
-		m.next, m.lastSeq, m.nackHigh = p.seq, p.seq-1, p.seq-1
-		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
-		m.stable, m.prunable = 0, 0
-	}
-	if p.session != m.session {
-		// A new session takes the outbox from its first chat on; only
-		// delivers of this session confirm our chats.
-		m.ackFrom = p.seq
-		for _, c := range m.outbox {
-			c.confirmed, c.next, c.rto = false, now, rtoMin
-		}
-	}
-	if !first {
-		m.stats.Rejoins++
-		m.cfg.logger.Info("udpchat rejoined", "name", m.name, "restarted", restarted)
-	}
-	m.inc, m.session = p.id, p.session
-	m.heartbeat, m.expiry, m.maxDatagram, m.history = p.heartbeat, p.expiry, p.maxDatagram, p.history
-	m.state, m.rejoinSince = stateJoined, time.Time{}
-	m.lastHeard, m.lastBeat = now, time.Time{} // beat at once: its answer says what we missed
-	if p.group != m.group {
-		if err := m.listenGroup(p.group); err != nil {
-			m.fail(fmt.Errorf("udpchat: listening for the relay's broadcast at %s: %w", p.group, err))
-			return
-		}
-	}
-	m.advance(now)
-	signal(m.kick)
+	m.mode.handle(b, time.Now())
 }
 
 // listenGroup opens the listener for the relay's broadcast or multicast
@@ -710,366 +397,9 @@ func (m *Member) listenGroup(group netip.AddrPort) error {
 	return nil
 }
 
-// relayError handles a refusal from the relay.
-func (m *Member) relayError(p *packet, now time.Time) {
-	if m.state == stateJoining && p.ref == m.nonce {
-		var err error
-		switch p.code {
-		case codeNameTaken:
-			err = ErrNameTaken
-		case codeFull:
-			err = ErrRelayFull
-		case codeBadName:
-			err = ErrInvalidName
-		default:
-			m.stats.Dropped++
-			return
-		}
-		// On a rejoin the name may still be held by our own expired
-		// session for a while; keep trying for two expiry spans.
-		if !m.rejoinSince.IsZero() && err != ErrInvalidName && now.Sub(m.rejoinSince) < 2*m.expiry {
-			return
-		}
-		m.fail(fmt.Errorf("udpchat: join as %q: %w", m.name, err))
-		return
-	}
-	if m.state != stateJoined || p.id != m.inc {
-		return
-	}
-	for _, c := range m.outbox {
-		if c.mseq != p.ref || c.confirmed {
-			continue
-		}
-		switch p.code {
-		case codeTooLarge:
-			m.answer(c, ErrMessageTooLarge)
-		case codeInvalidText:
-			m.answer(c, ErrInvalidText)
-		default:
-			m.answer(c, fmt.Errorf("udpchat: relay refused the message (code %d)", p.code))
-		}
-		// The relay used up its member seq: it stays in the outbox, so a
-		// new relay is offered an unbroken run of member seqs.
-		c.confirmed, c.seqBound = true, 0
-		m.prune()
-		return
-	}
-}
-
-// fail ends the member for good: the group refused it.
-func (m *Member) fail(err error) {
-	m.state, m.failErr = stateFailed, err
-	for _, c := range m.outbox {
-		m.answer(c, err)
-	}
-	m.outbox = nil
-	close(m.failed)
-	m.cfg.logger.Warn("udpchat member failed", "name", m.name, "err", err)
-}
-
-// answer tells a waiting Send how its chat fared and frees its place in
-// the send window.
-func (m *Member) answer(c *pendingChat, err error) {
-	if c.done == nil {
-		return
-	}
-	c.done <- err
-	c.done = nil
-	<-m.window
-}
-
-// rejoin starts joining again after losing the relay. Pending chats stay
-// and are resent once the relay welcomes us.
-func (m *Member) rejoin(now time.Time, why string) {
-	m.cfg.logger.Info("udpchat rejoining", "name", m.name, "why", why)
-	m.state = stateJoining
-	m.nonce, m.cookie = randomID(), [cookieLen]byte{}
-	m.joinNext, m.joinBackoff, m.rejoinSince = now, joinRetryMin, now
-	signal(m.kick)
-}
-
-// deliver takes a deliver datagram into the ordered stream.
-func (m *Member) deliver(p *packet, now time.Time) {
-	if p.kind == KindChat && p.epoch == m.epoch && p.seq >= m.ackFrom && string(p.name) == m.name {
-		m.ack(p.mseq, p.seq, now)
-	}
-	m.lastSeq = max(m.lastSeq, p.seq)
-	if _, dup := m.early[p.seq]; dup || p.seq < m.next {
-		m.stats.Duplicates++
-		return
-	}
-	if p.seq-m.next < uint64(m.queue.cap()) {
-		m.early[p.seq] = earlyMsg{
-			msg: Message{
-				Seq:  p.seq,
-				Kind: p.kind,
-				From: m.intern(p.name),
-				Text: string(p.text),
-				Time: time.Unix(0, p.unixNano),
-			},
-			epoch: p.epoch,
-			mseq:  p.mseq,
-		}
-	}
-	m.advance(now)
-}
-
-// intern returns name as a string, shared with the roster's copy when there
-// is one, so that a busy member does not allocate a name per message.
-func (m *Member) intern(name []byte) string {
-	if e, ok := m.roster[string(name)]; ok {
-		return e.name
-	}
-	return string(name)
-}
-
-// advance moves messages that are next in order into the queue while it
-// has room, and asks the relay for missing ones.
-func (m *Member) advance(now time.Time) {
-	if m.gap != nil && m.queue.n < m.queue.cap() {
-		m.push(rxItem{err: m.gap})
-		m.gap = nil
-	}
-	for m.queue.n < m.queue.cap() && m.gap == nil {
-		e, ok := m.early[m.next]
-		if !ok {
-			break
-		}
-		delete(m.early, m.next)
-		m.next++
-		switch {
-		case e.msg.Kind != KindChat:
-			m.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)
-		case !m.firstCopy(e):
-			m.stats.Duplicates++
-			continue
-		}
-		m.push(rxItem{msg: e.msg})
-	}
-	if m.lastSeq >= m.next {
-		m.nack(now, false)
-	}
-}
-
-// firstCopy reports whether e is a sender's chat not taken before. A
-// sender's chats are sequenced in its own order, so an older member seq
-// from the same epoch is a copy sequenced again.
-func (m *Member) firstCopy(e earlyMsg) bool {
-	o, ok := m.origins[e.msg.From]
-	if ok && o.epoch == e.epoch && e.mseq <= o.mseq {
-		return false
-	}
-	if !ok && len(m.origins) >= maxOrigins {
-		// Forget senders not heard from in a long while: no relay or
-		// sender still holds their chats to send them again.
-		for name, o := range m.origins {
-			if o.seq+uint64(4*m.history) < e.msg.Seq {
-				delete(m.origins, name)
-			}
-		}
-	}
-	m.origins[e.msg.From] = origin{e.epoch, e.mseq, e.msg.Seq}
-	return true
-}
-
-// nack asks the relay for the missing seqs between next and lastSeq, as
-// far as the queue has room for them. Seqs never asked for are asked for at
-// once; with all set, it asks again for every missing seq, which tick does
-// every nackInterval until they arrive.
-func (m *Member) nack(now time.Time, all bool) {
-	room := uint64(m.queue.cap() - m.queue.n)
-	if room == 0 {
-		// Receive makes room and asks again; tick need not spin meanwhile.
-		m.nackAt = now.Add(nackInterval)
-		return
-	}
-	start, end := m.next, min(m.lastSeq, m.next+room-1)
-	if !all {
-		start = max(start, m.nackHigh+1)
-	}
-	b := appendHeader(make([]byte, 0, headerLen+16*maxNackRanges), tNack, m.session)
-	// As many ranges as fit the smaller buffer, sealed.
-	ranges := min(maxNackRanges, (min(m.cfg.bufferSize, m.maxDatagram)-headerLen-m.cfg.sealOverhead())/16)
-	n := 0
-	for s := start; s <= end && n < ranges; s++ {
-		if _, ok := m.early[s]; ok {
-			continue
-		}
-		first := s
-		for s+1 <= end {
-			if _, ok := m.early[s+1]; ok {
-				break
-			}
-			s++
-		}
-		b = binary.BigEndian.AppendUint64(b, first)
-		b = binary.BigEndian.AppendUint64(b, s)
-		m.nackHigh = max(m.nackHigh, s)
-		n++
-	}
-	if n == 0 {
-		return
-	}
-	m.writeLocked(b)
-	m.stats.NACKs++
-	if all || m.nackAt.Before(now) {
-		m.nackAt = now.Add(nackInterval)
-	}
-}
-
-// gone reports messages the relay no longer has.
-// The gap ends before the first message the member holds: those arrived.
-// The join and leave events in the gap are lost too, so the member list is
-// loaded again.
-func (m *Member) gone(first, last uint64, now time.Time) {
-	if m.next < first || m.next > last || m.queue.n == m.queue.cap() {
-		return
-	}
-	end := m.next
-	for end < last {
-		if _, held := m.early[end+1]; held {
-			break
-		}
-		end++
-	}
-	m.push(rxItem{err: &GapError{First: m.next, Last: end}})
-	m.stats.Missed += end - m.next + 1
-	m.next = end + 1
-	m.nackHigh = max(m.nackHigh, end)
-	if !m.rosterLoading {
-		m.rosterLoading, m.rosterAfter, m.rosterNext = true, "", now
-		signal(m.kick)
-	}
-	m.advance(now)
-}
-
-func (m *Member) push(it rxItem) {
-	m.queue.push(it)
-	signal(m.ready)
-}
-
-// ack confirms every chat up to mseq: the relay has sequenced them all,
-// each at a seq no higher than bound.
-func (m *Member) ack(mseq, bound uint64, now time.Time) {
-	var head *pendingChat // the first chat still unconfirmed
-	progress := false
-	for _, c := range m.outbox {
-		if c.confirmed {
-			continue
-		}
-		if c.mseq > mseq {
-			if head == nil {
-				head = c
-			}
-			if progress {
-				// The relay is answering: what is left need not wait out
-				// a long backoff earned while it was not.
-				c.rto = rtoMin
-				if !c.sentAt.IsZero() && c.next.After(c.sentAt.Add(rtoMin)) {
-					c.next = c.sentAt.Add(rtoMin)
-				}
-			}
-			continue
-		}
-		c.confirmed, c.seqBound, progress = true, bound, true
-		if c.done != nil {
-			m.stats.Sent++
-			m.answer(c, nil)
-		}
-	}
-	m.prune()
-	// The relay has everything before the head but not the head: it was
-	// lost, so resend it now rather than after its timeout (unless it has
-	// only just gone out).
-	if head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > rtoMin/5 {
-		head.next = now
-		signal(m.kick)
-	}
-}
-
-// prune drops confirmed chats from the front of the outbox once every
-// member has them.
-func (m *Member) prune() {
-	n := 0
-	for n < len(m.outbox) && m.outbox[n].confirmed && m.outbox[n].seqBound <= m.prunable {
-		n++
-	}
-	if n > 0 {
-		clear(m.outbox[:n])
-		m.outbox = m.outbox[n:]
-		signal(m.room)
-	}
-}
-
-// outboxCap bounds the outbox. The relay's stable seq trails its newest by
-// at most its history, plus the time until members report progress; twice
-// the history leaves room for that.
-func (m *Member) outboxCap() int { return 2*m.history + sendWindow }
-
-func (m *Member) sendChat(c *pendingChat, now time.Time) {
-	if !c.sentAt.IsZero() {
-		m.stats.Retransmitted++
-	}
-	m.writeLocked(appendChat(make([]byte, 0, chatHdrLen+len(c.text)), m.session, c.mseq, c.text))
-	c.sentAt, c.next = now, now.Add(c.rto)
-	c.rto = min(2*c.rto, rtoMax)
-}
-
-// rosterPage takes one page of the member list.
-func (m *Member) rosterPage(p *packet, now time.Time) {
-	if !m.rosterLoading || string(p.name) != m.rosterAfter {
-		return
-	}
-	if m.rosterAfter == "" {
-		m.rosterSeq = p.seq
-	}
-	last := ""
-	for rest := p.entries; ; {
-		name, r, ok := nextRosterEntry(rest)
-		if !ok {
-			break
-		}
-		rest = r
-		last = string(name)
-		m.setPresentSeq(last, true, p.seq)
-	}
-	if p.more && last != "" {
-		m.rosterAfter, m.rosterNext = last, now
-		signal(m.kick)
-		return
-	}
-	m.rosterLoading = false
-	// Names no page listed and no newer event set have left.
-	for name, e := range m.roster {
-		if !e.present || e.seq < m.rosterSeq {
-			delete(m.roster, name)
-		}
-	}
-	select {
-	case <-m.joined:
-	default:
-		close(m.joined)
-	}
-}
-
-func (m *Member) setPresent(name string, present bool, seq uint64) {
-	m.setPresentSeq(name, present, seq)
-	if !present && !m.rosterLoading {
-		delete(m.roster, name)
-	}
-}
-
-// setPresentSeq records a join or leave, unless something newer is known:
-// roster pages and events may arrive in either order.
-func (m *Member) setPresentSeq(name string, present bool, seq uint64) {
-	if e, ok := m.roster[name]; ok && e.seq > seq {
-		return
-	}
-	m.roster[name] = rosterEntry{name: name, present: present, seq: seq}
-}
-
-// timerLoop sends what is due: joins, heartbeats, retransmissions, NACKs
-// and roster requests, and notices a relay that went silent.
+// timerLoop runs the mode's tick whenever something is due (joins,
+// heartbeats, retransmissions, NACKs, roster requests, noticing a relay
+// that went silent) or the member kicks it.
 func (m *Member) timerLoop() {
 	defer m.wg.Done()
 	t := time.NewTimer(0)
@@ -1082,84 +412,10 @@ func (m *Member) timerLoop() {
 		case <-m.kick:
 		}
 		m.mu.Lock()
-		var d time.Duration
-		if m.cfg.plainText {
-			d = m.tickPlain(time.Now())
-		} else {
-			d = m.tick(time.Now())
-		}
+		d := m.mode.tick(time.Now())
 		m.mu.Unlock()
 		t.Reset(d)
 	}
-}
-
-// tick does what is due at now and returns how long until something is
-// due next.
-func (m *Member) tick(now time.Time) time.Duration {
-	var due time.Time
-	soonest := func(t time.Time) {
-		if due.IsZero() || t.Before(due) {
-			due = t
-		}
-	}
-	switch m.state {
-	case stateJoining:
-		if !now.Before(m.joinNext) {
-			first := m.mseq + 1
-			if len(m.outbox) > 0 {
-				first = m.outbox[0].mseq
-			}
-			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.nonce, m.inc, m.epoch, first, &m.cookie, m.name))
-			m.joinNext = now.Add(m.joinBackoff)
-			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
-		}
-		soonest(m.joinNext)
-	case stateJoined:
-		if now.Sub(m.lastHeard) > m.expiry {
-			m.rejoin(now, "relay silent")
-			return 0
-		}
-		if now.Sub(m.lastBeat) >= m.heartbeat {
-			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.next, m.stable))
-			m.lastBeat = now
-		}
-		soonest(m.lastBeat.Add(m.heartbeat))
-		soonest(m.lastHeard.Add(m.expiry + time.Millisecond))
-		if m.rosterLoading {
-			if !now.Before(m.rosterNext) {
-				m.writeLocked(appendRosterReq(make([]byte, 0, headerLen+1+maxNameLen), m.session, m.rosterAfter))
-				m.rosterNext = now.Add(rtoMin)
-			}
-			soonest(m.rosterNext)
-		}
-		// The relay holds at most sendWindow member seqs past the first
-		// unconfirmed one.
-		var limit uint64
-		for _, c := range m.outbox {
-			if c.confirmed {
-				continue
-			}
-			if limit == 0 {
-				limit = c.mseq + sendWindow
-			}
-			if c.mseq >= limit {
-				break
-			}
-			if !now.Before(c.next) {
-				m.sendChat(c, now)
-			}
-			soonest(c.next)
-		}
-		if m.lastSeq >= m.next {
-			if !now.Before(m.nackAt) {
-				m.nack(now, true)
-			}
-			soonest(m.nackAt)
-		}
-	default:
-		return time.Hour
-	}
-	return max(due.Sub(now), time.Millisecond)
 }
 
 // signal wakes one waiter of a channel with a buffer of one.
@@ -1168,31 +424,4 @@ func signal(c chan struct{}) {
 	case c <- struct{}{}:
 	default:
 	}
-}
-
-// rxItem is one entry of the Receive queue: a message or a gap.
-type rxItem struct {
-	msg Message
-	err error
-}
-
-// ring is a fixed-size FIFO of rxItems.
-type ring struct {
-	buf     []rxItem
-	head, n int
-}
-
-func (r *ring) cap() int { return len(r.buf) }
-
-func (r *ring) push(it rxItem) {
-	r.buf[(r.head+r.n)%len(r.buf)] = it
-	r.n++
-}
-
-func (r *ring) pop() rxItem {
-	it := r.buf[r.head]
-	r.buf[r.head] = rxItem{}
-	r.head = (r.head + 1) % len(r.buf)
-	r.n--
-	return it
 }

@@ -8,8 +8,15 @@ import (
 	"time"
 )
 
-// A plain Member sends lines and hands every line it receives to
-// Receive. m.mu guards what it keeps.
+// A plainMember is the member side of plain text (WithPlainText): it
+// sends lines and hands every line it receives to Receive. There is no
+// handshake: the member is in as soon as it listens. m.mu guards what it
+// keeps.
+type plainMember struct {
+	*Member
+	heard map[string]*heardName // the names heard from, for Members
+	seq   uint64                // numbers received lines
+}
 
 // maxHeard bounds the names a plain member remembers for Members.
 const maxHeard = DefaultMaxMembers
@@ -20,8 +27,28 @@ type heardName struct {
 	at   time.Time
 }
 
-// handlePlain takes one received line. m.mu is held.
-func (m *Member) handlePlain(b []byte) {
+func newPlainMember(m *Member) (*plainMember, error) {
+	m.state = stateJoined
+	m.heartbeat, m.expiry, m.maxDatagram = m.cfg.heartbeat, m.cfg.expiry, m.cfg.bufferSize
+	if m.cfg.broadcast != nil {
+		if err := m.listenGroup(addrPortOf(m.cfg.broadcast)); err != nil {
+			return nil, fmt.Errorf("listening for the relay's broadcast at %s: %w", m.cfg.broadcast, err)
+		}
+	}
+	return &plainMember{Member: m, heard: make(map[string]*heardName)}, nil
+}
+
+// join has nothing to wait for.
+func (m *plainMember) join(context.Context) error { return nil }
+
+// received: Receive's room changes nothing, plain text has no repairs.
+func (m *plainMember) received(time.Time) {}
+
+// leaving: a plain relay has nothing to be told.
+func (m *plainMember) leaving() []byte { return nil }
+
+// handle takes one received line.
+func (m *plainMember) handle(b []byte, now time.Time) {
 	name, text, ok := parsePlain(b)
 	if !ok || m.state != stateJoined {
 		m.stats.Dropped++
@@ -30,11 +57,10 @@ func (m *Member) handlePlain(b []byte) {
 	if len(text) == 0 {
 		return // a keepalive, which a relay that forwards everything passes on
 	}
-	if m.queue.n == m.queue.cap() {
+	if m.in.full() {
 		m.stats.Dropped++ // nothing can repair it: plain text has no history
 		return
 	}
-	now := time.Now()
 	h := m.heard[string(name)]
 	if h == nil {
 		h = &heardName{name: string(name)}
@@ -43,12 +69,12 @@ func (m *Member) handlePlain(b []byte) {
 		}
 	}
 	h.at = now
-	m.plainSeq++
-	m.push(rxItem{msg: Message{Seq: m.plainSeq, Kind: KindChat, From: h.name, Text: string(text), Time: now}})
+	m.seq++
+	m.in.push(rxItem{msg: Message{Seq: m.seq, Kind: KindChat, From: h.name, Text: string(text), Time: now}})
 }
 
-// sendPlain sends "name: text".
-func (m *Member) sendPlain(ctx context.Context, text string) error {
+// send sends "name: text".
+func (m *plainMember) send(ctx context.Context, text string) error {
 	if text == "" {
 		return fmt.Errorf("%w: an empty line only tells a plain relay that the member listens", ErrInvalidText)
 	}
@@ -72,9 +98,9 @@ func (m *Member) sendPlain(ctx context.Context, text string) error {
 	return nil
 }
 
-// tickPlain sends "name:" every heartbeat, so that the relay keeps
-// forwarding to this member, and returns how long until the next.
-func (m *Member) tickPlain(now time.Time) time.Duration {
+// tick sends "name:" every heartbeat, so that the relay keeps forwarding
+// to this member, and returns how long until the next.
+func (m *plainMember) tick(now time.Time) time.Duration {
 	if m.state != stateJoined {
 		return time.Hour
 	}
@@ -90,9 +116,8 @@ func (m *Member) tickPlain(now time.Time) time.Duration {
 	return max(m.lastBeat.Add(m.heartbeat).Sub(now), time.Millisecond)
 }
 
-// plainMembers lists the names heard within the expiry span. m.mu is
-// held.
-func (m *Member) plainMembers() []MemberInfo {
+// members lists the names heard within the expiry span.
+func (m *plainMember) members() []MemberInfo {
 	now := time.Now()
 	out := make([]MemberInfo, 0, len(m.heard))
 	for name, h := range m.heard {

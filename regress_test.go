@@ -74,7 +74,7 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	r.mu.Lock()
 	seq, oldest := r.q.seq, r.q.oldestSeq()
 	bob.mu.Lock()
-	nack := appendU64Pair(nil, tNack, bob.session, oldest, oldest)
+	nack := appendU64Pair(nil, tNack, bob.mode.(*memberSession).session, oldest, oldest)
 	bob.mu.Unlock()
 	now := time.Now()
 	r.handle(nack, r.proto().sessions.byName["bob"].addr, now)
@@ -148,7 +148,7 @@ func TestGoneKeepsHeldMessages(t *testing.T) {
 	bob := join(t, r, "bob")
 	expect(t, bob, KindJoin, "bob", "")
 	bob.mu.Lock()
-	inc, n := bob.inc, bob.next
+	inc, n := bob.mode.(*memberSession).inc, bob.in.next
 	bob.mu.Unlock()
 	now := time.Now().UnixNano()
 	for s := n + 1; s <= n+5; s++ {
@@ -179,10 +179,10 @@ func TestFullQueueDoesNotSpin(t *testing.T) {
 	waitFor(t, func() bool {
 		bob.mu.Lock()
 		defer bob.mu.Unlock()
-		return bob.lastSeq > bob.next
+		return bob.in.lastSeq > bob.in.next
 	}, "bob to learn of messages he has no room for")
 	bob.mu.Lock()
-	d := bob.tick(time.Now())
+	d := bob.mode.tick(time.Now())
 	bob.mu.Unlock()
 	if d < nackInterval/2 {
 		t.Errorf("timer loop re-arms after %v with a full queue", d)
@@ -248,7 +248,7 @@ func TestOldSessionDeliverDoesNotConfirm(t *testing.T) {
 	waitFor(t, func() bool {
 		alice.mu.Lock()
 		defer alice.mu.Unlock()
-		return alice.state == stateJoined && alice.stats.Rejoins == 1 && alice.next > alice.lastSeq
+		return alice.state == stateJoined && alice.stats.Rejoins == 1 && alice.in.next > alice.in.lastSeq
 	}, "alice to rejoin and catch up")
 	px.setFilter(func(bool, *packet) bool { return false })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -278,7 +278,7 @@ func TestRestartLaggardGetsGap(t *testing.T) {
 	waitFor(t, func() bool {
 		alice.mu.Lock()
 		defer alice.mu.Unlock()
-		return alice.prunable > 128 // she forgot chats bob lacks
+		return alice.out.prunable > 128 // she forgot chats bob lacks
 	}, "the stable seq to pass the history")
 	rr.stopRelay(true) // crash
 	startRelay(t, append(opts, WithAddr(rr.addr))...)
@@ -321,8 +321,8 @@ func TestOriginsPruneKeepsRecentSenders(t *testing.T) {
 
 	sent := expireWhileDeaf(t, r, alice, bob, "once")
 	bob.mu.Lock()
-	for i := len(bob.origins); i < maxOrigins; i++ {
-		bob.origins["gone"+strconv.Itoa(i)] = origin{uint64(i + 1), 1, 1} // senders of long ago
+	for i := len(bob.in.origins); i < maxOrigins; i++ {
+		bob.in.origins["gone"+strconv.Itoa(i)] = origin{uint64(i + 1), 1, 1} // senders of long ago
 	}
 	bob.mu.Unlock()
 	if err := carol.Send(ctxT(t), "a new name speaks"); err != nil {
@@ -394,7 +394,7 @@ func TestLossyExpiryRejoin(t *testing.T) {
 func expireWhileDeaf(t *testing.T, r *Relay, alice, bob *Member, text string) <-chan error {
 	t.Helper()
 	alice.mu.Lock()
-	alice.rejoin(time.Now(), "test: deaf to the relay") // drops what the relay says until welcomed
+	alice.mode.(*memberSession).rejoin(time.Now(), "test: deaf to the relay") // drops what the relay says until welcomed
 	alice.mu.Unlock()
 	sent := make(chan error, 1)
 	go func() { sent <- alice.Send(ctxT(t), text) }()

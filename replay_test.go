@@ -308,7 +308,7 @@ func TestNackFitsSmallBuffer(t *testing.T) {
 			var mu sync.Mutex
 			drop := 0
 			bob.mu.Lock()
-			first := bob.next
+			first := bob.in.next
 			bob.mu.Unlock()
 			px.setFilter(func(up bool, p *packet) bool {
 				mu.Lock()

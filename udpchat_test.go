@@ -619,7 +619,7 @@ func TestJunkDatagrams(t *testing.T) {
 
 	// A genuine chat of alice's, as an eavesdropper would capture it.
 	alice.mu.Lock()
-	genuine := appendChat(nil, alice.session, alice.mseq+1, "captured")
+	genuine := appendChat(nil, alice.mode.(*memberSession).session, alice.out.mseq+1, "captured")
 	alice.mu.Unlock()
 
 	attacker := dialRaw(t, r.Addr())

@@ -1,0 +1,479 @@
+package udpchat
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// A memberSession is the member side of the protocol: the handshake
+// (cookie, welcome) and rejoins, the datagrams the relay sends, and the
+// timer's joins, heartbeats, retransmissions, NACKs and roster requests. It
+// moves the state the Member owns (inbox, outbox, roster) by what the relay
+// says. Its methods run under m.mu, except join and send.
+type memberSession struct {
+	*Member
+
+	joined chan struct{} // closed once the first join and roster are complete
+
+	nonce       uint64          // of the join under way
+	cookie      [cookieLen]byte // the relay's answer to our address and nonce; zero until it gives one
+	joinNext    time.Time
+	joinBackoff time.Duration
+	rejoinSince time.Time // when the current rejoin began; zero for the first join
+
+	opened      []byte // an opened datagram, with a key
+	relaySalt   uint32 // with a key: the relay's sealing salt
+	relayReplay replay // and the counters of its control datagrams taken
+
+	inc, session uint64    // the relay's incarnation, and our session with it
+	lastHeard    time.Time // any valid datagram from the relay
+}
+
+func newMemberSession(m *Member) *memberSession {
+	s := &memberSession{
+		Member:      m,
+		joined:      make(chan struct{}),
+		nonce:       randomID(),
+		joinBackoff: joinRetryMin,
+	}
+	if m.cfg.keys != nil {
+		s.opened = make([]byte, readBufSize)
+	}
+	return s
+}
+
+// join waits for the welcome and the member list.
+func (m *memberSession) join(ctx context.Context) error {
+	select {
+	case <-m.joined:
+		m.cfg.logger.Info("udpchat joined", "name", m.name, "relay", m.cfg.addr)
+		return nil
+	case <-m.failed:
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	state, failErr, lastErr, welcomed := m.state, m.failErr, m.lastErr, m.inc != 0
+	m.mu.Unlock()
+	m.Close()
+	switch {
+	case state == stateFailed:
+		return failErr
+	case welcomed:
+		return fmt.Errorf("udpchat: join: loading the member list: %w", ctx.Err())
+	case lastErr != nil:
+		return fmt.Errorf("%w at %s (%w): %w", ErrRelayUnreachable, m.cfg.addr, lastErr, ctx.Err())
+	}
+	return fmt.Errorf("%w at %s: %w", ErrRelayUnreachable, m.cfg.addr, ctx.Err())
+}
+
+// send sends a chat and waits until the relay has sequenced it (see Send).
+func (m *memberSession) send(ctx context.Context, text string) error {
+	m.mu.Lock()
+	limit := min(m.cfg.bufferSize, m.maxDatagram)
+	m.mu.Unlock()
+	if size := deliverHdrLen + len(m.name) + len(text) + m.cfg.sealOverhead(); size > limit {
+		return fmt.Errorf("%w: %d bytes with header and name, limit %d", ErrMessageTooLarge, size, limit)
+	}
+	select {
+	case m.out.window <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-m.done:
+		return ErrClosed
+	}
+	done := make(chan error, 1) // p.done is cleared under m.mu once answered
+	p := &pendingChat{text: text, done: done, rto: rtoMin}
+	m.mu.Lock()
+	for {
+		switch {
+		case m.state == stateClosed:
+			m.mu.Unlock()
+			<-m.out.window
+			return ErrClosed
+		case m.state == stateFailed:
+			err := m.failErr
+			m.mu.Unlock()
+			<-m.out.window
+			return err
+		case !m.out.full():
+		default:
+			// The outbox keeps what not every member has yet, for a relay
+			// restart; it may not outgrow what the relay's history holds.
+			m.mu.Unlock()
+			select {
+			case <-m.out.room:
+			case <-ctx.Done():
+				<-m.out.window
+				return ctx.Err()
+			case <-m.done:
+				<-m.out.window
+				return ErrClosed
+			case <-m.failed:
+			}
+			m.mu.Lock()
+			continue
+		}
+		break
+	}
+	if m.out.add(p) && m.state == stateJoined {
+		m.sendChat(p, time.Now())
+	}
+	m.mu.Unlock()
+
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		m.mu.Lock()
+		silent := m.state == stateJoining
+		m.mu.Unlock()
+		if silent {
+			return fmt.Errorf("%w: %w", ErrRelayUnreachable, ctx.Err())
+		}
+		return ctx.Err()
+	case <-m.done:
+		return ErrClosed
+	}
+}
+
+// members returns the group's members as the roster knows them.
+func (m *memberSession) members() []MemberInfo { return m.roster.list() }
+
+// received asks for more now that Receive made room.
+func (m *memberSession) received(now time.Time) { m.advance(now) }
+
+// leaving returns LEAVE if the member is in the group.
+func (m *memberSession) leaving() []byte {
+	if m.state != stateJoined {
+		return nil
+	}
+	return appendHeader(nil, tLeave, m.session)
+}
+
+// handle processes one datagram from the relay (the protocol's).
+func (m *memberSession) handle(b []byte, now time.Time) {
+	var salt uint32
+	var count uint64
+	if m.sealer != nil {
+		plain, s, c, err := m.cfg.keys.open(m.opened, b)
+		if err != nil {
+			m.stats.Dropped++
+			return
+		}
+		b, salt, count = plain, s, c
+	}
+	var p packet
+	if decode(b, &p) != nil {
+		m.stats.Dropped++
+		return
+	}
+	switch {
+	case p.typ == tBye && p.session != m.session:
+		// Only the relay knows our session: a stranger cannot end it.
+		m.stats.Dropped++
+		return
+	case m.state == stateClosed:
+		if p.typ == tBye {
+			signal(m.leaveAck)
+		}
+		return
+	case m.state == stateFailed:
+		return
+	case p.typ == tWelcome:
+		if m.state == stateJoining && p.nonce == m.nonce {
+			m.relaySalt, m.relayReplay = salt, replay{newest: count, seen: 1}
+			m.welcome(&p, now)
+		}
+		return
+	case p.typ == tCookie:
+		if m.state == stateJoining && p.nonce == m.nonce {
+			// Join again at once, proving we receive at our address.
+			m.cookie = p.cookie
+			m.joinNext = now
+			signal(m.kick)
+		}
+		return
+	case p.typ == tError:
+		m.relayError(&p, now)
+		return
+	case m.state != stateJoined:
+		return
+	case m.sealer != nil && (p.id != m.inc || salt != m.relaySalt || (p.typ != tDeliver && !m.relayReplay.fresh(count))):
+		// Replayed, or sealed by another sender with the key (another
+		// relay of the group included: anyone who captured one of our
+		// datagrams could have it answer with a BYE for our session, so
+		// with a key a restarted relay is noticed by its silence).
+		// Delivers are exempt: they are resent from history, and their
+		// seqs make a replayed one harmless.
+		m.stats.Dropped++
+		return
+	case p.typ == tBye:
+		// The relay does not know our session: it restarted (its
+		// incarnation differs), expired us or is closing.
+		m.rejoin(now, "the relay holds no session for us")
+		return
+	case p.id != m.inc:
+		// A relay that restarted answers our next heartbeat with BYE;
+		// until then its datagrams, and late ones of the old relay, are
+		// not ours to take.
+		m.stats.Dropped++
+		return
+	}
+	m.lastHeard = now
+	switch p.typ {
+	case tDeliver:
+		m.deliver(&p, now)
+	case tStatus:
+		m.out.heard(p.stable, p.prunable)
+		m.ack(p.mseq, p.seq, now)
+		m.in.saw(p.seq)
+		m.advance(now)
+	case tGone:
+		m.gone(p.ranges[0][0], p.ranges[0][1], now)
+	case tRoster:
+		switch more, loaded := m.roster.page(&p, now); {
+		case more:
+			signal(m.kick)
+		case loaded:
+			select {
+			case <-m.joined:
+			default:
+				close(m.joined)
+			}
+		}
+	default:
+		m.stats.Dropped++
+	}
+}
+
+// welcome completes a join or a rejoin.
+func (m *memberSession) welcome(p *packet, now time.Time) {
+	first := m.inc == 0
+	restarted := !first && p.id != m.inc
+	if restarted {
+		// A new relay numbers anew, from 1 for members of the old one.
+		clear(m.roster.entries)
+		m.stats.Missed += m.in.newRelay(m.out.stable)
+	}
+	if first || restarted {
+		m.in.start(p.seq)
+		m.roster.load(now)
+		m.out.newRelay()
+	}
+	if p.session != m.session {
+		// A new session takes the outbox from its first chat on; only
+		// delivers of this session confirm our chats.
+		m.in.ackFrom = p.seq
+		m.out.newSession(now)
+	}
+	if !first {
+		m.stats.Rejoins++
+		m.cfg.logger.Info("udpchat rejoined", "name", m.name, "restarted", restarted)
+	}
+	m.inc, m.session = p.id, p.session
+	m.heartbeat, m.expiry, m.maxDatagram, m.out.history = p.heartbeat, p.expiry, p.maxDatagram, p.history
+	m.in.forget = uint64(4 * p.history)
+	m.state, m.rejoinSince = stateJoined, time.Time{}
+	m.lastHeard, m.lastBeat = now, time.Time{} // beat at once: its answer says what we missed
+	if p.group != m.group {
+		if err := m.listenGroup(p.group); err != nil {
+			m.fail(fmt.Errorf("udpchat: listening for the relay's broadcast at %s: %w", p.group, err))
+			return
+		}
+	}
+	m.advance(now)
+	signal(m.kick)
+}
+
+// relayError handles a refusal from the relay.
+func (m *memberSession) relayError(p *packet, now time.Time) {
+	if m.state == stateJoining && p.ref == m.nonce {
+		var err error
+		switch p.code {
+		case codeNameTaken:
+			err = ErrNameTaken
+		case codeFull:
+			err = ErrRelayFull
+		case codeBadName:
+			err = ErrInvalidName
+		default:
+			m.stats.Dropped++
+			return
+		}
+		// On a rejoin the name may still be held by our own expired
+		// session for a while; keep trying for two expiry spans.
+		if !m.rejoinSince.IsZero() && err != ErrInvalidName && now.Sub(m.rejoinSince) < 2*m.expiry {
+			return
+		}
+		m.fail(fmt.Errorf("udpchat: join as %q: %w", m.name, err))
+		return
+	}
+	if m.state != stateJoined || p.id != m.inc {
+		return
+	}
+	var err error
+	switch p.code {
+	case codeTooLarge:
+		err = ErrMessageTooLarge
+	case codeInvalidText:
+		err = ErrInvalidText
+	default:
+		err = fmt.Errorf("udpchat: relay refused the message (code %d)", p.code)
+	}
+	m.out.refuse(p.ref, err)
+}
+
+// fail ends the member for good: the group refused it.
+func (m *memberSession) fail(err error) {
+	m.state, m.failErr = stateFailed, err
+	m.out.closeAll(err)
+	close(m.failed)
+	m.cfg.logger.Warn("udpchat member failed", "name", m.name, "err", err)
+}
+
+// rejoin starts joining again after losing the relay. Pending chats stay
+// and are resent once the relay welcomes us.
+func (m *memberSession) rejoin(now time.Time, why string) {
+	m.cfg.logger.Info("udpchat rejoining", "name", m.name, "why", why)
+	m.state = stateJoining
+	m.nonce, m.cookie = randomID(), [cookieLen]byte{}
+	m.joinNext, m.joinBackoff, m.rejoinSince = now, joinRetryMin, now
+	signal(m.kick)
+}
+
+// deliver takes a deliver datagram into the ordered stream.
+func (m *memberSession) deliver(p *packet, now time.Time) {
+	if p.kind == KindChat && p.epoch == m.out.epoch && p.seq >= m.in.ackFrom && string(p.name) == m.name {
+		m.ack(p.mseq, p.seq, now)
+	}
+	dup, keep := m.in.offer(p.seq)
+	if dup {
+		m.stats.Duplicates++
+		return
+	}
+	if keep {
+		m.in.hold(earlyMsg{
+			msg: Message{
+				Seq:  p.seq,
+				Kind: p.kind,
+				From: m.roster.intern(p.name),
+				Text: string(p.text),
+				Time: time.Unix(0, p.unixNano),
+			},
+			epoch: p.epoch,
+			mseq:  p.mseq,
+		})
+	}
+	m.advance(now)
+}
+
+// advance moves messages that are next in order into the queue while it
+// has room, and asks the relay for missing ones.
+func (m *memberSession) advance(now time.Time) {
+	m.stats.Duplicates += m.in.advance(&m.roster)
+	if m.in.missing() {
+		m.nack(now, false)
+	}
+}
+
+// nack asks the relay for missing seqs (see inbox.nack), in as many ranges
+// as fit the smaller buffer, sealed.
+func (m *memberSession) nack(now time.Time, all bool) {
+	var ranges [maxNackRanges][2]uint64
+	fit := max(0, min(maxNackRanges, (min(m.cfg.bufferSize, m.maxDatagram)-headerLen-m.cfg.sealOverhead())/16))
+	n := m.in.nack(now, all, ranges[:fit])
+	if n == 0 {
+		return
+	}
+	b := appendHeader(make([]byte, 0, headerLen+16*n), tNack, m.session)
+	for _, r := range ranges[:n] {
+		b = binary.BigEndian.AppendUint64(b, r[0])
+		b = binary.BigEndian.AppendUint64(b, r[1])
+	}
+	m.writeLocked(b)
+	m.stats.NACKs++
+}
+
+// gone reports messages the relay no longer has. The join and leave events
+// among them are lost too, so the member list is loaded again.
+func (m *memberSession) gone(first, last uint64, now time.Time) {
+	lost := m.in.gone(first, last)
+	if lost == 0 {
+		return
+	}
+	m.stats.Missed += lost
+	if !m.roster.loading {
+		m.roster.load(now)
+		signal(m.kick)
+	}
+	m.advance(now)
+}
+
+// ack confirms our chats up to mseq, each sequenced at a seq no higher
+// than bound.
+func (m *memberSession) ack(mseq, bound uint64, now time.Time) {
+	answered, resend := m.out.ack(mseq, bound, now)
+	m.stats.Sent += uint64(answered)
+	if resend {
+		signal(m.kick)
+	}
+}
+
+// sendChat sends c (again) and counts a retransmission.
+func (m *memberSession) sendChat(c *pendingChat, now time.Time) {
+	m.writeLocked(appendChat(make([]byte, 0, chatHdrLen+len(c.text)), m.session, c.mseq, c.text))
+	if m.out.sent(c, now) {
+		m.stats.Retransmitted++
+	}
+}
+
+// tick does what is due at now and returns how long until something is
+// due next.
+func (m *memberSession) tick(now time.Time) time.Duration {
+	var due time.Time
+	soonest := func(t time.Time) {
+		if due.IsZero() || t.Before(due) {
+			due = t
+		}
+	}
+	switch m.state {
+	case stateJoining:
+		if !now.Before(m.joinNext) {
+			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.nonce, m.inc, m.out.epoch, m.out.first(), &m.cookie, m.name))
+			m.joinNext = now.Add(m.joinBackoff)
+			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
+		}
+		soonest(m.joinNext)
+	case stateJoined:
+		if now.Sub(m.lastHeard) > m.expiry {
+			m.rejoin(now, "relay silent")
+			return 0
+		}
+		if now.Sub(m.lastBeat) >= m.heartbeat {
+			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.in.next, m.out.stable))
+			m.lastBeat = now
+		}
+		soonest(m.lastBeat.Add(m.heartbeat))
+		soonest(m.lastHeard.Add(m.expiry + time.Millisecond))
+		if ask, at := m.roster.due(now); !at.IsZero() {
+			if ask {
+				m.writeLocked(appendRosterReq(make([]byte, 0, headerLen+1+maxNameLen), m.session, m.roster.after))
+			}
+			soonest(at)
+		}
+		if t := m.out.due(now, func(c *pendingChat) { m.sendChat(c, now) }); !t.IsZero() {
+			soonest(t)
+		}
+		if m.in.missing() {
+			if !now.Before(m.in.nackAt) {
+				m.nack(now, true)
+			}
+			soonest(m.in.nackAt)
+		}
+	default:
+		return time.Hour
+	}
+	return max(due.Sub(now), time.Millisecond)
+}

@@ -1,0 +1,221 @@
+package udpchat
+
+import "time"
+
+// An outbox holds a member's own chats from Send until every member has
+// them: it numbers them with member seqs, resends the unconfirmed ones on a
+// schedule, takes the relay's confirmations and refusals, and bounds how
+// many Sends are in flight. The member's m.mu guards it.
+//
+// Chats carry an origin: this member's random epoch and a member seq that
+// is never reused, so that a chat sequenced twice (resent to a new relay,
+// or after a lost confirmation) is taken once.
+type outbox struct {
+	epoch    uint64
+	mseq     uint64         // last member seq assigned
+	chats    []*pendingChat // by mseq: unconfirmed chats, then confirmed ones kept until stable
+	stable   uint64         // every member has every seq up to this, says the relay
+	prunable uint64         // every member knows of stable up to this: our copies may go
+	history  int            // the relay's history size, which bounds the outbox
+
+	window chan struct{} // one token per chat in flight, taken by Send
+	room   chan struct{} // the outbox shrank: a Send waiting for room may go on
+}
+
+// A pendingChat is a chat in the outbox. Until the relay confirms it, it is
+// resent; after that it is kept until every member has it (stable), so
+// that it can be resent to a new relay if this one dies first.
+type pendingChat struct {
+	mseq      uint64
+	text      string
+	done      chan error // the waiting Send's answer (buffered); nil once answered
+	confirmed bool       // sequenced or refused by the relay
+	seqBound  uint64     // once confirmed: its seq is at most this
+	next      time.Time  // when to (re)send
+	rto       time.Duration
+	sentAt    time.Time
+}
+
+func newOutbox() outbox {
+	return outbox{
+		epoch:  randomID(),
+		window: make(chan struct{}, sendWindow),
+		room:   make(chan struct{}, 1),
+	}
+}
+
+// cap bounds the outbox. The relay's stable seq trails its newest by at
+// most its history, plus the time until members report progress; twice the
+// history leaves room for that.
+func (o *outbox) cap() int { return 2*o.history + sendWindow }
+
+// full reports whether a new chat must wait for room: the outbox keeps
+// what not every member has yet, for a relay restart, and may not outgrow
+// what the relay's history holds.
+func (o *outbox) full() bool { return len(o.chats) >= o.cap() }
+
+// add gives c the next member seq and queues it. It reports whether c may
+// go out at once: member seqs in the outbox are consecutive, so if the chat
+// sendWindow places back is confirmed, the relay has taken everything up to
+// it and c is within the relay's window. Otherwise the resend schedule
+// sends it in its turn.
+func (o *outbox) add(c *pendingChat) bool {
+	o.mseq++
+	c.mseq = o.mseq
+	o.chats = append(o.chats, c)
+	back := len(o.chats) - 1 - sendWindow
+	return back < 0 || o.chats[back].confirmed
+}
+
+// first is the first member seq a relay is offered at a join: the oldest
+// chat kept, or the next one to be assigned.
+func (o *outbox) first() uint64 {
+	if len(o.chats) > 0 {
+		return o.chats[0].mseq
+	}
+	return o.mseq + 1
+}
+
+// sent records that c went out at now and backs off its next resend. It
+// reports whether c had gone out before.
+func (o *outbox) sent(c *pendingChat, now time.Time) (again bool) {
+	again = !c.sentAt.IsZero()
+	c.sentAt, c.next = now, now.Add(c.rto)
+	c.rto = min(2*c.rto, rtoMax)
+	return again
+}
+
+// due calls send for each chat to (re)send at now and returns when the
+// next one is due (zero if none is). The relay holds at most sendWindow
+// member seqs past the first unconfirmed one.
+func (o *outbox) due(now time.Time, send func(*pendingChat)) time.Time {
+	var due time.Time
+	var limit uint64
+	for _, c := range o.chats {
+		if c.confirmed {
+			continue
+		}
+		if limit == 0 {
+			limit = c.mseq + sendWindow
+		}
+		if c.mseq >= limit {
+			break
+		}
+		if !now.Before(c.next) {
+			send(c)
+		}
+		if due.IsZero() || c.next.Before(due) {
+			due = c.next
+		}
+	}
+	return due
+}
+
+// ack confirms every chat up to mseq: the relay has sequenced them all,
+// each at a seq no higher than bound. It returns how many waiting Sends it
+// answered, and whether the head (the first chat still unconfirmed) became
+// due at once.
+func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bool) {
+	var head *pendingChat
+	progress := false
+	for _, c := range o.chats {
+		if c.confirmed {
+			continue
+		}
+		if c.mseq > mseq {
+			if head == nil {
+				head = c
+			}
+			if progress {
+				// The relay is answering: what is left need not wait out
+				// a long backoff earned while it was not.
+				c.rto = rtoMin
+				if !c.sentAt.IsZero() && c.next.After(c.sentAt.Add(rtoMin)) {
+					c.next = c.sentAt.Add(rtoMin)
+				}
+			}
+			continue
+		}
+		c.confirmed, c.seqBound, progress = true, bound, true
+		if c.done != nil {
+			answered++
+			o.answer(c, nil)
+		}
+	}
+	o.prune()
+	// The relay has everything before the head but not the head: it was
+	// lost, so resend it now rather than after its timeout (unless it has
+	// only just gone out).
+	if head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > rtoMin/5 {
+		head.next = now
+		return answered, true
+	}
+	return answered, false
+}
+
+// refuse answers the unconfirmed chat mseq with err and reports whether
+// there was one. The relay used up its member seq: the chat stays in the
+// outbox, so a new relay is offered an unbroken run of member seqs.
+func (o *outbox) refuse(mseq uint64, err error) bool {
+	for _, c := range o.chats {
+		if c.mseq != mseq || c.confirmed {
+			continue
+		}
+		o.answer(c, err)
+		c.confirmed, c.seqBound = true, 0
+		o.prune()
+		return true
+	}
+	return false
+}
+
+// heard takes the stable and prunable seqs of a relay's status.
+func (o *outbox) heard(stable, prunable uint64) {
+	o.stable = max(o.stable, stable)
+	o.prunable = max(o.prunable, min(prunable, stable))
+}
+
+// prune drops confirmed chats from the front of the outbox once every
+// member has them.
+func (o *outbox) prune() {
+	n := 0
+	for n < len(o.chats) && o.chats[n].confirmed && o.chats[n].seqBound <= o.prunable {
+		n++
+	}
+	if n > 0 {
+		clear(o.chats[:n])
+		o.chats = o.chats[n:]
+		signal(o.room)
+	}
+}
+
+// newRelay forgets the stable seqs of a relay that is gone: a new one
+// counts anew.
+func (o *outbox) newRelay() { o.stable, o.prunable = 0, 0 }
+
+// newSession has every chat sent again at once: a new session takes the
+// outbox from its first chat on.
+func (o *outbox) newSession(now time.Time) {
+	for _, c := range o.chats {
+		c.confirmed, c.next, c.rto = false, now, rtoMin
+	}
+}
+
+// closeAll answers every waiting Send with err and empties the outbox.
+func (o *outbox) closeAll(err error) {
+	for _, c := range o.chats {
+		o.answer(c, err)
+	}
+	o.chats = nil
+}
+
+// answer tells a waiting Send how its chat fared and frees its place in
+// the send window.
+func (o *outbox) answer(c *pendingChat, err error) {
+	if c.done == nil {
+		return
+	}
+	c.done <- err
+	c.done = nil
+	<-o.window
+}
