@@ -11,50 +11,58 @@ const maxDeparted = 1 << 16
 // it sequenced before instead of sequencing them again, which would give
 // them a second Seq that members holding the first must skip.
 //
+// Records are found by the departed session, which the member names in its
+// JOIN: only the relay and the member know it, so another member, who sees
+// the epoch in every deliver, cannot claim the record and have the relay
+// drop the member's next chats as already sequenced.
+//
 // It holds the newest maxDeparted departures; older ones give way.
 type departedOrigins struct {
-	next  map[uint64]departure // by epoch
-	order []uint64             // epochs in departure order, a ring once full
+	next  map[uint64]departure // by session
+	order []uint64             // sessions in departure order, a ring once full
 	head  int                  // with order full: the oldest
 	count uint64               // departures recorded so far
 }
 
 type departure struct {
+	epoch    uint64
 	nextMseq uint64
 	n        uint64 // which departure: a ring slot still names it only if n matches
 }
 
-// leave records that the member of epoch left, its chats sequenced up to
-// nextMseq (exclusive).
-func (d *departedOrigins) leave(epoch, nextMseq uint64) {
+// leave records that the member of session and epoch left, its chats
+// sequenced up to nextMseq (exclusive).
+func (d *departedOrigins) leave(session, epoch, nextMseq uint64) {
 	if d.next == nil {
 		d.next = make(map[uint64]departure)
 	}
 	d.count++
 	if len(d.order) < maxDeparted {
-		d.order = append(d.order, epoch)
+		d.order = append(d.order, session)
 	} else {
 		old := d.order[d.head]
-		// The ring slot's departure is the oldest; forget it unless the
-		// epoch left again since.
+		// The ring slot's departure is the oldest; forget it unless it
+		// was recorded again since.
 		if dep, ok := d.next[old]; ok && dep.n == d.count-maxDeparted {
 			delete(d.next, old)
 		}
-		d.order[d.head] = epoch
+		d.order[d.head] = session
 		d.head = (d.head + 1) % maxDeparted
 	}
-	d.next[epoch] = departure{nextMseq: nextMseq, n: d.count}
+	d.next[session] = departure{epoch: epoch, nextMseq: nextMseq, n: d.count}
 }
 
-// rejoin returns the member seq that the relay sequences next for epoch,
-// and forgets it: the epoch has a session again. ok is false for an epoch
-// not remembered.
-func (d *departedOrigins) rejoin(epoch uint64) (nextMseq uint64, ok bool) {
-	dep, ok := d.next[epoch]
-	if ok {
-		delete(d.next, epoch)
+// rejoin returns the member seq that the relay sequences next for the
+// member that held session with epoch, and forgets the record: the member
+// has a session again. ok is false for a session not remembered, or of
+// another epoch.
+func (d *departedOrigins) rejoin(session, epoch uint64) (nextMseq uint64, ok bool) {
+	dep, ok := d.next[session]
+	if !ok || dep.epoch != epoch {
+		return 0, false
 	}
-	return dep.nextMseq, ok
+	delete(d.next, session)
+	return dep.nextMseq, true
 }
 
 func (d *departedOrigins) len() int { return len(d.next) }

@@ -4,41 +4,47 @@ import "testing"
 
 func TestDepartedOrigins(t *testing.T) {
 	var d departedOrigins
-	if _, ok := d.rejoin(1); ok {
-		t.Fatal("the zero value remembers an epoch")
+	if _, ok := d.rejoin(1, 100); ok {
+		t.Fatal("the zero value remembers a session")
 	}
-	d.leave(1, 10)
-	d.leave(2, 20)
-	d.leave(1, 12) // epoch 1 came back and left again
-	if n, ok := d.rejoin(1); !ok || n != 12 {
-		t.Fatalf("rejoin(1) = %d, %v; want its latest departure, 12", n, ok)
-	}
-	if _, ok := d.rejoin(1); ok {
-		t.Fatal("a rejoined epoch is still remembered")
-	}
-	if n, ok := d.rejoin(2); !ok || n != 20 {
-		t.Fatalf("rejoin(2) = %d, %v", n, ok)
+	d.leave(1, 100, 10) // session 1 of epoch 100
+	d.leave(2, 200, 20)
+	d.leave(3, 100, 12) // epoch 100 came back as session 3 and left again
+	for _, tc := range []struct {
+		session, epoch uint64
+		want           uint64
+		ok             bool
+	}{
+		{3, 200, 0, false}, // someone who knows the session but not the epoch
+		{4, 100, 0, false}, // someone who knows the epoch, from delivers, but not the session
+		{3, 100, 12, true},
+		{3, 100, 0, false}, // taken: the member has a session again
+		{2, 200, 20, true},
+	} {
+		if n, ok := d.rejoin(tc.session, tc.epoch); n != tc.want || ok != tc.ok {
+			t.Fatalf("rejoin(%d, %d) = %d, %v; want %d, %v", tc.session, tc.epoch, n, ok, tc.want, tc.ok)
+		}
 	}
 }
 
-// Past the bound the oldest departure gives way, but not an epoch that
-// left again since its oldest departure.
+// Past the bound the oldest departure gives way, but not a record made
+// again since its ring slot was written.
 func TestDepartedOriginsBound(t *testing.T) {
 	var d departedOrigins
-	d.leave(1, 5) // departure 1, the oldest
-	d.leave(2, 6) // departure 2
-	for e := range uint64(maxDeparted - 2) {
-		d.leave(1000+e, 1)
+	d.leave(1, 1, 5) // departure 1, the oldest
+	d.leave(2, 2, 6) // departure 2
+	for s := range uint64(maxDeparted - 2) {
+		d.leave(1000+s, 1000+s, 1)
 	}
-	d.leave(2, 7) // epoch 2 again: its ring slot from departure 2 is stale
+	d.leave(2, 2, 7) // session 2 again: its ring slot from departure 2 is stale
 	if d.len() != maxDeparted-1 {
 		t.Fatalf("%d remembered, want %d", d.len(), maxDeparted-1)
 	}
-	if _, ok := d.rejoin(1); ok {
+	if _, ok := d.rejoin(1, 1); ok {
 		t.Fatal("the oldest departure did not give way")
 	}
-	d.leave(3000000, 1) // overwrites departure 2's slot: epoch 2 stays
-	if n, ok := d.rejoin(2); !ok || n != 7 {
+	d.leave(3000000, 3000000, 1) // overwrites departure 2's slot: session 2 stays
+	if n, ok := d.rejoin(2, 2); !ok || n != 7 {
 		t.Fatalf("rejoin(2) = %d, %v; want 7", n, ok)
 	}
 	if d.len() > maxDeparted {

@@ -55,7 +55,8 @@
 // A member that the relay expired (its link was down for the expiry span)
 // joins again with a new session and resends the chats it keeps. The relay
 // remembers how far it sequenced the chats of each member that left (the
-// newest 65,536 departures), so it confirms those it sequenced before
+// newest 65,536 departures, found by the departed session, which the JOIN
+// names), so it confirms those it sequenced before
 // instead of sequencing them again, and Seq stays consecutive. Seq can
 // skip a number in two cases only, and Receive returns nothing for it: a
 // chat resent to a new relay after a restart, which members that had it
@@ -116,8 +117,9 @@
 //
 //	"UC" | version (1) | type | id (uint64)
 //
-// id is the member's session in datagrams to the relay (0 in a JOIN) and
-// the relay's incarnation in datagrams from it. The bodies by type:
+// id is the member's session in datagrams to the relay (in a JOIN, the
+// session it held with its previous relay, or 0) and the relay's
+// incarnation in datagrams from it. The bodies by type:
 //
 //	1  JOIN       m→r  nonce u64, previous incarnation u64, epoch u64, first member seq u64,
 //	                   cookie [16] (zero at first), name (u8 length + bytes), zero padding to 64 bytes

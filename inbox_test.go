@@ -1,9 +1,13 @@
 package udpchat
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -295,5 +299,147 @@ func TestInboxForgetsOrigins(t *testing.T) {
 	take(in, r, chatAt{500, "new", 1, 1})
 	if _, ok := in.origins["new"]; !ok || len(in.origins) != 2 {
 		t.Errorf("%d origins kept, want recent and new", len(in.origins))
+	}
+}
+
+// A NACK for many gaps must fit the buffer (and the seal): it asks for as
+// many ranges as fit, and the member still catches up.
+func TestNackFitsSmallBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{{"plain", nil}, {"sealed", []Option{WithKey(key1)}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := append([]Option{WithBufferSize(128)}, tc.opts...)
+			r := startRelay(t, opts...)
+			alice := join(t, r, "alice", opts...)
+			px := newLossyProxy(t, r.Addr(), 1, impairment{}, impairment{})
+			px.keys = r.cfg.keys // the filter reads sealed datagrams too
+			bob, err := Join(ctxT(t), "bob", append([]Option{WithAddr(px.Addr())}, opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bob.Close()
+			expect(t, bob, KindJoin, "bob", "")
+			// Every second deliver is lost until bob has asked for the
+			// repairs once: more gaps than one NACK can name.
+			var mu sync.Mutex
+			drop := 0
+			bob.mu.Lock()
+			first := bob.in.next
+			bob.mu.Unlock()
+			px.setFilter(func(up bool, p *packet) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				if !up && p.typ == tDeliver && p.seq >= first && (p.seq-first)%2 == 1 && drop < 9 {
+					drop++
+					return true
+				}
+				return false
+			})
+			for i := range 20 {
+				if err := alice.Send(ctxT(t), strings.Repeat("m", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i := range 20 {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				msg, err := bob.Receive(ctx)
+				cancel()
+				if err != nil || msg.Text != strings.Repeat("m", i) {
+					t.Fatalf("bob's message %d: %q, %v (relay %+v)", i, msg.Text, err, r.Stats())
+				}
+			}
+			if st := r.Stats(); st.DroppedOversized != 0 {
+				t.Errorf("the relay dropped %d oversized datagrams", st.DroppedOversized)
+			}
+		})
+	}
+}
+
+// GONE for a range the member partly holds: the gap ends before the first
+// held message, and the held ones are delivered.
+func TestGoneKeepsHeldMessages(t *testing.T) {
+	r := startRelay(t)
+	bob := join(t, r, "bob")
+	expect(t, bob, KindJoin, "bob", "")
+	bob.mu.Lock()
+	inc, n := bob.mode.(*memberSession).inc, bob.in.next
+	bob.mu.Unlock()
+	now := time.Now().UnixNano()
+	for s := n + 1; s <= n+5; s++ {
+		bob.handle(appendDeliver(nil, inc, s, now, 9, s, KindChat, "zed", []byte(fmt.Sprint(s))))
+	}
+	bob.handle(appendU64Pair(nil, tGone, inc, n, n+5))
+	_, err := bob.Receive(ctxT(t))
+	var g *GapError
+	if !errors.As(err, &g) || g.First != n || g.Last != n {
+		t.Fatalf("Receive = %v, want a gap of exactly seq %d", err, n)
+	}
+	for s := n + 1; s <= n+5; s++ {
+		if msg := recv(t, bob); msg.Seq != s {
+			t.Fatalf("got seq %d, want the held %d", msg.Seq, s)
+		}
+	}
+}
+
+// A full queue with a newer message known must not make the timer loop
+// spin: it waits at least the NACK interval.
+func TestFullQueueDoesNotSpin(t *testing.T) {
+	r := startRelay(t)
+	bob := join(t, r, "bob", WithQueueSize(1)) // his own join fills the queue
+	alice := join(t, r, "alice")
+	if err := alice.Send(ctxT(t), "hi"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		bob.mu.Lock()
+		defer bob.mu.Unlock()
+		return bob.in.lastSeq > bob.in.next
+	}, "bob to learn of messages he has no room for")
+	bob.mu.Lock()
+	d := bob.mode.tick(time.Now())
+	bob.mu.Unlock()
+	if d < nackInterval/2 {
+		t.Errorf("timer loop re-arms after %v with a full queue", d)
+	}
+}
+
+// A sender that stays silent while others are expired and rejoin is not
+// forgotten by a member pruning its origins: its chat sequenced again
+// after the rejoin is still taken once.
+func TestOriginsPruneKeepsRecentSenders(t *testing.T) {
+	r := startRelay(t)
+	alice := join(t, r, "alice")
+	bob := join(t, r, "bob")
+	carol := join(t, r, "carol")
+	expect(t, bob, KindJoin, "bob", "")
+	expect(t, bob, KindJoin, "carol", "")
+
+	sent := expireWhileDeaf(t, r, alice, bob, "once")
+	bob.mu.Lock()
+	for i := len(bob.in.origins); i < maxOrigins; i++ {
+		bob.in.origins["gone"+strconv.Itoa(i)] = origin{uint64(i + 1), 1, 1} // senders of long ago
+	}
+	bob.mu.Unlock()
+	if err := carol.Send(ctxT(t), "a new name speaks"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, KindChat, "carol", "a new name speaks")
+	if err := <-sent; err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	expect(t, bob, KindJoin, "alice", "")
+	if err := alice.Send(ctxT(t), "after"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg := recv(t, bob)
+		if msg.Text == "once" {
+			t.Fatalf("bob received alice's %q again at seq %d", msg.Text, msg.Seq)
+		}
+		if msg.Text == "after" {
+			break
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -168,5 +169,254 @@ func TestKeyMessageSize(t *testing.T) {
 		if _, err := NewRelay(WithAddr("127.0.0.1:0"), WithKey(bad)); !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("WithKey of %d bytes: %v, want ErrInvalidOption", len(bad), err)
 		}
+	}
+}
+
+// capture returns a proxy in front of r that records every datagram a
+// member sends upstream (sealed, as on the wire).
+func capture(t *testing.T, r *Relay) (*lossyProxy, func() [][]byte) {
+	px := newLossyProxy(t, r.Addr(), 1, impairment{}, impairment{})
+	var mu sync.Mutex
+	var up [][]byte
+	px.tap.Store(ptr(func(isUp bool, b []byte) {
+		if isUp {
+			mu.Lock()
+			up = append(up, append([]byte(nil), b...))
+			mu.Unlock()
+		}
+	}))
+	return px, func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([][]byte(nil), up...)
+	}
+}
+
+func upstreamPort(px *lossyProxy) int {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	for _, u := range px.upstreams {
+		return u.LocalAddr().(*net.UDPAddr).Port
+	}
+	return 0
+}
+
+// pick opens captured datagrams with the key (only to choose one by type;
+// the attacker could as well replay all of them).
+func pick(t *testing.T, caps [][]byte, typ byte) []byte {
+	ring, _ := newKeyring([][]byte{key1})
+	for i := len(caps) - 1; i >= 0; i-- {
+		plain, _, _, err := ring.open(make([]byte, 2048), caps[i])
+		var p packet
+		if err == nil && decode(plain, &p) == nil && p.typ == typ {
+			return caps[i]
+		}
+	}
+	t.Fatalf("no captured datagram of type %d", typ)
+	return nil
+}
+
+// An on-path attacker without the key replays one of alice's sealed
+// datagrams from its own address to get a BYE naming her session, to
+// forward to her as if from the relay: the relay answers a known session
+// from a foreign address with nothing, and a BYE from another relay with
+// the same key (which does not know the session) is not taken either.
+func TestKeyNoBYEForACapturedSession(t *testing.T) {
+	r := startRelay(t, WithKey(key1))
+	other := startRelay(t, WithKey(key1))
+	px, caps := capture(t, r)
+	alice := joinAt(t, px.Addr(), "alice", WithKey(key1))
+	expect(t, alice, KindJoin, "alice", "")
+	waitFor(t, func() bool { return len(caps()) >= 3 }, "alice's heartbeat")
+	hb := pick(t, caps(), tHeartbeat)
+	attacker := dialRaw(t, r.Addr())
+	attacker.send(hb)
+	if b := attacker.read(300 * time.Millisecond); b != nil {
+		t.Fatalf("the relay answered a replayed datagram of a known session: % x", b)
+	}
+	// The other relay does answer: it does not know the session.
+	toOther := dialRaw(t, other.Addr())
+	toOther.send(hb)
+	bye := toOther.read(time.Second)
+	if bye == nil {
+		t.Fatal("the other relay did not answer")
+	}
+	sp := newSpoofer(t)
+	sp.send(px.front.LocalAddr().(*net.UDPAddr).Port, alice.pc.PacketConn.LocalAddr().(*net.UDPAddr), bye)
+	if err := alice.Send(ctxT(t), "still here"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, KindChat, "alice", "still here")
+	if n := alice.Stats().Rejoins; n != 0 {
+		t.Errorf("a BYE minted from a captured datagram made alice rejoin %d times", n)
+	}
+}
+
+func TestKeyReplayedJoinAfterLeave(t *testing.T) {
+	r := startRelay(t, WithKey(key1))
+	bob := join(t, r, "bob", WithKey(key1))
+	expect(t, bob, KindJoin, "bob", "")
+	px, caps := capture(t, r)
+	alice, err := Join(ctxT(t), "alice", WithAddr(px.Addr()), WithKey(key1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, KindJoin, "alice", "")
+	joins := caps()[:2] // JOIN without cookie, JOIN with cookie
+	port := upstreamPort(px)
+	alice.Close()
+	expect(t, bob, KindLeave, "alice", "")
+	before := r.Stats()
+	sp := newSpoofer(t)
+	for _, b := range joins {
+		sp.send(port, r.addr, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	msg, err := bob.Receive(ctx)
+	t.Logf("bob after replay: %v %q err=%v; members %s; DroppedReplayed %d->%d", msg.Kind, msg.From, err, names(r.Members()), before.DroppedReplayed, r.Stats().DroppedReplayed)
+	if err == nil && msg.Kind == KindJoin && msg.From == "alice" {
+		t.Errorf("replayed sealed JOIN re-created alice's session: members %s", names(r.Members()))
+	}
+	again, err := Join(ctxT(t), "alice", WithAddr(r.Addr().String()), WithKey(key1))
+	if err != nil {
+		t.Fatalf("the real alice, joining again, gets %v", err)
+	}
+	again.Close()
+}
+
+func TestKeyReplayedChatsDoNotStarve(t *testing.T) {
+	r := startRelay(t, WithKey(key1))
+	px, caps := capture(t, r)
+	alice := joinAt(t, px.Addr(), "alice", WithKey(key1))
+	expect(t, alice, KindJoin, "alice", "")
+	if err := alice.Send(ctxT(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	chat := pick(t, caps(), tChat)
+	port := upstreamPort(px)
+	sp := newSpoofer(t)
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) && n < 40000 {
+			select {
+			case <-stop:
+				done <- n
+				return
+			default:
+			}
+			for range 10 {
+				sp.send(port, r.addr, chat)
+				n++
+			}
+			time.Sleep(time.Millisecond)
+		}
+		done <- n
+	}()
+	waitFor(t, func() bool { return r.Stats().DroppedReplayed >= 100 }, "the replays to reach the relay")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	sent := 0
+	for ; ctx.Err() == nil; sent++ {
+		if err := alice.Send(ctx, "can I speak?"); err != nil {
+			break
+		}
+	}
+	close(stop)
+	n := <-done
+	st := r.Stats()
+	t.Logf("replayed one chat %d times; alice got %d chats through in 2s; DroppedRateLimited %d DroppedDuplicate %d",
+		n, sent, st.DroppedRateLimited, st.DroppedDuplicate)
+	if sent < 100 {
+		t.Errorf("alice was starved by replays of her own sealed chat: %d chats in 2s at a 100/s limit", sent)
+	}
+}
+
+func TestKeyReplayedChatDoesNotKeepDeadMember(t *testing.T) {
+	r := startRelay(t, WithKey(key1), WithHeartbeat(100*time.Millisecond)) // expiry 1.3s
+	px, caps := capture(t, r)
+	alice, err := Join(ctxT(t), "alice", WithAddr(px.Addr()), WithKey(key1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Send(ctxT(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	chat := pick(t, caps(), tChat)
+	port := upstreamPort(px)
+	px.blackout.Store(true) // alice's process dies: no LEAVE reaches the relay
+	alice.Close()
+	sp := newSpoofer(t)
+	stop := make(chan struct{})
+	replayed := make(chan struct{})
+	go func() {
+		defer close(replayed)
+		tick := time.NewTicker(200 * time.Millisecond) // well within the 1.3s expiry
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				sp.send(port, r.addr, chat)
+			}
+		}
+	}()
+	// With replays every 200ms, alice is expired all the same.
+	waitFor(t, func() bool { return !strings.Contains(names(r.Members()), "alice") }, "dead alice to expire despite the replays")
+	close(stop)
+	<-replayed
+	if st := r.Stats(); st.Expired != 1 || st.DroppedReplayed == 0 {
+		t.Errorf("relay %+v: want alice expired and the replays counted", st)
+	}
+}
+
+// A renewal join (its welcome was lost) keeps the member's replay window:
+// datagrams sealed before it stay replays.
+func TestRenewalKeepsReplayWindow(t *testing.T) {
+	r := startRelay(t, WithKey(key1))
+	ring, err := newKeyring([][]byte{key1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialRaw(t, r.Addr())
+	s := newSealer(ring)
+	readSealed := func(typ byte) packet {
+		for {
+			b := c.read(testTimeout)
+			if b == nil {
+				t.Fatalf("no sealed datagram of type %d", typ)
+			}
+			plain, _, _, err := ring.open(make([]byte, len(b)), b)
+			var p packet
+			if err == nil && decode(plain, &p) == nil && p.typ == typ {
+				return p
+			}
+		}
+	}
+	c.send(s.seal(appendJoin(nil, 0, 77, 0, 4242, 1, &[cookieLen]byte{}, "alice")))
+	ck := readSealed(tCookie)
+	join := appendJoin(nil, 0, 77, 0, 4242, 1, &ck.cookie, "alice")
+	c.send(s.seal(join))
+	w := readSealed(tWelcome)
+	var sent [][]byte
+	for i := 1; i <= 5; i++ {
+		b := s.seal(appendChat(nil, w.session, uint64(i), "hi"))
+		c.send(b)
+		sent = append(sent, b)
+	}
+	c.send(s.seal(join)) // a renewal, as when the welcome is lost
+	readSealed(tWelcome)
+	before := r.Stats().DroppedReplayed
+	for _, b := range sent {
+		c.send(b)
+	}
+	c.send(s.seal(appendHeartbeat(nil, w.session, 1, 0)))
+	readSealed(tStatus)
+	if got := r.Stats().DroppedReplayed - before; got != uint64(len(sent)) {
+		t.Errorf("after a renewal, %d of %d replayed chats were caught", got, len(sent))
 	}
 }

@@ -441,7 +441,7 @@ func (m *memberSession) tick(now time.Time) time.Duration {
 	switch m.state {
 	case stateJoining:
 		if !now.Before(m.joinNext) {
-			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.nonce, m.inc, m.out.epoch, m.out.first(), &m.cookie, m.name))
+			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.session, m.nonce, m.inc, m.out.epoch, m.out.first(), &m.cookie, m.name))
 			m.joinNext = now.Add(m.joinBackoff)
 			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
 		}

@@ -1,6 +1,7 @@
 package udpchat
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"testing"
@@ -267,4 +268,46 @@ func TestOutboxCloseAll(t *testing.T) {
 			t.Errorf("chat %d answered %v, want %v", i+1, err, want)
 		}
 	}
+}
+
+// After the relay expires a member and it rejoins the same relay, a repair
+// of its own chat from the old session must not confirm the chat for the
+// new session: the relay would wait for it forever, and every later Send
+// would stall.
+func TestOldSessionDeliverDoesNotConfirm(t *testing.T) {
+	r := startRelay(t, WithHeartbeat(20*time.Millisecond), WithExpiry(150*time.Millisecond))
+	px := newLossyProxy(t, r.Addr(), 1, impairment{}, impairment{})
+	bob := join(t, r, "bob")
+	alice := joinAt(t, px.Addr(), "alice")
+	expect(t, bob, KindJoin, "bob", "")
+	expect(t, bob, KindJoin, "alice", "")
+
+	// Alice never hears her own chat delivered: STATUS confirms it, and
+	// it stays in her outbox, not yet stable.
+	px.setFilter(func(up bool, p *packet) bool {
+		return !up && p.typ == tDeliver && p.kind == KindChat && string(p.name) == "alice"
+	})
+	if err := alice.Send(ctxT(t), "c1"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, KindChat, "alice", "c1")
+	// Cut off until the relay expires her.
+	px.setFilter(func(bool, *packet) bool { return true })
+	expect(t, bob, KindLeave, "alice", "")
+	// Back, but her chats towards the relay are lost for a while, while
+	// her repairs (the old session's deliver of c1) reach her.
+	px.setFilter(func(up bool, p *packet) bool { return up && p.typ == tChat })
+	waitFor(t, func() bool {
+		alice.mu.Lock()
+		defer alice.mu.Unlock()
+		return alice.state == stateJoined && alice.stats.Rejoins == 1 && alice.in.next > alice.in.lastSeq
+	}, "alice to rejoin and catch up")
+	px.setFilter(func(bool, *packet) bool { return false })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := alice.Send(ctx, "c2"); err != nil {
+		t.Fatalf("Send after the rejoin on a healthy network: %v", err)
+	}
+	expect(t, bob, KindJoin, "alice", "")
+	expect(t, bob, KindChat, "alice", "c2") // c1, sequenced again, is dropped as a copy
 }

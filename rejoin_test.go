@@ -2,7 +2,11 @@ package udpchat
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -116,4 +120,142 @@ func showLog(log []Message) string {
 		fmt.Fprintf(&b, "  %d %v %s %q\n", msg.Seq, msg.Kind, msg.From, msg.Text)
 	}
 	return b.String()
+}
+
+// The relay sequences alice's chat but she never hears so and is expired;
+// she rejoins the same relay with a new session and sends it again. Her
+// origin (epoch, member seq) makes everyone take it once, and her Send
+// still succeeds.
+func TestNoDuplicateAfterExpiryRejoin(t *testing.T) {
+	r := startRelay(t)
+	alice := join(t, r, "alice")
+	bob := join(t, r, "bob")
+	expect(t, bob, KindJoin, "bob", "")
+
+	sent := expireWhileDeaf(t, r, alice, bob, "once")
+	if err := <-sent; err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	expect(t, bob, KindJoin, "alice", "")
+	if err := alice.Send(ctxT(t), "twice?"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg := recv(t, bob)
+		if msg.Text == "once" {
+			t.Fatalf("bob received alice's message again at seq %d", msg.Seq)
+		}
+		if msg.Text == "twice?" {
+			break
+		}
+	}
+}
+
+// A member that lags behind what the relay's history holds when the relay
+// crashes: what senders no longer keep is reported as a GapError, never
+// dropped silently, and what they keep arrives.
+func TestRestartLaggardGetsGap(t *testing.T) {
+	opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(200 * time.Millisecond), WithHistory(128), WithRateLimit(0, 0)}
+	rr := restartable{opts: opts}
+	rr.startRelayAt(t, "127.0.0.1:0")
+	alice := join(t, rr.relay, "alice")
+	bob := join(t, rr.relay, "bob", WithQueueSize(8)) // does not Receive for now
+	const count = 300
+	for i := range count {
+		if err := alice.Send(ctxT(t), strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		alice.mu.Lock()
+		defer alice.mu.Unlock()
+		return alice.out.prunable > 128 // she forgot chats bob lacks
+	}, "the stable seq to pass the history")
+	rr.stopRelay(true) // crash
+	startRelay(t, append(opts, WithAddr(rr.addr))...)
+
+	got := map[int]bool{}
+	lost := 0
+	for !got[count-1] {
+		msg, err := bob.Receive(ctxT(t))
+		var g *GapError
+		switch {
+		case errors.As(err, &g):
+			lost += int(g.Last - g.First + 1)
+			continue
+		case err != nil:
+			t.Fatalf("bob: %v after %d chats", err, len(got))
+		}
+		if msg.Kind == KindChat {
+			n, _ := strconv.Atoi(msg.Text)
+			if got[n] {
+				t.Fatalf("bob got %d twice", n)
+			}
+			got[n] = true
+		}
+	}
+	if len(got)+lost < count {
+		t.Errorf("bob got %d chats and was told of %d lost: %d of %d missing without notice", len(got), lost, count-len(got)-lost, count)
+	}
+}
+
+// An outage longer than the expiry under 20% loss: members are expired,
+// rejoin the same relay with new sessions, and can all still send.
+func TestLossyExpiryRejoin(t *testing.T) {
+	r := startRelay(t, WithHeartbeat(50*time.Millisecond), WithExpiry(300*time.Millisecond), WithHistory(4096), WithRateLimit(0, 0))
+	px := newLossyProxy(t, r.Addr(), 21, lossy, lossy)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var ms []*Member
+	for i := range 3 {
+		m, err := Join(ctx, "m"+strconv.Itoa(i), WithAddr(px.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		ms = append(ms, m)
+	}
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		for k := range 100 {
+			wg.Go(func() {
+				if err := m.Send(ctx, strconv.Itoa(k)); err != nil {
+					t.Errorf("%s Send %d: %v", m.Name(), k, err)
+				}
+			})
+		}
+	}
+	waitFor(t, func() bool { return ms[0].Stats().Sent >= 30 }, "some chats to go through")
+	px.blackout.Store(true)
+	waitFor(t, func() bool { return r.Stats().Expired >= 3 }, "the relay to expire everyone")
+	px.blackout.Store(false)
+	wg.Wait()
+	for _, m := range ms {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.Send(c, "after"); err != nil {
+			t.Errorf("%s: Send after the outage: %v", m.Name(), err)
+		}
+		cancel()
+	}
+}
+
+// expireWhileDeaf makes alice deaf to the relay (as if all it sends her were
+// lost), has her send text, waits for bob to get it, and has the relay
+// expire her. She does not know the relay sequenced her chat; her Send's
+// answer comes on the channel once she has rejoined.
+func expireWhileDeaf(t *testing.T, r *Relay, alice, bob *Member, text string) <-chan error {
+	t.Helper()
+	alice.mu.Lock()
+	alice.mode.(*memberSession).rejoin(time.Now(), "test: deaf to the relay") // drops what the relay says until welcomed
+	alice.mu.Unlock()
+	sent := make(chan error, 1)
+	go func() { sent <- alice.Send(ctxT(t), text) }()
+	expect(t, bob, KindChat, alice.Name(), text)
+	r.mu.Lock()
+	r.stats.Expired++
+	r.proto().remove(r.proto().sessions.byName[alice.Name()], time.Now())
+	r.q.flush()
+	r.mu.Unlock()
+	expect(t, bob, KindLeave, alice.Name(), "")
+	return sent
 }

@@ -88,8 +88,10 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 	// A member that comes back resends the chats it keeps: those this
 	// relay sequenced before are confirmed, not sequenced again.
 	nextMseq := p.mseq
-	if n, ok := r.departed.rejoin(p.epoch); ok {
-		nextMseq = max(nextMseq, n)
+	if p.prevInc == r.inc {
+		if n, ok := r.departed.rejoin(p.id, p.epoch); ok {
+			nextMseq = max(nextMseq, n)
+		}
 	}
 	m := &relayMember{
 		name:      name,

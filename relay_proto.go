@@ -152,7 +152,7 @@ func (r *protoRelay) sequence(kind Kind, from *relayMember, mseq uint64, text []
 // remove drops a member and announces that it left.
 func (r *protoRelay) remove(m *relayMember, now time.Time) {
 	r.sessions.remove(m)
-	r.departed.leave(m.epoch, m.nextMseq)
+	r.departed.leave(m.session, m.epoch, m.nextMseq)
 	r.limit.leave(m.addr.Addr(), m.name, m.buckets)
 	r.sequence(KindLeave, m, 0, nil, now)
 	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)

@@ -21,10 +21,10 @@ func TestForgedJoinDoesNotAmplify(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer victim.Close()
-	forged := appendJoin(nil, 99, 0, 5, 1, &[cookieLen]byte{}, "mallory")
+	forged := appendJoin(nil, 0, 99, 0, 5, 1, &[cookieLen]byte{}, "mallory")
 	sendSpoofed(t, victim.LocalAddr().(*net.UDPAddr).Port, r.addr, forged)
 	// A guessed cookie does no better.
-	sendSpoofed(t, victim.LocalAddr().(*net.UDPAddr).Port, r.addr, appendJoin(nil, 99, 0, 5, 1, &[cookieLen]byte{1}, "mallory"))
+	sendSpoofed(t, victim.LocalAddr().(*net.UDPAddr).Port, r.addr, appendJoin(nil, 0, 99, 0, 5, 1, &[cookieLen]byte{1}, "mallory"))
 	for range 20 {
 		if err := alice.Send(ctxT(t), strings.Repeat("x", 900)); err != nil {
 			t.Fatal(err)
@@ -176,4 +176,42 @@ func TestNameRule(t *testing.T) {
 		t.Errorf("Join with a name the rule refuses: %v, want ErrInvalidName", err)
 	}
 	join(t, r, "alice")
+}
+
+// A datagram from source port 0 cannot be answered; sendmmsg's error on
+// the answer once made flush retry it forever with the relay's lock held.
+func TestSourcePortZero(t *testing.T) {
+	r := startRelay(t)
+	alice := join(t, r, "alice")
+	sendSpoofed(t, 0, r.addr, appendHeartbeat(nil, 12345, 1, 0))
+	if err := alice.Send(ctxT(t), "still serving"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, KindJoin, "alice", "")
+	expect(t, alice, KindChat, "alice", "still serving")
+	if st := r.Stats(); st.DroppedMalformed != 1 {
+		t.Errorf("the port-0 datagram was not counted: %+v", st)
+	}
+}
+
+// Datagrams forged with a member's address and a made-up session must not
+// make the relay end the member's session: its BYE names the session.
+func TestSpoofedSessionCannotEndMember(t *testing.T) {
+	r := startRelay(t)
+	alice := join(t, r, "alice")
+	expect(t, alice, KindJoin, "alice", "")
+	port := alice.pc.PacketConn.LocalAddr().(*net.UDPAddr).Port
+	for i := range 10 {
+		sendSpoofed(t, port, r.addr, appendHeartbeat(nil, uint64(1000+i), 1, 0))
+	}
+	if err := alice.Send(ctxT(t), "undisturbed"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, KindChat, "alice", "undisturbed")
+	if n := alice.Stats().Rejoins; n != 0 {
+		t.Errorf("10 forged datagrams made alice rejoin %d times", n)
+	}
+	if st := r.Stats(); st.DroppedUnknown != 10 {
+		t.Errorf("relay counted %d unknown-session datagrams, want 10", st.DroppedUnknown)
+	}
 }

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The send queue, without sockets: a fake writer records what each flush
@@ -219,4 +221,94 @@ func TestSendQueueSeals(t *testing.T) {
 	if !bytes.Equal(w.sent[0].b, w.sent[3].b) {
 		t.Fatal("a repair was sealed anew: it must send the fan-out's bytes")
 	}
+}
+
+// A NACK repair queued from the oldest history slot, and a chat sequenced
+// into that slot in the same batch: the repair must go out intact.
+func TestRepairNotOverwrittenInBatch(t *testing.T) {
+	r := startRelay(t, WithHistory(128), WithRateLimit(0, 0)) // the raw client does not resend
+	bob := join(t, r, "bob")
+	raw := dialRaw(t, r.Addr())
+	w := raw.joinRaw("raw")
+	expect(t, bob, KindJoin, "bob", "")
+	expect(t, bob, KindJoin, "raw", "")
+	long := strings.Repeat("L", 200)
+	const n = 200
+	for i := 1; i <= n; i++ {
+		raw.send(appendChat(nil, w.session, uint64(i), fmt.Sprintf("%03d%s", i, long)))
+		for raw.readType(tDeliver).mseq != uint64(i) {
+		}
+	}
+	for range n {
+		recv(t, bob)
+	}
+	// The NACK and the chat in one batch, as Serve handles a ReadBatch.
+	r.mu.Lock()
+	seq, oldest := r.q.seq, r.q.oldestSeq()
+	bob.mu.Lock()
+	nack := appendU64Pair(nil, tNack, bob.mode.(*memberSession).session, oldest, oldest)
+	bob.mu.Unlock()
+	now := time.Now()
+	r.handle(nack, r.proto().sessions.byName["bob"].addr, now)
+	r.handle(appendChat(nil, w.session, n+1, "short"), r.proto().sessions.byName["raw"].addr, now)
+	r.q.flush()
+	r.mu.Unlock()
+
+	msg := recv(t, bob)
+	if msg.Seq != seq+1 || msg.Text != "short" {
+		t.Errorf("bob got seq %d with %d bytes of text, want seq %d %q", msg.Seq, len(msg.Text), seq+1, "short")
+	}
+}
+
+// More messages sequenced between two flushes than history holds (held-back
+// chats released at once, one datagram each in broadcast mode): none of the
+// queued datagrams may be overwritten before it is sent.
+func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
+	sink, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	port := sink.LocalAddr().(*net.UDPAddr).Port
+	r, err := NewRelay(WithAddr("127.0.0.1:0"), WithHistory(128), WithBroadcast(fmt.Sprintf("127.255.255.255:%d", port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var sess []uint64
+	from := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port+1+i))
+	}
+	for i := range 3 {
+		r.handle(cookieJoin(r, from(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from(i), now)
+		sess = append(sess, r.proto().sessions.byName[fmt.Sprint("m", i)].session)
+	}
+	r.q.flush()
+	for i := range 3 {
+		for ms := uint64(2); ms <= sendWindow; ms++ {
+			r.handle(appendChat(nil, sess[i], ms, "x"), from(i), now)
+		}
+	}
+	r.q.flush()
+	sent := r.stats.Sequenced
+	for i := range 3 {
+		r.handle(appendChat(nil, sess[i], 1, "x"), from(i), now) // releases 64 each
+	}
+	seen := map[uint64]bool{}
+	for _, m := range r.q.out {
+		var p packet
+		if decode(m.b, &p) == nil && p.typ == tDeliver {
+			if seen[p.seq] {
+				t.Fatalf("seq %d queued twice: an earlier queued datagram was overwritten", p.seq)
+			}
+			seen[p.seq] = true
+		}
+	}
+	if r.stats.Sequenced-sent != 3*sendWindow {
+		t.Errorf("sequenced %d, want %d", r.stats.Sequenced-sent, 3*sendWindow)
+	}
+	r.q.flush()
 }

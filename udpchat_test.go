@@ -336,12 +336,12 @@ func (rc *rawClient) joinRaw(name string) packet {
 // returns the relay's answer to that, which must be of type want.
 func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 	rc.t.Helper()
-	rc.send(appendJoin(nil, nonce, 0, 4242, 1, &[cookieLen]byte{}, name))
+	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, &[cookieLen]byte{}, name))
 	c := rc.readType(tCookie)
 	if c.nonce != nonce {
 		rc.t.Fatalf("cookie for nonce %d, want %d", c.nonce, nonce)
 	}
-	rc.send(appendJoin(nil, nonce, 0, 4242, 1, &c.cookie, name))
+	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, &c.cookie, name))
 	return rc.readType(want)
 }
 
@@ -350,7 +350,7 @@ func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 func cookieJoin(r *Relay, from netip.AddrPort, nonce, epoch uint64, name string) []byte {
 	now := time.Now()
 	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, now)
-	return appendJoin(nil, nonce, 0, epoch, 1, &c, name)
+	return appendJoin(nil, 0, nonce, 0, epoch, 1, &c, name)
 }
 
 func TestExpirySilentMember(t *testing.T) {

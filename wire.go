@@ -12,7 +12,8 @@ import (
 //
 //	magic "UC" | version 1 | type | id (uint64)
 //
-// id is the member's session for datagrams to the relay (0 in a join) and
+// id is the member's session for datagrams to the relay (in a join, the
+// session it held with its previous relay, 0 if none) and
 // the relay's incarnation for datagrams from it. Integers are big-endian.
 // The bodies, by type, are in the table below and in doc.go.
 const (
@@ -22,7 +23,7 @@ const (
 )
 
 const (
-	tJoin      byte = 1  // m→r nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, cookie [16] (zero if none), name len u8, name, zero padding to 64 bytes
+	tJoin      byte = 1  // m→r (id: the session held with the previous incarnation, 0 if none) nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, cookie [16] (zero if none), name len u8, name, zero padding to 64 bytes
 	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, history u32, max datagram u16, group IPv4 [4], group port u16
 	tChat      byte = 3  // m→r member seq u64, text
 	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, text
@@ -115,9 +116,12 @@ func appendName(b []byte, name string) []byte {
 	return append(b, name...)
 }
 
-func appendJoin(b []byte, nonce, prevInc, epoch, firstMseq uint64, cookie *[cookieLen]byte, name string) []byte {
+// appendJoin builds a JOIN. prevSession is the session the member held
+// with the relay of prevInc: a relay of that incarnation trusts what it
+// remembers of the member only from the one who held the session.
+func appendJoin(b []byte, prevSession, nonce, prevInc, epoch, firstMseq uint64, cookie *[cookieLen]byte, name string) []byte {
 	start := len(b)
-	b = appendHeader(b, tJoin, 0)
+	b = appendHeader(b, tJoin, prevSession)
 	b = binary.BigEndian.AppendUint64(b, nonce)
 	b = binary.BigEndian.AppendUint64(b, prevInc)
 	b = binary.BigEndian.AppendUint64(b, epoch)
@@ -250,10 +254,10 @@ func decode(b []byte, p *packet) error {
 		if len(b) < joinMinLen {
 			return errLength
 		}
-		if p.id != 0 {
-			return errField // a joiner has no session yet
-		}
 		p.nonce, p.prevInc, p.epoch, p.mseq = u64(0), u64(8), u64(16), u64(24)
+		if p.id != 0 && p.prevInc == 0 {
+			return errField // a previous session, but no previous relay
+		}
 		if p.epoch == 0 || p.mseq == 0 {
 			return errField
 		}

@@ -17,7 +17,7 @@ import (
 func encode(p *packet) []byte {
 	switch p.typ {
 	case tJoin:
-		return appendJoin(nil, p.nonce, p.prevInc, p.epoch, p.mseq, &p.cookie, string(p.name))
+		return appendJoin(nil, p.id, p.nonce, p.prevInc, p.epoch, p.mseq, &p.cookie, string(p.name))
 	case tWelcome:
 		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.history, p.maxDatagram, p.group)
 	case tChat:
@@ -60,10 +60,10 @@ func seedDatagrams() [][]byte {
 		nack = append(nack, appendU64Pair(nil, 0, 0, r[0], r[1])[headerLen:]...)
 	}
 	return [][]byte{
-		appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{}, "alice"),
-		appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{1, 2, 3}, "alice"),
+		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "alice"),
+		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{1, 2, 3}, "alice"),
 		appendCookie(nil, 9, 1, &[cookieLen]byte{4, 5, 6}),
-		appendJoin(nil, 1, 99, 7, 12, &[cookieLen]byte{}, "a-very-long-name-of-32-bytes-xyz"),
+		appendJoin(nil, 0, 1, 99, 7, 12, &[cookieLen]byte{}, "a-very-long-name-of-32-bytes-xyz"),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, group),
 		appendChat(nil, 5, 1, "hello"),
@@ -118,12 +118,16 @@ func TestDecodeRejects(t *testing.T) {
 		{"version", append([]byte{'U', 'C', 2}, valid[3:]...), errVersion},
 		{"type", appendHeader(nil, 200, 1), errType},
 		{"heartbeat without body", appendHeader(nil, tHeartbeat, 5), errLength},
-		{"join epoch zero", appendJoin(nil, 1, 0, 0, 1, &[cookieLen]byte{}, "al"), errField},
-		{"join first seq zero", appendJoin(nil, 1, 0, 7, 0, &[cookieLen]byte{}, "al"), errField},
-		{"join too short", appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{}, "alice")[:joinMinLen-1], errLength},
-		{"join padding not zero", func() []byte { b := appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{}, "al"); b[len(b)-1] = 1; return b }(), errField},
+		{"join epoch zero", appendJoin(nil, 0, 1, 0, 0, 1, &[cookieLen]byte{}, "al"), errField},
+		{"join first seq zero", appendJoin(nil, 0, 1, 0, 7, 0, &[cookieLen]byte{}, "al"), errField},
+		{"join too short", appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "alice")[:joinMinLen-1], errLength},
+		{"join padding not zero", func() []byte {
+			b := appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "al")
+			b[len(b)-1] = 1
+			return b
+		}(), errField},
 		{"join name past end", func() []byte {
-			b := appendJoin(nil, 1, 0, 7, 1, &[cookieLen]byte{}, "al")
+			b := appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "al")
 			b[headerLen+32+cookieLen] = 60
 			return b
 		}(), errNameWire},
