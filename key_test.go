@@ -79,6 +79,9 @@ func TestKeyMismatch(t *testing.T) {
 		{"no key", keyed, nil},
 		{"wrong key", keyed, []Option{WithKey(key2)}},
 		{"relay without key", open, []Option{WithKey(key1)}},
+		// Rolled out too early: the relay opens key1 but seals with
+		// key2, which the member cannot open.
+		{"relay sealing with a newer key", startRelay(t, WithKey(key2, key1)), []Option{WithKey(key1)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -86,6 +89,11 @@ func TestKeyMismatch(t *testing.T) {
 			_, err := Join(ctx, "mallory", append(tc.opts, WithAddr(tc.relay.Addr().String()))...)
 			if !errors.Is(err, ErrRelayUnreachable) {
 				t.Fatalf("Join = %v, want ErrRelayUnreachable", err)
+			}
+			// With a key, the error says that silence can mean a key the
+			// relay does not hold.
+			if keyed := tc.opts != nil; keyed != strings.Contains(err.Error(), "does not hold our key") {
+				t.Errorf("Join's error with key %v: %v", keyed, err)
 			}
 		})
 	}

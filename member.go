@@ -169,8 +169,10 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 // The text must be valid UTF-8 (ErrInvalidText) and fit the buffer size
 // together with the member's name and a 46-byte header
 // (ErrMessageTooLarge). If the relay does not confirm, Send resends with
-// backoff, also across a relay restart, until ctx is done; the message may
-// still be delivered after Send has returned ctx's error. Concurrent Sends
+// backoff, also across a relay restart, until ctx is done; once it has gone
+// out, the message may still be delivered after Send has returned ctx's
+// error. A Send whose ctx is done before the message is queued sends
+// nothing. Concurrent Sends
 // are delivered in the order they were called in. At most 64 Sends of one
 // member wait for confirmation at a time; more wait for their turn. A Send
 // also waits while the member keeps more than twice the relay's history of
@@ -179,6 +181,9 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 func (m *Member) Send(ctx context.Context, text string) error {
 	if !utf8.ValidString(text) {
 		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidText)
+	}
+	if err := ctx.Err(); err != nil {
+		return err // sends nothing
 	}
 	return m.mode.send(ctx, text)
 }

@@ -64,6 +64,10 @@ func (m *memberSession) join(ctx context.Context) error {
 		return fmt.Errorf("udpchat: join: loading the member list: %w", ctx.Err())
 	case lastErr != nil:
 		return fmt.Errorf("%w at %s (%w): %w", ErrRelayUnreachable, m.cfg.addr, lastErr, ctx.Err())
+	case m.cfg.keys != nil:
+		// A relay answers nothing it cannot open, so a key it does not
+		// hold looks like no relay at all.
+		return fmt.Errorf("%w at %s (no answer: the relay is not running, or does not hold our key): %w", ErrRelayUnreachable, m.cfg.addr, ctx.Err())
 	}
 	return fmt.Errorf("%w at %s: %w", ErrRelayUnreachable, m.cfg.addr, ctx.Err())
 }
@@ -116,6 +120,12 @@ func (m *memberSession) send(ctx context.Context, text string) error {
 			continue
 		}
 		break
+	}
+	if err := ctx.Err(); err != nil {
+		// Done while waiting for room: the chat never goes out.
+		m.mu.Unlock()
+		<-m.out.window
+		return err
 	}
 	if m.out.add(p) && m.state == stateJoined {
 		m.sendChat(p, time.Now())

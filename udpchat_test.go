@@ -840,3 +840,24 @@ func TestMulticastLoopback(t *testing.T) {
 // proto and plainMode reach the relay's mode, for tests that look inside.
 func (r *Relay) proto() *protoRelay     { return r.mode.(*protoRelay) }
 func (r *Relay) plainMode() *plainRelay { return r.mode.(*plainRelay) }
+
+// A Send whose context is already done returns its error and sends
+// nothing: the next chat the others receive is the one sent after.
+func TestSendCancelledSendsNothing(t *testing.T) {
+	r := startRelay(t)
+	bob := join(t, r, "bob")
+	alice := join(t, r, "alice")
+	expect(t, bob, KindJoin, "bob", "")
+	expect(t, bob, KindJoin, "alice", "")
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 200 {
+		if err := alice.Send(done, fmt.Sprint("cancelled ", i)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Send with a cancelled context = %v, want context.Canceled", err)
+		}
+	}
+	if err := alice.Send(ctxT(t), "after"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, KindChat, "alice", "after")
+}
