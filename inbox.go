@@ -15,7 +15,7 @@ type inbox struct {
 	forget  uint64              // a sender silent for this many seqs may be forgotten
 	queue   ring                // for Receive
 	ready   chan struct{}       // a message was queued for Receive
-	gap     *GapError           // a restart's loss, queued as soon as there is room
+	pending []rxItem            // link events and a restart's losses, queued as soon as there is room
 
 	nackAt   time.Time // when missing seqs may be asked for again
 	nackHigh uint64    // highest seq asked for so far
@@ -64,10 +64,41 @@ func (in *inbox) lost(last uint64) uint64 {
 	if in.next > last {
 		return 0
 	}
-	if in.gap == nil {
-		in.gap = &GapError{First: in.next, Last: last}
-	}
+	in.note(rxItem{err: &GapError{First: in.next, Last: last}})
 	return last - in.next + 1
+}
+
+// maxPending bounds what waits for room in the Receive queue besides
+// messages: a few items per relay restart, each a round trip apart.
+const maxPending = 1024
+
+// note queues it for Receive after everything queued so far and before
+// any message taken from now on. It reports false if too many wait.
+func (in *inbox) note(it rxItem) bool {
+	if len(in.pending) >= maxPending {
+		return false
+	}
+	in.pending = append(in.pending, it)
+	in.flush()
+	return true
+}
+
+// flush moves what waits in pending into the queue while it has room, and
+// reports whether nothing waits any more.
+func (in *inbox) flush() bool {
+	n := 0
+	for n < len(in.pending) && in.queue.n < in.queue.cap() {
+		in.push(in.pending[n])
+		n++
+	}
+	if n > 0 {
+		clear(in.pending[:n])
+		in.pending = in.pending[n:]
+		if len(in.pending) == 0 {
+			in.pending = nil
+		}
+	}
+	return len(in.pending) == 0
 }
 
 // saw records that seq exists.
@@ -94,11 +125,10 @@ func (in *inbox) hold(e earlyMsg) { in.early[e.msg.Seq] = e }
 // has room, and tells r of the join and leave events among them. It returns
 // how many chats it dropped as copies sequenced twice.
 func (in *inbox) advance(r *roster) (dups uint64) {
-	if in.gap != nil && in.queue.n < in.queue.cap() {
-		in.push(rxItem{err: in.gap})
-		in.gap = nil
+	if !in.flush() {
+		return 0
 	}
-	for in.queue.n < in.queue.cap() && in.gap == nil {
+	for in.queue.n < in.queue.cap() {
 		e, ok := in.early[in.next]
 		if !ok {
 			break

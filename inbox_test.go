@@ -265,8 +265,8 @@ func TestInboxGone(t *testing.T) {
 func TestInboxNewRelay(t *testing.T) {
 	nothing, _ := testInbox(2)
 	nothing.start(5)
-	if lost := nothing.newRelay(4); lost != 0 || nothing.gap != nil {
-		t.Errorf("lost %d (gap %v) of what the inbox has", lost, nothing.gap)
+	if lost := nothing.newRelay(4); lost != 0 || len(nothing.pending) != 0 || nothing.queue.n != 0 {
+		t.Errorf("lost %d (pending %v) of what the inbox has", lost, nothing.pending)
 	}
 	in, r := testInbox(2)
 	take(in, r, chatAt{1, "a", 1, 1})

@@ -222,7 +222,7 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 	case p.typ == tBye:
 		// The relay does not know our session: it restarted (its
 		// incarnation differs), expired us or is closing.
-		m.rejoin(now, "the relay holds no session for us")
+		m.rejoin(now, "the relay said goodbye")
 		return
 	case p.id != m.inc:
 		// A relay that restarted answers our next heartbeat with BYE;
@@ -243,7 +243,11 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 	case tGone:
 		m.gone(p.ranges[0][0], p.ranges[0][1], now)
 	case tRoster:
-		switch more, loaded := m.roster.page(&p, now); {
+		more, loaded, gone := m.roster.page(&p, now)
+		for _, name := range gone {
+			m.notify(KindLeave, name, "", now)
+		}
+		switch {
 		case more:
 			signal(m.kick)
 		case loaded:
@@ -264,12 +268,20 @@ func (m *memberSession) welcome(p *packet, now time.Time) {
 	restarted := !first && p.id != m.inc
 	if restarted {
 		// A new relay numbers anew, from 1 for members of the old one.
-		clear(m.roster.entries)
 		m.stats.Missed += m.in.newRelay(m.out.stable)
 	}
-	if first || restarted {
+	switch {
+	case first:
 		m.in.start(p.seq)
 		m.roster.load(now)
+		m.out.newRelay()
+	case restarted:
+		m.in.start(p.seq)
+		// The members of the old relay are taken to be back: the new one
+		// does not announce those who come back within the expiry span.
+		// Then the list is loaded, and who has not come back has left.
+		m.roster.carry()
+		m.roster.loadAt(now.Add(p.expiry))
 		m.out.newRelay()
 	}
 	if p.session != m.session {
@@ -281,6 +293,11 @@ func (m *memberSession) welcome(p *packet, now time.Time) {
 	if !first {
 		m.stats.Rejoins++
 		m.cfg.logger.Info("udpchat rejoined", "name", m.name, "restarted", restarted)
+		text := "same relay"
+		if restarted {
+			text = "new relay"
+		}
+		m.notify(KindRejoined, "", text, now)
 	}
 	m.inc, m.session = p.id, p.session
 	m.heartbeat, m.expiry, m.maxDatagram, m.out.history = p.heartbeat, p.expiry, p.maxDatagram, p.history
@@ -347,10 +364,21 @@ func (m *memberSession) fail(err error) {
 // and are resent once the relay welcomes us.
 func (m *memberSession) rejoin(now time.Time, why string) {
 	m.cfg.logger.Info("udpchat rejoining", "name", m.name, "why", why)
+	if m.state == stateJoined {
+		m.notify(KindLost, "", why, now)
+	}
 	m.state = stateJoining
 	m.nonce, m.cookie = randomID(), [cookieLen]byte{}
 	m.joinNext, m.joinBackoff, m.rejoinSince = now, joinRetryMin, now
 	signal(m.kick)
+}
+
+// notify queues news for Receive that the relay did not number: the
+// member's own link, and members found gone after a restart.
+func (m *memberSession) notify(kind Kind, from, text string, now time.Time) {
+	if !m.in.note(rxItem{msg: Message{Kind: kind, From: from, Text: text, Time: now}}) {
+		m.stats.Dropped++ // no one has called Receive through a storm of restarts
+	}
 }
 
 // deliver takes a deliver datagram into the ordered stream.
@@ -458,7 +486,7 @@ func (m *memberSession) tick(now time.Time) time.Duration {
 		soonest(m.joinNext)
 	case stateJoined:
 		if now.Sub(m.lastHeard) > m.expiry {
-			m.rejoin(now, "relay silent")
+			m.rejoin(now, "the relay went silent")
 			return 0
 		}
 		if now.Sub(m.lastBeat) >= m.heartbeat {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,11 +60,10 @@ func TestExpiredRejoinKeepsOneOrder(t *testing.T) {
 				logs[m.Name()] = receiveUntil(t, m, "carol-after", "alice-after")
 			}
 			for name, log := range logs {
-				for i := 1; i < len(log); i++ {
-					if log[i].Seq != log[i-1].Seq+1 {
-						t.Errorf("%s: Seq %d follows %d\n%s", name, log[i].Seq, log[i-1].Seq, showLog(log))
-					}
-				}
+				checkConsecutive(t, name, log)
+			}
+			if got := linkNews(logs["carol"]); got != "lost: the relay went silent, rejoined: same relay" {
+				t.Errorf("carol was told %q of her link", got)
 			}
 			for _, msg := range logs["dave"] {
 				if msg.From == "carol" && msg.Kind == KindChat && msg.Text != "carol-after" {
@@ -76,6 +76,33 @@ func TestExpiredRejoinKeepsOneOrder(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkConsecutive checks that the numbered messages of a log have
+// consecutive Seqs.
+func checkConsecutive(t *testing.T, name string, log []Message) {
+	t.Helper()
+	var last uint64
+	for _, msg := range log {
+		if msg.Seq == 0 {
+			continue
+		}
+		if last != 0 && msg.Seq != last+1 {
+			t.Errorf("%s: Seq %d follows %d\n%s", name, msg.Seq, last, showLog(log))
+		}
+		last = msg.Seq
+	}
+}
+
+// linkNews lists a log's KindLost and KindRejoined messages.
+func linkNews(log []Message) string {
+	var s []string
+	for _, msg := range log {
+		if msg.Kind == KindLost || msg.Kind == KindRejoined {
+			s = append(s, msg.Kind.String()+": "+msg.Text)
+		}
+	}
+	return strings.Join(s, ", ")
 }
 
 // receiveUntil receives until every one of texts has arrived as a chat.
@@ -258,4 +285,65 @@ func expireWhileDeaf(t *testing.T, r *Relay, alice, bob *Member, text string) <-
 	r.mu.Unlock()
 	expect(t, bob, KindLeave, alice.Name(), "")
 	return sent
+}
+
+// Across a relay restart a member is told it lost the relay and rejoined a
+// new one; the members who come back produce no join, and one who does
+// not come back within the expiry span is reported as left. Seq starts
+// anew after the news and stays consecutive.
+func TestRestartPresence(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kill bool
+		lost string
+	}{
+		{"closed", false, "the relay said goodbye"},
+		{"killed", true, ""}, // silence, or the new relay's BYE, whichever comes first
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(200 * time.Millisecond)}
+			rr := restartable{opts: opts}
+			rr.startRelayAt(t, "127.0.0.1:0")
+			alice := join(t, rr.relay, "alice")
+			bob := join(t, rr.relay, "bob")
+			carol := join(t, rr.relay, "carol")
+			expect(t, alice, KindJoin, "alice", "")
+			expect(t, alice, KindJoin, "bob", "")
+			expect(t, alice, KindJoin, "carol", "")
+
+			rr.stopRelay(tc.kill)
+			carol.Close() // gone with the old relay: she never comes back
+			r2 := startRelay(t, append(opts, WithAddr(rr.addr))...)
+			waitFor(t, func() bool { return names(r2.Members()) == "alice,bob" }, "alice and bob to rejoin")
+			if err := bob.Send(ctxT(t), "back"); err != nil {
+				t.Fatal(err)
+			}
+
+			var log []Message
+			for {
+				msg := recv(t, alice)
+				log = append(log, msg)
+				if msg.Kind == KindLeave && msg.From == "carol" {
+					break
+				}
+			}
+			var news []string
+			for _, msg := range log {
+				switch {
+				case msg.Kind == KindJoin:
+					t.Errorf("alice was told %s joined at Seq %d: back from before the restart, no news", msg.From, msg.Seq)
+				case msg.Seq == 0:
+					news = append(news, msg.Kind.String()+" "+msg.From+" "+msg.Text)
+				}
+			}
+			want := []string{"lost  " + tc.lost, "rejoined  new relay", "leave carol "}
+			if len(news) != 3 || (tc.lost != "" && news[0] != want[0]) || !strings.HasPrefix(news[0], "lost  the relay ") || news[1] != want[1] || news[2] != want[2] {
+				t.Errorf("alice's news: %q, want %q\n%s", news, want, showLog(log))
+			}
+			checkConsecutive(t, "alice", log)
+			if got := names(alice.Members()); got != "alice,bob" {
+				t.Errorf("alice's roster after the span: %s", got)
+			}
+		})
+	}
 }

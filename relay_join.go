@@ -112,7 +112,12 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 	// The welcome goes out before the join event, so the member knows its
 	// session when the event arrives.
 	r.sendWelcome(m)
-	r.sequence(KindJoin, m, 0, nil, now)
+	// Members of the relay this one replaced, coming back within the
+	// expiry span of its start, are no news: the others still list them,
+	// and list who has not come back as left once that span is over.
+	if p.prevInc == 0 || p.prevInc == r.inc || now.Sub(r.started) > r.cfg.expiry {
+		r.sequence(KindJoin, m, 0, nil, now)
+	}
 	r.cfg.logger.Info("udpchat member joined", "name", name, "addr", src)
 }
 

@@ -22,13 +22,31 @@ type rosterEntry struct {
 	name    string // the map's key, kept to share it
 	present bool
 	seq     uint64 // the seq of the event or roster page that set it
+	carried bool   // present at a relay that restarted, not heard of since
 }
 
 func newRoster() roster { return roster{entries: make(map[string]rosterEntry)} }
 
 // load starts loading the list from its first page, asked for at now.
-func (r *roster) load(now time.Time) {
-	r.loading, r.after, r.next = true, "", now
+func (r *roster) load(now time.Time) { r.loadAt(now) }
+
+// loadAt starts loading the list, with the first page asked for at t:
+// meanwhile, events are kept as during a load.
+func (r *roster) loadAt(t time.Time) {
+	r.loading, r.after, r.next = true, "", t
+}
+
+// carry keeps who was present at a relay that restarted, as carried: the
+// new relay numbers anew, so their seqs no longer count. The next load
+// lists those who came back; page reports the others as gone.
+func (r *roster) carry() {
+	for name, e := range r.entries {
+		if !e.present {
+			delete(r.entries, name)
+			continue
+		}
+		r.entries[name] = rosterEntry{name: e.name, present: true, carried: true}
+	}
 }
 
 // due reports whether a page is to be asked for at now (the one after
@@ -44,10 +62,12 @@ func (r *roster) due(now time.Time) (ask bool, at time.Time) {
 }
 
 // page takes one page of the list. It reports whether the next page is to
-// be asked for at once, and whether the list is now loaded.
-func (r *roster) page(p *packet, now time.Time) (more, loaded bool) {
+// be asked for at once, and whether the list is now loaded; then gone
+// lists, sorted, the carried members that no page listed: they did not
+// come back after the relay restarted.
+func (r *roster) page(p *packet, now time.Time) (more, loaded bool, gone []string) {
 	if !r.loading || string(p.name) != r.after {
-		return false, false
+		return false, false, nil
 	}
 	if r.after == "" {
 		r.seq = p.seq
@@ -64,16 +84,20 @@ func (r *roster) page(p *packet, now time.Time) (more, loaded bool) {
 	}
 	if p.more && last != "" {
 		r.after, r.next = last, now
-		return true, false
+		return true, false, nil
 	}
 	r.loading = false
 	// Names no page listed and no newer event set have left.
 	for name, e := range r.entries {
 		if !e.present || e.seq < r.seq {
+			if e.carried {
+				gone = append(gone, name)
+			}
 			delete(r.entries, name)
 		}
 	}
-	return false, true
+	slices.Sort(gone)
+	return false, true, gone
 }
 
 // setPresent takes a join or leave event at seq.

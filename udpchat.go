@@ -9,17 +9,35 @@ import (
 	"unicode/utf8"
 )
 
-// Kind says what a Message is.
+// Kind says what a Message is: KindChat, KindJoin or KindLeave, numbered
+// by the relay in the group's order; or KindLost or KindRejoined, the
+// member's own news about its link to the relay, with Seq 0.
 type Kind uint8
 
 // The kinds of Message a member receives.
 const (
-	KindChat  Kind = 1 // a member said something
-	KindJoin  Kind = 2 // a member joined the group
-	KindLeave Kind = 3 // a member left the group or was expired
+	// KindChat is a member's message: From said Text.
+	KindChat Kind = 1
+	// KindJoin is a member joining the group (From); Text is empty.
+	KindJoin Kind = 2
+	// KindLeave is a member leaving the group, or expired by the relay
+	// after missing its heartbeats (From); Text is empty. After a relay
+	// restart, a member that was in the group and has not come back
+	// within the expiry span is reported as left with Seq 0.
+	KindLeave Kind = 3
+	// KindLost says the member lost its relay: it went silent for the
+	// expiry span, or said it holds no session for the member (it
+	// restarted, expired the member, or closed). Text says which. The
+	// member is joining again meanwhile; Send waits for it. Seq is 0.
+	KindLost Kind = 5
+	// KindRejoined says the member is in the group again, after KindLost.
+	// Text is "same relay", or "new relay" when the relay restarted:
+	// then Seq starts anew at the next message, and the members who were
+	// in the group and come back produce no KindJoin. Seq is 0.
+	KindRejoined Kind = 6
 )
 
-// String returns "chat", "join", "leave" or "kind(N)".
+// String returns "chat", "join", "leave", "lost", "rejoined" or "kind(N)".
 func (k Kind) String() string {
 	switch k {
 	case KindChat:
@@ -28,17 +46,21 @@ func (k Kind) String() string {
 		return "join"
 	case KindLeave:
 		return "leave"
+	case KindLost:
+		return "lost"
+	case KindRejoined:
+		return "rejoined"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
 // Message is one entry of the group's conversation, as sequenced by the relay.
 type Message struct {
-	Seq  uint64    // position in the relay's order; consecutive within one relay incarnation
-	Kind Kind      // chat, join or leave
+	Seq  uint64    // position in the relay's order; consecutive within one relay incarnation (see doc.go); 0 for KindLost and KindRejoined
+	Kind Kind      // chat, join, leave, or news about the member's own link
 	From string    // the member's name, stamped by the relay
 	Text string    // the chat text; empty for join and leave
-	Time time.Time // when the relay sequenced the message (relay clock)
+	Time time.Time // when the relay sequenced the message (relay clock); for Seq 0, when the member noticed (its clock)
 }
 
 // MemberInfo describes one member of the group.
