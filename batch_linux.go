@@ -69,7 +69,7 @@ func newBatchConn(pc *ipv4.PacketConn, bufs [][]byte, overflow bool) (*batchConn
 			return nil, err
 		}
 		if serr != nil {
-			return nil, fmt.Errorf("udpchat: SO_RXQ_OVFL: %w", serr)
+			return nil, fmt.Errorf("SO_RXQ_OVFL: %w", serr)
 		}
 		c.oob = make([]byte, overflowCmsgLen*len(bufs))
 	}

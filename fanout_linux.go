@@ -71,7 +71,7 @@ func openFanout(c *net.UDPConn, cfg *config) (*ipv4.PacketConn, []inDatagram, er
 		if fd >= 0 {
 			unix.Close(fd)
 		}
-		return nil, nil, fmt.Errorf("udpchat: relay socket: clearing SO_REUSEPORT: %w", cerr)
+		return nil, nil, fmt.Errorf("clearing SO_REUSEPORT on the relay's socket: %w", cerr)
 	}
 	if err != nil {
 		cfg.logger.Debug("udpchat relay: no fan-out socket", "err", err)

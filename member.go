@@ -22,6 +22,7 @@ const (
 	joinRetryMin = 100 * time.Millisecond // first join retransmission
 	leaveWait    = 100 * time.Millisecond // per LEAVE attempt in Close
 	leaveTries   = 3
+	joinRefusals = 3    // refused joins before a first Join gives up
 	maxOrigins   = 4096 // senders remembered for dropping re-sequenced copies, before pruning
 	readBufSize  = maxBufferSize + 1
 )
@@ -52,11 +53,12 @@ type Member struct {
 
 	closeOnce sync.Once
 
-	mu      sync.Mutex // guards everything below
-	state   memberState
-	failErr error
-	lastErr error   // the last socket error, for ErrRelayUnreachable's message
-	sealer  *sealer // nil without a key
+	mu       sync.Mutex // guards everything below
+	state    memberState
+	failErr  error
+	lastErr  error   // the last socket error, for ErrRelayUnreachable's message
+	refusals int     // datagrams to the relay's port refused (ICMP port unreachable)
+	sealer   *sealer // nil without a key
 
 	// What the relay (or, in plain text, the configuration) set.
 	heartbeat   time.Duration
@@ -325,6 +327,12 @@ func (m *Member) readLoop(bc *batchConn, buf []byte, group bool) {
 			// and the like concern one datagram, not the socket.
 			m.mu.Lock()
 			m.lastErr = err
+			if isRefused(err) {
+				// Nothing listens at the relay's address: a first join
+				// gives up after a few of these (see tick).
+				m.refusals++
+				signal(m.kick)
+			}
 			m.mu.Unlock()
 			if isTransient(err) {
 				continue

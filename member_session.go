@@ -334,7 +334,7 @@ func (m *memberSession) relayError(p *packet, now time.Time) {
 		if !m.rejoinSince.IsZero() && err != ErrInvalidName && now.Sub(m.rejoinSince) < 2*m.expiry {
 			return
 		}
-		m.fail(fmt.Errorf("udpchat: join as %q: %w", m.name, err))
+		m.fail(fmt.Errorf("%w: joining as %q", err, m.name))
 		return
 	}
 	if m.state != stateJoined || p.id != m.inc {
@@ -478,6 +478,14 @@ func (m *memberSession) tick(now time.Time) time.Duration {
 	}
 	switch m.state {
 	case stateJoining:
+		if m.inc == 0 && m.refusals >= joinRefusals {
+			// Never welcomed, and the relay's port refuses: no relay runs
+			// there now, and waiting out the caller's context helps no one.
+			// (A relay that restarts refuses for a while too, but a member
+			// that was welcomed keeps trying.)
+			m.fail(fmt.Errorf("%w at %s: %w", ErrRelayUnreachable, m.cfg.addr, m.lastErr))
+			return time.Hour
+		}
 		if !now.Before(m.joinNext) {
 			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.session, m.nonce, m.inc, m.out.epoch, m.out.first(), &m.cookie, m.name))
 			m.joinNext = now.Add(m.joinBackoff)

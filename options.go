@@ -327,8 +327,7 @@ func WithRateLimit(messages, bytes int) Option {
 // (the sender's included), or one copy to the WithBroadcast address. A
 // line with empty text ("name:") only tells the relay that its sender is
 // listening; a plain Member sends one at Join and every heartbeat. A plain
-// member sends "name:
-// text" to the relay, and Receive returns each line it gets as a KindChat
+// member sends "name: text\n" to the relay, and Receive returns each line it gets as a KindChat
 // message, numbered by the member; with WithBroadcast (which a plain
 // member takes too) it also listens on that address's port, shared with
 // other programs on the host, for the relay's broadcasts. One space after

@@ -123,8 +123,10 @@ func TestPlainBroadcastMembers(t *testing.T) {
 					t.Errorf("%s received %q, want %q", m.Name(), got, want)
 				}
 			}
-			if got := readShared(t, classic, 2); !sameSet(got, want) {
-				t.Errorf("the classic socket on 0.0.0.0:%d received %q, want %q", port, got, want)
+			// On the wire a plain member's lines end with a newline, as nc's do.
+			wire := []string{want[0] + "\n", want[1] + "\n"}
+			if got := readShared(t, classic, 2); !sameSet(got, wire) {
+				t.Errorf("the classic socket on 0.0.0.0:%d received %q, want %q", port, got, wire)
 			}
 			st := r.Stats()
 			if st.Sequenced != 2 || st.Delivered != 2 {

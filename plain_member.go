@@ -73,12 +73,13 @@ func (m *plainMember) handle(b []byte, now time.Time) {
 	m.in.push(rxItem{msg: Message{Seq: m.seq, Kind: KindChat, From: h.name, Text: string(text), Time: now}})
 }
 
-// send sends "name: text".
+// send sends "name: text\n": with the newline, as nc sends lines, tools
+// that print what arrives show one line each.
 func (m *plainMember) send(ctx context.Context, text string) error {
 	if text == "" {
 		return fmt.Errorf("%w: an empty line only tells a plain relay that the member listens", ErrInvalidText)
 	}
-	if size := len(m.name) + 2 + len(text); size > m.cfg.bufferSize {
+	if size := len(m.name) + 3 + len(text); size > m.cfg.bufferSize {
 		return fmt.Errorf("%w: %d bytes with the name, limit %d", ErrMessageTooLarge, size, m.cfg.bufferSize)
 	}
 	if err := ctx.Err(); err != nil {
@@ -89,8 +90,9 @@ func (m *plainMember) send(ctx context.Context, text string) error {
 	if m.state == stateClosed {
 		return ErrClosed
 	}
-	line := make([]byte, 0, len(m.name)+2+len(text))
+	line := make([]byte, 0, len(m.name)+3+len(text))
 	line = append(append(append(line, m.name...), ": "...), text...)
+	line = append(line, '\n')
 	if _, err := m.pc.WriteTo(line, nil, nil); err != nil {
 		return fmt.Errorf("udpchat: send: %w", err)
 	}

@@ -282,7 +282,7 @@ func TestPlainMalformed(t *testing.T) {
 	if err := bob.Send(ctx, "marker"); err != nil {
 		t.Fatal(err)
 	}
-	rawExpect(t, raw, "bob: marker")
+	rawExpect(t, raw, "bob: marker\n")
 	for _, m := range []*Member{alice, bob} {
 		expect(t, m, KindChat, "bob", "marker")
 	}
@@ -503,12 +503,12 @@ func TestPlainMemberWire(t *testing.T) {
 		t.Fatalf("the member's first datagram is %q, want the keepalive %q", b, "alice:")
 	}
 
-	// Send: "name: text", no newline; refusals put nothing on the wire.
+	// Send: "name: text\n", as nc sends lines; refusals put nothing on the wire.
 	if err := m.Send(ctx, "hi there"); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	f.expectLine("alice:", "alice: hi there")
-	fits := strings.Repeat("x", bufSize-len("alice: "))
+	f.expectLine("alice:", "alice: hi there\n")
+	fits := strings.Repeat("x", bufSize-len("alice: \n"))
 	if err := m.Send(ctx, fits+"y"); !errors.Is(err, ErrMessageTooLarge) {
 		t.Errorf("Send of %d bytes of text with a %d-byte buffer: %v, want ErrMessageTooLarge", len(fits)+1, bufSize, err)
 	}
@@ -518,7 +518,7 @@ func TestPlainMemberWire(t *testing.T) {
 	if err := m.Send(ctx, fits); err != nil {
 		t.Errorf("Send of a line of exactly the buffer size: %v", err)
 	}
-	f.expectLine("alice:", "alice: "+fits)
+	f.expectLine("alice:", "alice: "+fits+"\n")
 	if err := m.Send(ctx, ""); err != nil {
 		t.Logf("Send(\"\"): %v", err) // unspecified; only logged
 	} else if b := f.read(quiet); b != nil && string(b) != "alice:" && string(b) != "alice: " {

@@ -115,13 +115,13 @@ func (r *Relay) open(c net.PacketConn) error {
 		return fmt.Errorf("udpchat: relay socket: %w", err)
 	}
 	if err := setBuffers(c, cfg); err != nil {
-		return err
+		return fmt.Errorf("udpchat: relay socket: %w", err)
 	}
 	r.q = newSendQueue(r.bc, cfg.history, cfg.bufferSize, s, &r.stats, cfg.logger)
 	var took []inDatagram
 	if !cfg.sharesPort() {
 		if r.fan, took, err = openFanout(c.(*net.UDPConn), cfg); err != nil {
-			return err
+			return fmt.Errorf("udpchat: relay fan-out socket: %w", err)
 		}
 	}
 	if r.fan != nil {
@@ -160,7 +160,7 @@ func (r *Relay) setupGroup() error {
 	}
 	ifi, err := groupInterface(r.cfg.ifname, r.addr.IP)
 	if err != nil {
-		return fmt.Errorf("udpchat: relay multicast to %s: %w", b, err)
+		return fmt.Errorf("%w: relay multicast to %s: %w", ErrInvalidOption, b, err)
 	}
 	for _, pc := range []*ipv4.PacketConn{r.pc, r.fan} {
 		if pc == nil {

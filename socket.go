@@ -18,12 +18,12 @@ func setBuffers(c net.PacketConn, cfg *config) error {
 	}
 	if cfg.readBuf > 0 {
 		if err := u.SetReadBuffer(cfg.readBuf); err != nil {
-			return fmt.Errorf("udpchat: SO_RCVBUF %d: %w", cfg.readBuf, err)
+			return fmt.Errorf("SO_RCVBUF %d: %w", cfg.readBuf, err)
 		}
 	}
 	if cfg.writeBuf > 0 {
 		if err := u.SetWriteBuffer(cfg.writeBuf); err != nil {
-			return fmt.Errorf("udpchat: SO_SNDBUF %d: %w", cfg.writeBuf, err)
+			return fmt.Errorf("SO_SNDBUF %d: %w", cfg.writeBuf, err)
 		}
 	}
 	return nil
@@ -73,7 +73,7 @@ func groupInterface(name string, local net.IP) (*net.Interface, error) {
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("%w: no multicast interface is up; name one with WithInterface", ErrInvalidOption)
+		return nil, errors.New("no multicast interface is up; name one with WithInterface")
 	case 1:
 		return &found[0], nil
 	}
@@ -81,7 +81,7 @@ func groupInterface(name string, local net.IP) (*net.Interface, error) {
 	for i := range found {
 		names[i] = found[i].Name
 	}
-	return nil, fmt.Errorf("%w: bound to %s, the relay could multicast on any of %v: name one with WithInterface or bind to its address", ErrInvalidOption, local, names)
+	return nil, fmt.Errorf("bound to %s, the relay could multicast on any of %v: name one with WithInterface or bind to its address", local, names)
 }
 
 // interfaceByIP finds the interface that holds ip.
@@ -115,6 +115,12 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
+}
+
+// isRefused reports an ICMP port unreachable for an earlier datagram, as
+// each system reports it on a connected UDP socket.
+func isRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // isTransient reports read and write errors that concern one earlier

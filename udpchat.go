@@ -143,18 +143,36 @@ const maxNameLen = 32
 // control characters, no ':' (the plain-text form is "name: text") and no
 // leading or trailing space.
 func checkName(name string) error {
+	var why string
 	switch {
 	case name == "":
-		return fmt.Errorf("%w: empty", ErrInvalidName)
+		why = "empty"
 	case len(name) > maxNameLen:
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidName, len(name), maxNameLen)
+		why = fmt.Sprintf("%d bytes", len(name))
 	case !utf8.ValidString(name):
-		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidName)
-	}
-	for i, r := range name {
-		if unicode.IsControl(r) || r == ':' || ((i == 0 || i+utf8.RuneLen(r) == len(name)) && unicode.IsSpace(r)) {
-			return fmt.Errorf("%w: %q has a forbidden character %q", ErrInvalidName, name, r)
+		why = "not valid UTF-8"
+	default:
+		for i, r := range name {
+			switch {
+			case unicode.IsControl(r):
+				why = fmt.Sprintf("control character %U", r)
+			case r == ':':
+				why = "':'"
+			case i == 0 && unicode.IsSpace(r):
+				why = "space at the start"
+			case i+utf8.RuneLen(r) == len(name) && unicode.IsSpace(r):
+				why = "space at the end"
+			default:
+				continue
+			}
+			break
 		}
 	}
-	return nil
+	if why == "" {
+		return nil
+	}
+	return fmt.Errorf("%w %q: %s; %s", ErrInvalidName, name, why, nameRules)
 }
+
+// nameRules says what a name may be, for the errors that refuse one.
+const nameRules = "a name is 1 to 32 bytes of UTF-8, with no control characters, no ':' and no space at either end"

@@ -474,20 +474,26 @@ func TestJoinUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	for _, tc := range []struct{ name, addr string }{
-		{"silent", silent.LocalAddr().String()},
-		{"refused", fmt.Sprintf("127.0.0.1:%d", freePort(t))},
+	for _, tc := range []struct {
+		name, addr string
+		deadline   time.Duration
+		cause      error
+	}{
+		{"silent", silent.LocalAddr().String(), 300 * time.Millisecond, context.DeadlineExceeded},
+		// The kernel says at once that nothing listens: Join gives up
+		// after a few refusals, long before its deadline.
+		{"refused", fmt.Sprintf("127.0.0.1:%d", freePort(t)), 10 * time.Second, syscall.ECONNREFUSED},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), tc.deadline)
 			defer cancel()
 			start := time.Now()
 			m, err := Join(ctx, "alice", WithAddr(tc.addr))
-			if !errors.Is(err, ErrRelayUnreachable) || !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("Join = %v, %v; want ErrRelayUnreachable and DeadlineExceeded", m, err)
+			if !errors.Is(err, ErrRelayUnreachable) || !errors.Is(err, tc.cause) {
+				t.Fatalf("Join = %v, %v; want ErrRelayUnreachable and %v", m, err, tc.cause)
 			}
 			if d := time.Since(start); d > time.Second {
-				t.Errorf("Join took %v with a 300ms deadline", d)
+				t.Errorf("Join took %v", d)
 			}
 			t.Log(err)
 		})
@@ -860,4 +866,42 @@ func TestSendCancelledSendsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, bob, KindChat, "alice", "after")
+}
+
+// Names: what is refused says why and what is allowed, with one prefix.
+func TestNameRules(t *testing.T) {
+	for _, tc := range []struct{ name, why string }{
+		{"alice", ""},
+		{"ok name", ""},
+		{"日本語", ""},
+		{strings.Repeat("x", 32), ""},
+		{"", "empty"},
+		{strings.Repeat("x", 33), "33 bytes"},
+		{" lead", "space at the start"},
+		{"trail ", "space at the end"},
+		{"a:b", "':'"},
+		{"bell\a", "control character U+0007"},
+		{"\xff", "not valid UTF-8"},
+	} {
+		err := checkName(tc.name)
+		if tc.why == "" {
+			if err != nil {
+				t.Errorf("%q: %v", tc.name, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalidName) || !strings.Contains(err.Error(), tc.why) || !strings.Contains(err.Error(), nameRules) || strings.Count(err.Error(), "udpchat:") != 1 {
+			t.Errorf("%q: %v; want ErrInvalidName saying %q and the rules, once prefixed", tc.name, err, tc.why)
+		}
+	}
+}
+
+// A refusal reads as one error, with one prefix.
+func TestJoinRefusalOnePrefix(t *testing.T) {
+	r := startRelay(t)
+	join(t, r, "alice")
+	_, err := Join(ctxT(t), "alice", WithAddr(r.Addr().String()))
+	if !errors.Is(err, ErrNameTaken) || strings.Count(err.Error(), "udpchat:") != 1 || !strings.Contains(err.Error(), `"alice"`) {
+		t.Fatalf("Join as a taken name: %v", err)
+	}
 }
