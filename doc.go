@@ -2,6 +2,24 @@
 // from Members and delivers every message to every member, in one order,
 // without losing any silently.
 //
+// A server runs a relay (here on the default address, 127.0.0.1:2410):
+//
+//	r, err := udpchat.NewRelay()
+//	...
+//	go r.Serve(ctx)
+//	defer r.Close()
+//
+// Each person's program joins it, sends, and receives every message of the
+// group in one order:
+//
+//	m, err := udpchat.Join(ctx, "alice")
+//	...
+//	defer m.Close()
+//	err = m.Send(ctx, "hello")
+//	msg, err := m.Receive(ctx) // msg.Seq, msg.Kind, msg.From, msg.Text
+//
+// ARCHITECTURE.md in the repository maps the code.
+//
 // # Model
 //
 // A relay (NewRelay, then Serve) owns one UDP socket. A member (Join) owns
@@ -51,6 +69,15 @@
 // member that was further behind than the relay's history (whose missing
 // messages senders no longer keep) gets a GapError for them, in the old
 // relay's numbering. After a restart Seq starts anew.
+//
+// Receive tells a member of its own link in order, with Seq 0: KindLost
+// when the relay went silent or said goodbye, KindRejoined when the member
+// is back ("same relay", or "new relay" after a restart). A restarted relay
+// does not announce the members of the old one that come back within the
+// expiry span of its start, so no KindJoin reads as someone new arriving;
+// an expiry span after it rejoined, a member loads the new relay's member
+// list, and each member of the old relay that has not come back is
+// reported as left (KindLeave, Seq 0).
 //
 // A member that the relay expired (its link was down for the expiry span)
 // joins again with a new session and resends the chats it keeps. The relay

@@ -51,7 +51,8 @@ func Example() {
 	// 2 members
 }
 
-// Receive in a loop, reporting lost messages and going on.
+// Receive in a loop: chats, presence, news of the member's own link and
+// lost messages, each in its place. The loop ends when the member closes.
 func ExampleMember_Receive() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -61,15 +62,20 @@ func ExampleMember_Receive() {
 	}
 	defer relay.Close()
 	go relay.Serve(ctx)
-	m, err := udpchat.Join(ctx, "carol", udpchat.WithAddr(relay.Addr().String()))
+	at := udpchat.WithAddr(relay.Addr().String())
+	carol, err := udpchat.Join(ctx, "carol", at)
 	if err != nil {
 		log.Fatal(err)
 	}
-	m.Send(ctx, "anyone here?")
-	m.Close() // Receive returns ErrClosed from now on
+	dave, err := udpchat.Join(ctx, "dave", at)
+	if err != nil {
+		log.Fatal(err)
+	}
+	dave.Send(ctx, "hi carol")
+	dave.Close()
 
 	for {
-		msg, err := m.Receive(ctx)
+		msg, err := carol.Receive(ctx)
 		var gap *udpchat.GapError
 		switch {
 		case errors.As(err, &gap):
@@ -79,9 +85,25 @@ func ExampleMember_Receive() {
 			fmt.Println(err)
 			return
 		}
-		fmt.Printf("%s: %s\n", msg.From, msg.Text)
+		switch msg.Kind {
+		case udpchat.KindChat:
+			fmt.Printf("%s: %s\n", msg.From, msg.Text)
+		case udpchat.KindJoin:
+			fmt.Printf("* %s joined\n", msg.From)
+		case udpchat.KindLeave:
+			fmt.Printf("* %s left\n", msg.From)
+			carol.Close() // Receive returns ErrClosed from now on
+		case udpchat.KindLost:
+			fmt.Printf("* relay lost: %s\n", msg.Text)
+		case udpchat.KindRejoined:
+			fmt.Printf("* back (%s)\n", msg.Text)
+		}
 	}
 	// Output:
+	// * carol joined
+	// * dave joined
+	// dave: hi carol
+	// * dave left
 	// udpchat: closed
 }
 
