@@ -105,7 +105,7 @@ type memberMode interface {
 //
 // Join retries until ctx is done; if the relay never answers, the error
 // matches ErrRelayUnreachable. A refusal matches ErrNameTaken, ErrRelayFull
-// or ErrInvalidName. Options: WithAddr (the relay), WithBufferSize,
+// or ErrInvalidName. Options: WithAddr (the relay), WithLocalAddr, WithBufferSize,
 // WithInterface, WithLogger, WithQueueSize, WithKey, WithSocketBuffers,
 // WithPlainText (with which Join returns at once: there is no handshake),
 // and with WithPlainText also WithBroadcast, WithHeartbeat and WithExpiry.
@@ -119,7 +119,13 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 	}
 	// A connected socket: the kernel drops datagrams from anyone but the
 	// relay, and reports ICMP errors (such as a relay that is not running).
-	c, err := net.DialUDP("udp4", nil, cfg.addr)
+	var c *net.UDPConn
+	if cfg.plainText && cfg.localAddr != nil {
+		// A plain peer: lines come from any source (see WithLocalAddr).
+		c, err = net.ListenUDP("udp4", cfg.localAddr)
+	} else {
+		c, err = net.DialUDP("udp4", cfg.localAddr, cfg.addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("udpchat: join: %w", err)
 	}

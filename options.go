@@ -56,10 +56,11 @@ type config struct {
 	rateMsgs   float64 // per second; 0: no limit
 	rateBytes  float64
 	nameRule   func(string) error
-	ifname     string   // WithInterface; "": chosen by address
-	readBuf    int      // SO_RCVBUF; 0: the system's default
-	writeBuf   int      // SO_SNDBUF; 0: the system's default
-	keys       *keyring // nil: datagrams are not sealed
+	ifname     string       // WithInterface; "": chosen by address
+	localAddr  *net.UDPAddr // WithLocalAddr; nil: an ephemeral port
+	readBuf    int          // SO_RCVBUF; 0: the system's default
+	writeBuf   int          // SO_SNDBUF; 0: the system's default
+	keys       *keyring     // nil: datagrams are not sealed
 
 	expirySet    bool
 	plainText    bool
@@ -137,6 +138,32 @@ func WithAddr(addr string) Option {
 			return fmt.Errorf("%w: WithAddr: a member needs the relay's address and port, not %s", ErrInvalidOption, addr)
 		}
 		c.addr = a
+		return nil
+	}
+}
+
+// WithLocalAddr sets the address a member's own socket binds, such as
+// "0.0.0.0:2411" (default: an ephemeral port on the address that reaches
+// the relay). Member only. It serves firewalls that let through one port,
+// and peers that must know where to send.
+//
+// With WithPlainText it makes the member a peer, as in the classic
+// two-person chat program: it takes "name:text" lines arriving at addr
+// from any source (the classic peer sends from another port than it
+// listens on), sends its own lines to WithAddr, and sends no keepalives (a
+// peer does not need them, and would print them). A plain member that talks
+// to a plain relay from a fixed address is served while it speaks at least
+// once an expiry span.
+func WithLocalAddr(addr string) Option {
+	return func(c *config) error {
+		if c.side != sideMember {
+			return fmt.Errorf("%w: WithLocalAddr applies to members only", ErrInvalidOption)
+		}
+		a, err := resolveUDP4(addr)
+		if err != nil {
+			return fmt.Errorf("%w: WithLocalAddr: %w", ErrInvalidOption, err)
+		}
+		c.localAddr = a
 		return nil
 	}
 }

@@ -411,3 +411,22 @@ func TestPlainFullEvictsQuietest(t *testing.T) {
 		t.Errorf("relay lists %v, want b and c", ms)
 	}
 }
+
+// A plain member talks to the classic two-person program, which sends
+// "name:text" from another port than it listens on and quits on "bye".
+func TestPlainClassicPeer(t *testing.T) {
+	py, script := python(t, "classic_peer.py")
+	pc, pm := freePort(t), freePort(t)
+	carol := startChild(t, "classic peer", py, script, "carol", fmt.Sprint(pc), fmt.Sprint(pm))
+	carol.waitLine(t, fmt.Sprintf("* ready carol on 127.0.0.1:%d", pc))
+	alice := joinAt(t, fmt.Sprintf("127.0.0.1:%d", pc), "alice", WithPlainText(), WithLocalAddr(fmt.Sprintf("127.0.0.1:%d", pm)))
+	carol.write(t, "hello alice\n")
+	expect(t, alice, KindChat, "carol", "hello alice")
+	if err := alice.Send(ctxT(t), "hi carol"); err != nil {
+		t.Fatal(err)
+	}
+	carol.waitLine(t, "alice: hi carol")
+	carol.write(t, "bye\n")
+	expect(t, alice, KindChat, "carol", "bye")
+	carol.waitExit(t)
+}

@@ -3,6 +3,7 @@ package udpchat
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 // keeps.
 type plainMember struct {
 	*Member
+	peer  net.Addr              // with WithLocalAddr: where lines go from an unconnected socket; nil: connected
 	heard map[string]*heardName // the names heard from, for Members
 	seq   uint64                // numbers received lines
 }
@@ -35,7 +37,11 @@ func newPlainMember(m *Member) (*plainMember, error) {
 			return nil, fmt.Errorf("listening for the relay's broadcast at %s: %w", m.cfg.broadcast, err)
 		}
 	}
-	return &plainMember{Member: m, heard: make(map[string]*heardName)}, nil
+	pm := &plainMember{Member: m, heard: make(map[string]*heardName)}
+	if m.cfg.localAddr != nil {
+		pm.peer = m.cfg.addr
+	}
+	return pm, nil
 }
 
 // join has nothing to wait for.
@@ -93,7 +99,7 @@ func (m *plainMember) send(ctx context.Context, text string) error {
 	line := make([]byte, 0, len(m.name)+3+len(text))
 	line = append(append(append(line, m.name...), ": "...), text...)
 	line = append(line, '\n')
-	if _, err := m.pc.WriteTo(line, nil, nil); err != nil {
+	if _, err := m.pc.WriteTo(line, nil, m.peer); err != nil {
 		return fmt.Errorf("udpchat: send: %w", err)
 	}
 	m.stats.Sent++
@@ -107,7 +113,9 @@ func (m *plainMember) tick(now time.Time) time.Duration {
 		return time.Hour
 	}
 	if now.Sub(m.lastBeat) >= m.heartbeat {
-		m.writeLocked(append([]byte(m.name), ':'))
+		if m.peer == nil { // a peer needs no keepalive, and would print it
+			m.writeLocked(append([]byte(m.name), ':'))
+		}
 		m.lastBeat = now
 		for name, h := range m.heard {
 			if now.Sub(h.at) > m.expiry {

@@ -974,3 +974,41 @@ func TestPlainNameRule(t *testing.T) {
 		t.Errorf("stats %+v, members %v: want mallory's line refused", st, ms)
 	}
 }
+
+// Two plain members talk peer to peer, no relay: each binds its own
+// address (WithLocalAddr) and sends to the other's.
+func TestPlainPeers(t *testing.T) {
+	pa, pb := freePort(t), freePort(t)
+	at := func(p int) string { return fmt.Sprintf("127.0.0.1:%d", p) }
+	alice := joinAt(t, at(pb), "alice", WithPlainText(), WithLocalAddr(at(pa)))
+	bob := joinAt(t, at(pa), "bob", WithPlainText(), WithLocalAddr(at(pb)))
+	ctx := ctxT(t)
+	if err := alice.Send(ctx, "hi bob"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, bob, KindChat, "alice", "hi bob")
+	if err := bob.Send(ctx, "hi alice"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, KindChat, "bob", "hi alice")
+	if got := names(alice.Members()); got != "bob" {
+		t.Errorf("alice lists %q", got)
+	}
+}
+
+// With the protocol, WithLocalAddr fixes the port the relay sees.
+func TestLocalAddr(t *testing.T) {
+	r := startRelay(t)
+	port := freePort(t)
+	join(t, r, "alice", WithLocalAddr(fmt.Sprintf("127.0.0.1:%d", port)))
+	ms := r.Members()
+	if len(ms) != 1 || ms[0].Addr.(*net.UDPAddr).Port != port {
+		t.Fatalf("the relay lists %v, want alice at port %d", ms, port)
+	}
+	if _, err := NewRelay(WithLocalAddr("127.0.0.1:0")); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("NewRelay(WithLocalAddr) = %v, want ErrInvalidOption", err)
+	}
+	if _, err := Join(ctxT(t), "bob", WithAddr(r.Addr().String()), WithLocalAddr("127.0.0.1:x")); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("Join(WithLocalAddr(bad port)) = %v, want ErrInvalidOption", err)
+	}
+}
