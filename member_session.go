@@ -29,6 +29,7 @@ type memberSession struct {
 
 	inc, session uint64    // the relay's incarnation, and our session with it
 	lastHeard    time.Time // any valid datagram from the relay
+	reportAt     uint64    // report progress once the inbox's next seq reaches this
 }
 
 func newMemberSession(m *Member) *memberSession {
@@ -127,8 +128,14 @@ func (m *memberSession) send(ctx context.Context, text string) error {
 		<-m.out.window
 		return err
 	}
+	now := time.Now()
 	if m.out.add(p) && m.state == stateJoined {
-		m.sendChat(p, time.Now())
+		m.sendChat(p, now)
+	}
+	if m.state == stateJoined && m.out.nearlyFull() && now.Sub(m.lastBeat) >= rtoMin {
+		// Near its bound: ask where stability stands rather than wait for
+		// the next report to bring the answer.
+		m.beat(now)
 	}
 	m.mu.Unlock()
 
@@ -414,6 +421,21 @@ func (m *memberSession) advance(now time.Time) {
 	if m.in.missing() {
 		m.nack(now, false)
 	}
+	if m.state == stateJoined && m.in.next >= m.reportAt {
+		m.beat(now)
+	}
+}
+
+// beat sends a heartbeat: how far the member has received, and the stable
+// seq it knows of. Besides every heartbeat interval, a member beats each
+// time it has taken an eighth of the relay's history: the relay's stable
+// and prunable seqs, and so its senders' outboxes, then move with the
+// traffic rather than with the clock. The STATUS answer says where the
+// relay stands.
+func (m *memberSession) beat(now time.Time) {
+	m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.in.next, m.out.stable))
+	m.lastBeat = now
+	m.reportAt = m.in.next + max(1, uint64(m.out.history)/8)
 }
 
 // nack asks the relay for missing seqs (see inbox.nack), in as many ranges
@@ -498,8 +520,7 @@ func (m *memberSession) tick(now time.Time) time.Duration {
 			return 0
 		}
 		if now.Sub(m.lastBeat) >= m.heartbeat {
-			m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.in.next, m.out.stable))
-			m.lastBeat = now
+			m.beat(now)
 		}
 		soonest(m.lastBeat.Add(m.heartbeat))
 		soonest(m.lastHeard.Add(m.expiry + time.Millisecond))

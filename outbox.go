@@ -54,6 +54,9 @@ func (o *outbox) cap() int { return 2*o.history + sendWindow }
 // what the relay's history holds.
 func (o *outbox) full() bool { return len(o.chats) >= o.cap() }
 
+// nearlyFull reports whether the outbox is three quarters full.
+func (o *outbox) nearlyFull() bool { return 4*len(o.chats) >= 3*o.cap() }
+
 // add gives c the next member seq and queues it. It reports whether c may
 // go out at once: member seqs in the outbox are consecutive, so if the chat
 // sendWindow places back is confirmed, the relay has taken everything up to

@@ -23,6 +23,7 @@ type protoRelay struct {
 	departed departedOrigins // how far members who left were sequenced
 	stable   uint64          // every member has every seq up to this (or history lost it)
 	prunable uint64          // every member knows stable reached this: senders may forget it
+	settled  time.Time       // when stable and prunable were last worked out
 	opened   []byte          // an opened datagram, with a key
 }
 
@@ -127,6 +128,7 @@ func (r *protoRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 			m.progress = p.seq - 1
 		}
 		m.knows = max(m.knows, min(p.stable, r.stable))
+		r.settle(now)
 		r.sendStatus(m)
 	case tNack:
 		r.handleNack(m, &p, now)
@@ -160,23 +162,36 @@ func (r *protoRelay) remove(m *relayMember, now time.Time) {
 	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)
 }
 
+// settleEvery bounds how often progress reports make the relay work out
+// stable and prunable, a walk over every member.
+const settleEvery = time.Millisecond
+
+// settle works out which seqs every member has (stable) and which every
+// member knows to be stable (prunable), from their progress reports; at
+// most once per settleEvery, unless now is zero.
+func (r *protoRelay) settle(now time.Time) {
+	if !now.IsZero() && now.Sub(r.settled) < settleEvery {
+		return
+	}
+	r.settled = now
+	stable, prunable := r.q.seq, r.stable
+	for _, m := range r.sessions.list {
+		stable = min(stable, m.progress)
+		prunable = min(prunable, m.knows)
+	}
+	// What history no longer holds cannot be repaired by anyone. A member
+	// behind that learns of it from stable, and only once every member
+	// has, senders forget: so a member that lacks what senders forgot
+	// knows it, should the relay die.
+	r.stable = max(stable, r.q.oldestSeq()-1)
+	r.prunable = max(r.prunable, prunable)
+}
+
 // sweep expires members that have been silent for longer than the expiry,
 // and works out which seqs every member has (stable): senders keep their
 // chats until then, to resend them to a new relay should this one die.
 func (r *protoRelay) sweep(now time.Time) {
-	defer func() {
-		stable, prunable := r.q.seq, r.stable
-		for _, m := range r.sessions.list {
-			stable = min(stable, m.progress)
-			prunable = min(prunable, m.knows)
-		}
-		// What history no longer holds cannot be repaired by anyone. A
-		// member behind that learns of it from stable, and only once every
-		// member has, senders forget: so a member that lacks what senders
-		// forgot knows it, should the relay die.
-		r.stable = max(stable, r.q.oldestSeq()-1)
-		r.prunable = max(r.prunable, prunable)
-	}()
+	defer r.settle(time.Time{})
 	// Backwards, because remove moves the last member into the hole.
 	for i := len(r.sessions.list) - 1; i >= 0; i-- {
 		m := r.sessions.list[i]
