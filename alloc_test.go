@@ -149,3 +149,36 @@ func TestKernelDropsCounted(t *testing.T) {
 		t.Errorf("%d dropped by the kernel and %d received, of at least 200 sent", s.DroppedKernel, s.Received)
 	}
 }
+
+// A Send costs one allocation, the datagram, with and without a key, once
+// the outbox has chats to reuse. (AllocsPerRun counts the member's other
+// goroutines too: the receive path of the sender's own copy, which its
+// full queue does not keep, allocates nothing.)
+func TestMemberSendAllocates(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts need a build without -race (.ci/run runs it)")
+	}
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{{"plain", nil}, {"key", []Option{WithKey(key1)}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRelay(t, append([]Option{WithRateLimit(0, 0), WithHistory(minHistory)}, tc.opts...)...)
+			m := join(t, r, "alice", append([]Option{WithQueueSize(1)}, tc.opts...)...)
+			ctx := context.Background()
+			for range 2000 { // past the outbox's bound: chats are reused
+				if err := m.Send(ctx, "hello there"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			allocs := testing.AllocsPerRun(500, func() {
+				if err := m.Send(ctx, "hello there"); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs > 1.05 { // a heartbeat now and then
+				t.Errorf("a Send allocates %v times, want 1 (the datagram)", allocs)
+			}
+		})
+	}
+}

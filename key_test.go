@@ -250,7 +250,7 @@ func TestKeyNoBYEForACapturedSession(t *testing.T) {
 		t.Fatal("the other relay did not answer")
 	}
 	sp := newSpoofer(t)
-	sp.send(px.front.LocalAddr().(*net.UDPAddr).Port, alice.pc.PacketConn.LocalAddr().(*net.UDPAddr), bye)
+	sp.send(px.front.LocalAddr().(*net.UDPAddr).Port, alice.conn.LocalAddr().(*net.UDPAddr), bye)
 	if err := alice.Send(ctxT(t), "still here"); err != nil {
 		t.Fatal(err)
 	}

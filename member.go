@@ -42,8 +42,8 @@ type Member struct {
 	cfg   *config
 	name  string
 	relay netip.AddrPort
-	pc    *ipv4.PacketConn // unicast, connected to the relay
-	mode  memberMode       // the protocol, or plain text: chosen by Join
+	conn  *net.UDPConn // unicast: connected to the relay, or a plain peer's own
+	mode  memberMode   // the protocol, or plain text: chosen by Join
 
 	wg       sync.WaitGroup
 	done     chan struct{} // closed by Close
@@ -143,7 +143,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		cfg:      cfg,
 		name:     name,
 		relay:    addrPortOf(cfg.addr),
-		pc:       pc,
+		conn:     c,
 		done:     make(chan struct{}),
 		kick:     make(chan struct{}, 1),
 		failed:   make(chan struct{}),
@@ -266,7 +266,7 @@ func (m *Member) Close() error {
 			m.leave(leave)
 		}
 		close(m.done)
-		m.pc.Close()
+		m.conn.Close()
 		m.mu.Lock()
 		if m.gpc != nil {
 			m.gpc.Close()
@@ -300,12 +300,24 @@ func (m *Member) write(b []byte) {
 	m.writeLocked(b)
 }
 
+// writePrefixed is writeLocked for a datagram built after
+// sealPrefix(m.sealer) bytes of room, with room for the tag after it: it
+// is sealed where it lies. m.mu is held.
+func (m *Member) writePrefixed(b []byte) {
+	if m.sealer != nil {
+		b = m.sealer.sealInPlace(b, len(b)-sealHdrLen)
+	}
+	if _, err := m.conn.Write(b); err != nil {
+		m.lastErr = err
+	}
+}
+
 // writeLocked seals b if the group has a key, and sends it. m.mu is held.
 func (m *Member) writeLocked(b []byte) {
 	if m.sealer != nil {
 		b = m.sealer.seal(b)
 	}
-	if _, err := m.pc.WriteTo(b, nil, nil); err != nil {
+	if _, err := m.conn.Write(b); err != nil {
 		m.lastErr = err
 	}
 }
@@ -400,7 +412,7 @@ func (m *Member) listenGroup(group netip.AddrPort) error {
 		return err
 	}
 	if group.Addr().IsMulticast() {
-		local := m.pc.PacketConn.LocalAddr().(*net.UDPAddr)
+		local := m.conn.LocalAddr().(*net.UDPAddr)
 		ifi, err := groupInterface(m.cfg.ifname, local.IP)
 		if err == nil {
 			err = pc.JoinGroup(ifi, &net.UDPAddr{IP: group.Addr().AsSlice()})

@@ -27,9 +27,10 @@ type memberSession struct {
 	relaySalt   uint32 // with a key: the relay's sealing salt
 	relayReplay replay // and the counters of its control datagrams taken
 
-	inc, session uint64    // the relay's incarnation, and our session with it
-	lastHeard    time.Time // any valid datagram from the relay
-	reportAt     uint64    // report progress once the inbox's next seq reaches this
+	inc, session   uint64    // the relay's incarnation, and our session with it
+	lastHeard      time.Time // any valid datagram from the relay
+	reportAt       uint64    // report progress once the inbox's next seq reaches this
+	reportedStable uint64    // the stable seq the last report said we know
 }
 
 func newMemberSession(m *Member) *memberSession {
@@ -88,8 +89,6 @@ func (m *memberSession) send(ctx context.Context, text string) error {
 	case <-m.done:
 		return ErrClosed
 	}
-	done := make(chan error, 1) // p.done is cleared under m.mu once answered
-	p := &pendingChat{text: text, done: done, rto: rtoMin}
 	m.mu.Lock()
 	for {
 		switch {
@@ -129,6 +128,8 @@ func (m *memberSession) send(ctx context.Context, text string) error {
 		return err
 	}
 	now := time.Now()
+	p := m.out.newChat(text)
+	done := p.ch // p.done is cleared under m.mu once answered
 	if m.out.add(p) && m.state == stateJoined {
 		m.sendChat(p, now)
 	}
@@ -247,6 +248,11 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 		m.ack(p.mseq, p.seq, now)
 		m.in.saw(p.seq)
 		m.advance(now)
+		if m.state == stateJoined && m.out.stable >= m.reportedStable+m.reportStep() {
+			// Senders forget what is stable only once every member has
+			// heard that it is: say so now, not at the next heartbeat.
+			m.beat(now)
+		}
 	case tGone:
 		m.gone(p.ranges[0][0], p.ranges[0][1], now)
 	case tRoster:
@@ -435,8 +441,13 @@ func (m *memberSession) advance(now time.Time) {
 func (m *memberSession) beat(now time.Time) {
 	m.writeLocked(appendHeartbeat(make([]byte, 0, headerLen+16), m.session, m.in.next, m.out.stable))
 	m.lastBeat = now
-	m.reportAt = m.in.next + max(1, uint64(m.out.history)/8)
+	m.reportAt = m.in.next + m.reportStep()
+	m.reportedStable = m.out.stable
 }
+
+// reportStep is how far the member's progress, or the stable seq it
+// knows, moves before it reports: an eighth of the relay's history.
+func (m *memberSession) reportStep() uint64 { return max(1, uint64(m.out.history)/8) }
 
 // nack asks the relay for missing seqs (see inbox.nack), in as many ranges
 // as fit the smaller buffer, sealed.
@@ -483,7 +494,10 @@ func (m *memberSession) ack(mseq, bound uint64, now time.Time) {
 
 // sendChat sends c (again) and counts a retransmission.
 func (m *memberSession) sendChat(c *pendingChat, now time.Time) {
-	m.writeLocked(appendChat(make([]byte, 0, chatHdrLen+len(c.text)), m.session, c.mseq, c.text))
+	// Built after room for the seal's header, and sealed where it lies:
+	// a chat costs one allocation, the datagram.
+	p := sealPrefix(m.sealer)
+	m.writePrefixed(appendChat(make([]byte, p, p+chatHdrLen+len(c.text)+16), m.session, c.mseq, c.text))
 	if m.out.sent(c, now) {
 		m.stats.Retransmitted++
 	}

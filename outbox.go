@@ -17,6 +17,7 @@ type outbox struct {
 	stable   uint64         // every member has every seq up to this, says the relay
 	prunable uint64         // every member knows of stable up to this: our copies may go
 	history  int            // the relay's history size, which bounds the outbox
+	free     []*pendingChat // pruned chats, to be used again: a Send allocates none
 
 	window chan struct{} // one token per chat in flight, taken by Send
 	room   chan struct{} // the outbox shrank: a Send waiting for room may go on
@@ -28,7 +29,8 @@ type outbox struct {
 type pendingChat struct {
 	mseq      uint64
 	text      string
-	done      chan error // the waiting Send's answer (buffered); nil once answered
+	ch        chan error // the chat's own answer channel, buffered, kept across reuse
+	done      chan error // ch while a Send waits for the answer; nil once answered
 	confirmed bool       // sequenced or refused by the relay
 	seqBound  uint64     // once confirmed: its seq is at most this
 	next      time.Time  // when to (re)send
@@ -56,6 +58,28 @@ func (o *outbox) full() bool { return len(o.chats) >= o.cap() }
 
 // nearlyFull reports whether the outbox is three quarters full.
 func (o *outbox) nearlyFull() bool { return 4*len(o.chats) >= 3*o.cap() }
+
+// newChat returns a chat for text, ready for add: a pruned one if there is
+// one, so that a busy sender allocates none.
+func (o *outbox) newChat(text string) *pendingChat {
+	var c *pendingChat
+	if n := len(o.free); n > 0 {
+		c, o.free[n-1] = o.free[n-1], nil
+		o.free = o.free[:n-1]
+		select {
+		case <-c.ch: // an answer no Send took: its Send had given up
+		default:
+		}
+		*c = pendingChat{ch: c.ch}
+	} else {
+		c = &pendingChat{}
+	}
+	if c.ch == nil {
+		c.ch = make(chan error, 1)
+	}
+	c.text, c.done, c.rto = text, c.ch, rtoMin
+	return c
+}
 
 // add gives c the next member seq and queues it. It reports whether c may
 // go out at once: member seqs in the outbox are consecutive, so if the chat
@@ -186,6 +210,11 @@ func (o *outbox) prune() {
 		n++
 	}
 	if n > 0 {
+		for _, c := range o.chats[:n] {
+			if len(o.free) < o.cap() { // what the outbox may hold anyway
+				o.free = append(o.free, c)
+			}
+		}
 		clear(o.chats[:n])
 		o.chats = o.chats[n:]
 		signal(o.room)

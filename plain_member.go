@@ -3,7 +3,7 @@ package udpchat
 import (
 	"context"
 	"fmt"
-	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -15,7 +15,7 @@ import (
 // keeps.
 type plainMember struct {
 	*Member
-	peer  net.Addr              // with WithLocalAddr: where lines go from an unconnected socket; nil: connected
+	peer  netip.AddrPort        // with WithLocalAddr: where lines go from an unconnected socket; invalid: connected
 	heard map[string]*heardName // the names heard from, for Members
 	seq   uint64                // numbers received lines
 }
@@ -39,7 +39,7 @@ func newPlainMember(m *Member) (*plainMember, error) {
 	}
 	pm := &plainMember{Member: m, heard: make(map[string]*heardName)}
 	if m.cfg.localAddr != nil {
-		pm.peer = m.cfg.addr
+		pm.peer = addrPortOf(m.cfg.addr)
 	}
 	return pm, nil
 }
@@ -99,7 +99,7 @@ func (m *plainMember) send(ctx context.Context, text string) error {
 	line := make([]byte, 0, len(m.name)+3+len(text))
 	line = append(append(append(line, m.name...), ": "...), text...)
 	line = append(line, '\n')
-	if _, err := m.pc.WriteTo(line, nil, m.peer); err != nil {
+	if err := m.write(line); err != nil {
 		return fmt.Errorf("udpchat: send: %w", err)
 	}
 	m.stats.Sent++
@@ -113,7 +113,7 @@ func (m *plainMember) tick(now time.Time) time.Duration {
 		return time.Hour
 	}
 	if now.Sub(m.lastBeat) >= m.heartbeat {
-		if m.peer == nil { // a peer needs no keepalive, and would print it
+		if !m.peer.IsValid() { // a peer needs no keepalive, and would print it
 			m.writeLocked(append([]byte(m.name), ':'))
 		}
 		m.lastBeat = now
@@ -137,4 +137,15 @@ func (m *plainMember) members() []MemberInfo {
 	}
 	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// write sends one line: on the connected socket, or to the peer.
+func (m *plainMember) write(b []byte) error {
+	var err error
+	if m.peer.IsValid() {
+		_, err = m.conn.WriteToUDPAddrPort(b, m.peer)
+	} else {
+		_, err = m.conn.Write(b)
+	}
+	return err
 }

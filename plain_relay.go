@@ -50,6 +50,9 @@ func (c *config) sharesPort() bool {
 
 func (r *plainRelay) count() int { return len(r.names) }
 
+// batchDone has nothing to work out: lines go out as they come.
+func (r *plainRelay) batchDone(time.Time) {}
+
 // close has no one to tell: plain text has no goodbye.
 func (r *plainRelay) close() {}
 

@@ -45,6 +45,9 @@ type Relay struct {
 type relayMode interface {
 	// handle takes one datagram, counted and no larger than the buffer.
 	handle(b []byte, from netip.AddrPort, now time.Time)
+	// batchDone is called once the datagrams of a read batch are handled,
+	// before they are answered: what is worked out once per batch.
+	batchDone(now time.Time)
 	// sweep forgets whoever has been silent for the expiry span.
 	sweep(now time.Time)
 	members() []MemberInfo // sorted by name
@@ -146,6 +149,7 @@ func (r *Relay) open(c net.PacketConn) error {
 	for _, d := range took {
 		r.handle(d.b, d.from, time.Now())
 	}
+	r.mode.batchDone(time.Now())
 	r.q.flush()
 	r.mu.Unlock()
 	return nil
@@ -254,6 +258,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 		for i := range n {
 			r.handle(r.bufs[i][:in[i].n], in[i].from, now)
 		}
+		r.mode.batchDone(now)
 		r.stats.DroppedKernel = r.bc.drops()
 		if !now.Before(nextSweep) {
 			r.limit.sweep(now)

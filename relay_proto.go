@@ -12,19 +12,20 @@ import (
 // member has. The Relay runs it under its mutex; it sends through the
 // Relay's send queue.
 type protoRelay struct {
-	cfg      *config
-	inc      uint64    // incarnation: random per NewRelay, so members notice a restart
-	started  time.Time // members of the relay this one replaced return unannounced for an expiry span
-	q        *sendQueue
-	stats    *RelayStats
-	limit    *rateLimiter
-	cookies  *cookieJar
-	sessions *sessionTable
-	departed departedOrigins // how far members who left were sequenced
-	stable   uint64          // every member has every seq up to this (or history lost it)
-	prunable uint64          // every member knows stable reached this: senders may forget it
-	settled  time.Time       // when stable and prunable were last worked out
-	opened   []byte          // an opened datagram, with a key
+	cfg       *config
+	inc       uint64    // incarnation: random per NewRelay, so members notice a restart
+	started   time.Time // members of the relay this one replaced return unannounced for an expiry span
+	q         *sendQueue
+	stats     *RelayStats
+	limit     *rateLimiter
+	cookies   *cookieJar
+	sessions  *sessionTable
+	departed  departedOrigins // how far members who left were sequenced
+	stable    uint64          // every member has every seq up to this (or history lost it)
+	prunable  uint64          // every member knows stable reached this: senders may forget it
+	unsettled bool            // a progress report came since stable and prunable were worked out
+	owed      []*relayMember  // members whose reports the end of the batch answers
+	opened    []byte          // an opened datagram, with a key
 }
 
 func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimiter) *protoRelay {
@@ -128,8 +129,13 @@ func (r *protoRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 			m.progress = p.seq - 1
 		}
 		m.knows = max(m.knows, min(p.stable, r.stable))
-		r.settle(now)
-		r.sendStatus(m)
+		// The answer waits for the end of the batch, where stable and
+		// prunable are worked out once for all the batch's reports.
+		r.unsettled = true
+		if !m.owed {
+			m.owed = true
+			r.owed = append(r.owed, m)
+		}
 	case tNack:
 		r.handleNack(m, &p, now)
 	case tRosterReq:
@@ -151,6 +157,11 @@ func (r *protoRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 func (r *protoRelay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte, now time.Time) {
 	seq, buf := r.q.next()
 	r.q.fanout(appendDeliver(buf, r.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, text), r.sessions.dsts)
+	if h := uint64(len(r.q.history)); seq > r.stable+h+h/8 {
+		// History is dropping what some member lacks: stable moves on
+		// without that member's report.
+		r.settle()
+	}
 }
 
 // remove drops a member and announces that it left.
@@ -162,22 +173,38 @@ func (r *protoRelay) remove(m *relayMember, now time.Time) {
 	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)
 }
 
-// settleEvery bounds how often progress reports make the relay work out
-// stable and prunable, a walk over every member.
-const settleEvery = time.Millisecond
+// batchDone works out stable and prunable if a progress report came in
+// the batch just handled, and answers each report with a STATUS.
+func (r *protoRelay) batchDone(time.Time) {
+	if r.unsettled {
+		r.settle()
+	}
+	for i, m := range r.owed {
+		if m.owed && r.sessions.bySession[m.session] == m {
+			r.sendStatus(m)
+		}
+		m.owed, r.owed[i] = false, nil
+	}
+	r.owed = r.owed[:0]
+}
 
 // settle works out which seqs every member has (stable) and which every
-// member knows to be stable (prunable), from their progress reports; at
-// most once per settleEvery, unless now is zero.
-func (r *protoRelay) settle(now time.Time) {
-	if !now.IsZero() && now.Sub(r.settled) < settleEvery {
-		return
-	}
-	r.settled = now
+// member knows to be stable (prunable), from their progress reports: a
+// walk over every member, once per batch at most while reports come in.
+func (r *protoRelay) settle() {
+	r.unsettled = false
 	stable, prunable := r.q.seq, r.stable
+	step := uint64(len(r.q.history) / 8)
 	for _, m := range r.sessions.list {
 		stable = min(stable, m.progress)
 		prunable = min(prunable, m.knows)
+		if m.knows+2*step <= r.stable && m.told+2*step <= r.stable {
+			// A member that is not taking messages (its application is
+			// slow) reports nothing: tell it where stable is, so that its
+			// answer lets senders forget what history has dropped anyway.
+			r.sendStatus(m)
+			m.told = r.stable
+		}
 	}
 	// What history no longer holds cannot be repaired by anyone. A member
 	// behind that learns of it from stable, and only once every member
@@ -191,7 +218,7 @@ func (r *protoRelay) settle(now time.Time) {
 // and works out which seqs every member has (stable): senders keep their
 // chats until then, to resend them to a new relay should this one die.
 func (r *protoRelay) sweep(now time.Time) {
-	defer r.settle(time.Time{})
+	defer r.settle()
 	// Backwards, because remove moves the last member into the hole.
 	for i := len(r.sessions.list) - 1; i >= 0; i-- {
 		m := r.sessions.list[i]

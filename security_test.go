@@ -200,7 +200,7 @@ func TestSpoofedSessionCannotEndMember(t *testing.T) {
 	r := startRelay(t)
 	alice := join(t, r, "alice")
 	expect(t, alice, KindJoin, "alice", "")
-	port := alice.pc.PacketConn.LocalAddr().(*net.UDPAddr).Port
+	port := alice.conn.LocalAddr().(*net.UDPAddr).Port
 	for i := range 10 {
 		sendSpoofed(t, port, r.addr, appendHeartbeat(nil, uint64(1000+i), 1, 0))
 	}

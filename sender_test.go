@@ -1,6 +1,7 @@
 package udpchat
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -250,4 +251,29 @@ func TestSenderAtDefaultRateNeverWaits(t *testing.T) {
 		t.Errorf("the relay dropped %d chats for the rate: the test sent too fast", s.DroppedRateLimited)
 	}
 	t.Logf("slowest Send %v", slowest)
+}
+
+// BenchmarkMemberSend: one Send after another, each returning once the
+// relay has sequenced the chat (a round trip on loopback), with and
+// without a key. The send path allocates at most the datagram; the
+// receive path (the chat's own copy, which confirms it) its text.
+func BenchmarkMemberSend(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{{"plain", nil}, {"key", []Option{WithKey(bytes.Repeat([]byte{9}, 16))}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			r := startRelay(b, append([]Option{WithRateLimit(0, 0)}, tc.opts...)...)
+			m := join(b, r, "alice", tc.opts...)
+			ctx := context.Background()
+			text := string(benchText)
+			b.ReportAllocs()
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				if err := m.Send(ctx, text); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

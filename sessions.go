@@ -18,6 +18,8 @@ type relayMember struct {
 	replay   replay            // and its counters taken, against replays
 	progress uint64            // the member has every seq up to this, by its heartbeats
 	knows    uint64            // the stable seq the member has heard of, by its heartbeats
+	told     uint64            // the stable seq a STATUS the member did not ask for last told it
+	owed     bool              // a report of its awaits the end of the batch's STATUS
 	nextMseq uint64            // the member seq the relay sequences next
 	ahead    map[uint64][]byte // chat texts that arrived before nextMseq; nil until needed
 	buckets
