@@ -63,7 +63,15 @@
 // tell the relay how far each member has received, the relay tells
 // everyone up to which seq every member has everything (stable), and
 // senders keep their messages until every member has heard that
-// (prunable). So a crash loses nothing that a surviving sender
+// (prunable). A member reports (HEARTBEAT) every heartbeat interval, and
+// also each time it has taken an eighth of the relay's history or heard of
+// a stable seq that far on, so that stable and prunable, and with them a
+// sender's outbox (at most twice the history), move with the traffic: a
+// sender's pace is bounded by the relay and the network, not by the
+// heartbeat. The relay works them out once per batch of datagrams it
+// reads, and tells a member that takes nothing (its application stopped
+// calling Receive) where stable stands, as history drops what it lacks.
+// So a crash loses nothing that a surviving sender
 // sent; a message the dead relay had not yet delivered everywhere reaches
 // the members that lacked it at its place in the new relay's order. A
 // member that was further behind than the relay's history (whose missing
@@ -156,7 +164,8 @@
 //	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name, text
 //	5  HEARTBEAT  m→r  next seq expected u64, stable seq known u64
 //	6  STATUS     r→m  last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
-//	                   (answers HEARTBEAT, and CHAT that is resent or ahead of a lost one)
+//	                   (answers HEARTBEAT, and CHAT that is resent or ahead of a lost one;
+//	                   sent unasked to a member whose reports lag what history holds)
 //	7  NACK       m→r  1 to 8 ranges of first u64, last u64
 //	8  GONE       r→m  first u64, last u64: no longer in history
 //	9  LEAVE      m→r  -
