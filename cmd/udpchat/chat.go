@@ -85,7 +85,11 @@ func runChat(ctx context.Context, args []string) error {
 	m, err := udpchat.Join(jctx, *name, append([]udpchat.Option{udpchat.WithAddr(*addr)}, opts...)...)
 	cancel()
 	if errors.Is(err, udpchat.ErrRelayUnreachable) {
-		return fmt.Errorf("%w at %s (is a relay running there%s?)", err, *addr, map[bool]string{false: "", true: ", with the same key"}[len(keys) > 0])
+		hint := "is a relay running there?"
+		if len(keys) > 0 {
+			hint = "is a relay running there, with the same key?"
+		}
+		return fmt.Errorf("%w; %s", err, hint)
 	}
 	if err != nil {
 		return err

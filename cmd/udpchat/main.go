@@ -84,7 +84,9 @@ func run(args []string) int {
 // errText returns err's message with one "udpchat: " prefix: the library's
 // errors carry it already.
 func errText(err error) string {
-	s := err.Error()
+	// Some of the library's errors wrap others of its own, so the prefix
+	// can recur inside: "udpchat: join as "bob": udpchat: name taken".
+	s := strings.ReplaceAll(err.Error(), ": udpchat: ", ": ")
 	if strings.HasPrefix(s, "udpchat: ") {
 		return s
 	}
@@ -135,4 +137,3 @@ func isSet(fs *flag.FlagSet, name string) bool {
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
 }
-
