@@ -15,7 +15,8 @@ import (
 // test's cleanup kills it.
 type tmuxServer struct {
 	t    *testing.T
-	sock string
+	sock string // the -L name
+	path string // the socket file, which kill-server leaves behind
 }
 
 // newTmux starts nothing yet; it skips the test when tmux is missing,
@@ -29,7 +30,12 @@ func newTmux(t *testing.T) *tmuxServer {
 		t.Skip("tmux is not installed; the terminal tests need it (apt-get install tmux)")
 	}
 	x := &tmuxServer{t: t, sock: fmt.Sprintf("udpchat-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
-	t.Cleanup(func() { exec.Command("tmux", "-L", x.sock, "kill-server").Run() })
+	t.Cleanup(func() {
+		exec.Command("tmux", "-L", x.sock, "kill-server").Run()
+		if x.path != "" {
+			os.Remove(x.path)
+		}
+	})
 	return x
 }
 
@@ -52,9 +58,7 @@ func (x *tmuxServer) session(name string, argv ...string) {
 	}
 	x.run("new-session", "-d", "-x", "100", "-y", "30", "-s", name, strings.Join(quoted, " "),
 		";", "set-option", "-g", "remain-on-exit", "on")
-	if sock := strings.TrimSpace(x.run("display", "-p", "#{socket_path}")); sock != "" {
-		x.t.Cleanup(func() { os.Remove(sock) }) // after kill-server, which leaves it
-	}
+	x.path = strings.TrimSpace(x.run("display", "-p", "#{socket_path}"))
 }
 
 func (x *tmuxServer) pane(name string) string { return x.run("capture-pane", "-p", "-t", name) }
