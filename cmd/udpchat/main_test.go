@@ -16,8 +16,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-// bin is the udpchat binary the tests run, built once by TestMain.
-var bin string
+// bin is the udpchat binary the tests run, built once by TestMain with
+// buildFlags.
+var (
+	bin        string
+	buildFlags []string
+)
 
 // deadline bounds every wait for a program to print something.
 const deadline = 10 * time.Second
@@ -29,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "udpchat")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", bin, ".")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
