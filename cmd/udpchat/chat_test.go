@@ -146,3 +146,48 @@ func TestRender(t *testing.T) {
 		t.Errorf("coloured: %q", got)
 	}
 }
+
+// TestHost: "chat -host" runs the relay in its own process, and others
+// join it.
+func TestHost(t *testing.T) {
+	alice := start(t, nil, "chat", "-host", "-addr", "127.0.0.1:0", "-name", "alice")
+	alice.waitLine(t, "* alice joined")
+	var addr string
+	for end := time.Now().Add(deadline); addr == ""; time.Sleep(10 * time.Millisecond) {
+		for l := range strings.Lines(alice.stderr.String()) {
+			if rest, ok := strings.CutPrefix(l, "udpchat relay listening on "); ok {
+				addr = strings.TrimSpace(rest)
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatalf("chat -host did not say where its relay listens: %q", alice.stderr)
+		}
+	}
+	bob := joinLine(t, nil, addr, "bob")
+	alice.waitLine(t, "* bob joined")
+	bob.send(t, "hi host\n")
+	alice.waitLine(t, "bob: hi host")
+	alice.stdin.Close()
+	if code := alice.wait(t); code != 0 {
+		t.Errorf("alice exited with %d", code)
+	}
+	bob.stdin.Close()
+	bob.wait(t)
+}
+
+// TestPlain chats in plain text, through a plain relay.
+func TestPlain(t *testing.T) {
+	relay, addr := startRelay(t, nil, "-plain")
+	bob := start(t, nil, "chat", "-plain", "-addr", addr, "-name", "bob")
+	bob.send(t, "bob here\n")
+	bob.waitLine(t, "bob: bob here") // the relay forwards to bob from now on
+	alice := start(t, nil, "chat", "-plain", "-addr", addr, "-name", "alice")
+	alice.send(t, "plain \x1b[2J hello\n")
+	alice.waitLine(t, "alice: plain ^[[2J hello")
+	bob.waitLine(t, "alice: plain ^[[2J hello")
+	alice.stdin.Close()
+	alice.wait(t)
+	bob.stdin.Close()
+	bob.wait(t)
+	stopRelay(t, relay)
+}

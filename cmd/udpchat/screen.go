@@ -55,7 +55,8 @@ func (s *screen) restore() {
 	term.Restore(s.inFd, s.old)
 }
 
-// resize tells the Terminal the window's width, which it wraps by.
+// resize tells the Terminal the window's width, which it wraps by. It is
+// called with mu held (or before the goroutines start).
 func (s *screen) resize() {
 	w, h, err := term.GetSize(s.outFd)
 	if err == nil && w > 0 && w != s.width {
@@ -82,6 +83,9 @@ func (s *screen) readLines() <-chan string {
 	go func() {
 		defer close(lines)
 		for {
+			s.mu.Lock()
+			s.resize() // the window may have changed while the last line was typed
+			s.mu.Unlock()
 			line, err := s.t.ReadLine()
 			if s.held {
 				if err == nil {
