@@ -23,7 +23,7 @@ func runRelay(ctx context.Context, args []string) error {
 	rate := fs.Int("rate", udpchat.DefaultRateLimit, "chat `messages` per second per member (0: no limit)")
 	rateBytes := fs.Int("rate-bytes", udpchat.DefaultByteLimit, "chat `bytes` per second per member (0: no limit; else at least 32753)")
 	heartbeat := fs.Duration("heartbeat", udpchat.DefaultHeartbeat, "how often members heartbeat")
-	expiry := fs.Duration("expiry", udpchat.DefaultExpiry, "silence after which a member is removed (default 3 heartbeats + 1s)")
+	expiry := fs.Duration("expiry", 0, "silence after which a member is removed (default 3 heartbeats + 1s)")
 	readBuf := fs.Int("read-buffer", udpchat.DefaultReadBuffer, "socket receive buffer (SO_RCVBUF) in `bytes`, before the kernel's cap")
 	writeBuf := fs.Int("write-buffer", udpchat.DefaultWriteBuffer, "socket send buffer (SO_SNDBUF) in `bytes`, before the kernel's cap")
 	plain := fs.Bool("plain", false, "forward plain-text \"name: text\" datagrams, as nc -u sends them, instead of the protocol")
