@@ -1,0 +1,289 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/udpchat/udpchat"
+	"golang.org/x/term"
+)
+
+const chatHelp = `commands:
+  /who          list the members
+  /me ACTION    say what you do ("* alice waves")
+  /quit         leave (also Ctrl-C, or Ctrl-D on an empty line)
+  /help         this
+  //TEXT        send "/TEXT"`
+
+// sendTimeout bounds one Send; the library resends, across a relay restart
+// too, until then.
+const sendTimeout = 30 * time.Second
+
+// output is where a chat prints: a terminal screen, or plain lines.
+type output interface {
+	println(line string) // a line of the conversation, already made visible
+	errorln(line string) // an error or notice
+	colour() bool        // whether names may be coloured
+}
+
+// runChat joins a group and chats: with a line editor when standard input
+// and output are a terminal, else one line per message (line mode).
+func runChat(ctx context.Context, args []string) error {
+	fs := newFlagSet("chat", "-name NAME [flags]")
+	name := fs.String("name", "", "your `name` in the group (required)")
+	addr := fs.String("addr", udpchat.DefaultAddr, "the relay's `address` (with -host: the address to listen on)")
+	host := fs.Bool("host", false, "run the relay in this process too, for a chat with others who join it")
+	plain := fs.Bool("plain", false, "speak plain-text \"name: text\" datagrams, as nc -u does")
+	bcast := fs.String("broadcast", "", "with -plain: also listen for the relay's broadcasts to this `address`")
+	buffer := fs.Int("buffer", udpchat.DefaultBufferSize, "largest datagram in `bytes`")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to try to reach the relay")
+	keyFile := keyFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *name == "" {
+		fmt.Fprintln(os.Stderr, "udpchat chat: -name is required")
+		fs.Usage()
+		return errUsage
+	}
+	keys, err := loadKeys(*keyFile)
+	if err != nil {
+		return err
+	}
+	var opts []udpchat.Option
+	if isSet(fs, "buffer") {
+		opts = append(opts, udpchat.WithBufferSize(*buffer))
+	}
+	if *plain {
+		opts = append(opts, udpchat.WithPlainText())
+	}
+	if *bcast != "" {
+		opts = append(opts, udpchat.WithBroadcast(*bcast))
+	}
+	if len(keys) > 0 {
+		opts = append(opts, udpchat.WithKey(keys[0], keys[1:]...))
+	}
+
+	if *host {
+		r, err := udpchat.NewRelay(append([]udpchat.Option{udpchat.WithAddr(*addr)}, opts...)...)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		go r.Serve(context.Background()) // until r.Close
+		*addr = r.Addr().String()
+		fmt.Fprintf(os.Stderr, "udpchat relay listening on %s%s\n", *addr, modeNote(*plain, len(keys) > 0))
+	}
+
+	jctx, cancel := context.WithTimeout(ctx, *timeout)
+	m, err := udpchat.Join(jctx, *name, append([]udpchat.Option{udpchat.WithAddr(*addr)}, opts...)...)
+	cancel()
+	if errors.Is(err, udpchat.ErrRelayUnreachable) {
+		hint := "is a relay running there?"
+		if len(keys) > 0 {
+			hint = "is a relay running there, with the same key?"
+		}
+		return fmt.Errorf("%w; %s", err, hint)
+	}
+	if err != nil {
+		return err
+	}
+
+	var out output
+	var lines <-chan string
+	if term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stdout.Fd())) {
+		s, err := newScreen()
+		if err != nil {
+			m.Close()
+			return err
+		}
+		defer s.restore()
+		out, lines = s, s.readLines()
+	} else {
+		out, lines = &lineOutput{}, readLines()
+	}
+	return chat(ctx, m, out, lines, out.colour())
+}
+
+// chat runs a session: it prints what the group says and sends or acts on
+// each input line until the input ends, /quit, or ctx ends.
+func chat(ctx context.Context, m *udpchat.Member, out output, lines <-chan string, colour bool) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	out.println(whoLine(m, colour))
+	wg.Go(func() { receive(sctx, m, out, colour) })
+
+	// Sends go through one goroutine, in order, so that typing never waits
+	// for the relay.
+	sends := make(chan string, 64)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for text := range sends {
+			c, cancel := context.WithTimeout(sctx, sendTimeout)
+			err := m.Send(c, text)
+			cancel()
+			if err != nil && sctx.Err() == nil {
+				out.errorln(errText(fmt.Errorf("not sent: %w", err)))
+			}
+		}
+	}()
+
+	quit := false
+	for !quit {
+		select {
+		case <-ctx.Done():
+			quit = true
+		case line, ok := <-lines:
+			if !ok {
+				quit = true
+				break
+			}
+			quit = command(m, out, sends, line, colour)
+		}
+	}
+	close(sends)
+	if ctx.Err() == nil {
+		<-sent // what was typed before the end is sent first
+	}
+	cancel()
+	<-sent
+	return ignoreClosed(m.Close())
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, udpchat.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// command acts on one input line and reports whether it ends the chat.
+func command(m *udpchat.Member, out output, sends chan<- string, line string, colour bool) bool {
+	line = strings.TrimSuffix(line, "\r")
+	if strings.TrimSpace(line) == "" {
+		return false // blank lines are not sent
+	}
+	if !strings.HasPrefix(line, "/") {
+		sends <- line
+		return false
+	}
+	if strings.HasPrefix(line, "//") {
+		sends <- line[1:]
+		return false
+	}
+	cmd, arg, _ := strings.Cut(line, " ")
+	switch cmd {
+	case "/quit", "/exit":
+		return true
+	case "/who":
+		out.println(whoLine(m, colour))
+	case "/me":
+		if strings.TrimSpace(arg) != "" {
+			sends <- "/me " + arg
+		}
+	case "/help":
+		for l := range strings.SplitSeq(chatHelp, "\n") {
+			out.println(l)
+		}
+	default:
+		out.errorln(fmt.Sprintf("unknown command %s; /help lists them", visible(cmd)))
+	}
+	return false
+}
+
+// whoLine lists the members on one line.
+func whoLine(m *udpchat.Member, colour bool) string {
+	ms := m.Members()
+	names := make([]string, len(ms))
+	for i, mi := range ms {
+		names[i] = colourName(mi.Name, colour)
+	}
+	return fmt.Sprintf("* members (%d): %s", len(ms), strings.Join(names, ", "))
+}
+
+// receive prints every message until ctx ends or the member is closed.
+func receive(ctx context.Context, m *udpchat.Member, out output, colour bool) {
+	for {
+		msg, err := m.Receive(ctx)
+		switch {
+		case errors.Is(err, udpchat.ErrGap):
+			out.println("* " + strings.TrimPrefix(err.Error(), "udpchat: "))
+		case err != nil:
+			if ctx.Err() == nil && !errors.Is(err, udpchat.ErrClosed) {
+				out.errorln(errText(err))
+			}
+			return
+		default:
+			out.println(render(msg, colour))
+		}
+	}
+}
+
+// render returns how msg is shown. It is the one place where message kinds
+// are rendered: a kind added to the library later shows generically until
+// it gets a case here. Everything from the network goes through visible.
+func render(msg udpchat.Message, colour bool) string {
+	name := colourName(msg.From, colour)
+	switch msg.Kind {
+	case udpchat.KindChat:
+		if action, ok := strings.CutPrefix(msg.Text, "/me "); ok {
+			return "* " + name + " " + visible(action)
+		}
+		return name + ": " + visible(msg.Text)
+	case udpchat.KindJoin:
+		return "* " + name + " joined"
+	case udpchat.KindLeave:
+		return "* " + name + " left"
+	}
+	s := "* " + visible(msg.Kind.String())
+	if msg.From != "" {
+		s += " " + name
+	}
+	if msg.Text != "" {
+		s += ": " + visible(msg.Text)
+	}
+	return s
+}
+
+// lineOutput prints one line per message on standard output, errors on
+// standard error.
+type lineOutput struct{ mu sync.Mutex }
+
+func (o *lineOutput) println(line string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	fmt.Println(line)
+}
+
+func (o *lineOutput) errorln(line string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	fmt.Fprintln(os.Stderr, line)
+}
+
+func (o *lineOutput) colour() bool { return false }
+
+// readLines sends each line of standard input and closes the channel at
+// its end. The goroutine ends with the input (or the process).
+func readLines() <-chan string {
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(os.Stdin)
+		sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return lines
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tmuxServer is a tmux server of the test's own, on its own socket; the
+// test's cleanup kills it.
+type tmuxServer struct {
+	t    *testing.T
+	sock string // the -L name
+	path string // the socket file, which kill-server leaves behind
+}
+
+// newTmux starts nothing yet; it skips the test when tmux is missing,
+// unless $UDPCHAT_REQUIRE_TMUX is set (as in CI), which makes it fail.
+func newTmux(t *testing.T) *tmuxServer {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		if os.Getenv("UDPCHAT_REQUIRE_TMUX") != "" {
+			t.Fatalf("tmux is required (UDPCHAT_REQUIRE_TMUX is set) but missing: %v", err)
+		}
+		t.Skip("tmux is not installed; the terminal tests need it (apt-get install tmux)")
+	}
+	x := &tmuxServer{t: t, sock: fmt.Sprintf("udpchat-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
+	t.Cleanup(func() {
+		exec.Command("tmux", "-L", x.sock, "kill-server").Run()
+		if x.path != "" {
+			os.Remove(x.path)
+		}
+	})
+	return x
+}
+
+func (x *tmuxServer) run(args ...string) string {
+	x.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", x.sock, "-f", os.DevNull}, args...)...).CombinedOutput()
+	if err != nil {
+		x.t.Fatalf("tmux %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// session runs argv in a new 100x30 window called name; when it exits, the
+// shell prints "[exited STATUS]" (tmux's own #{pane_dead_status} is
+// sometimes never set), and the pane stays, to be looked at.
+func (x *tmuxServer) session(name string, argv ...string) {
+	x.t.Helper()
+	quoted := make([]string, len(argv))
+	for i, a := range argv {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	x.run("new-session", "-d", "-x", "100", "-y", "30", "-s", name, strings.Join(quoted, " ")+`; echo "[exited $?]"`,
+		";", "set-option", "-g", "remain-on-exit", "on")
+	x.path = strings.TrimSpace(x.run("display", "-p", "#{socket_path}"))
+}
+
+func (x *tmuxServer) pane(name string) string { return x.run("capture-pane", "-p", "-t", name) }
+
+func (x *tmuxServer) keys(name string, keys ...string) {
+	x.t.Helper()
+	x.run(append([]string{"send-keys", "-t", name}, keys...)...)
+}
+
+// waitPane polls the pane until ok holds for its contents, within deadline.
+func (x *tmuxServer) waitPane(name, what string, ok func(pane string) bool) string {
+	x.t.Helper()
+	end := time.Now().Add(deadline)
+	for {
+		p := x.pane(name)
+		if ok(p) {
+			return p
+		}
+		if time.Now().After(end) {
+			x.t.Fatalf("pane %s: no %s within %v:\n%s", name, what, deadline, strings.TrimSpace(p))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// screenLines returns the pane's lines without the empty ones at the end.
+func screenLines(pane string) []string {
+	lines := strings.Split(strings.TrimRight(pane, "\n "), "\n")
+	for i := range lines {
+		lines[i] = strings.TrimRight(lines[i], " ")
+	}
+	return lines
+}
+
+func hasLine(line string) func(string) bool {
+	return func(p string) bool { return slices.Contains(screenLines(p), line) }
+}
+
+func lastLine(p string) string { l := screenLines(p); return l[len(l)-1] }
+
+// ourSGR matches the colours this program writes (tmux rewrites a reset
+// as 39m), and no others.
+var ourSGR = regexp.MustCompile(`^\x1b\[(3[1-6]|9[1-6]|39|0)?m$`)
+
+// TestTerminal runs a chat under tmux: messages print above the line being
+// typed, the entered line is shown once (the relay's copy), history, /who,
+// a peer's escape sequences stay text, and Ctrl-C leaves at once.
+func TestTerminal(t *testing.T) {
+	x := newTmux(t)
+	relay, addr := startRelay(t, nil)
+	bob := joinLine(t, nil, addr, "bob")
+	x.session("alice", bin, "chat", "-addr", addr, "-name", "alice")
+	x.waitPane("alice", "join", hasLine("* alice joined"))
+	bob.waitLine(t, "* alice joined")
+
+	// Typing, then a message arrives: it goes above, the typing stays.
+	x.keys("alice", "-l", "I am typing")
+	x.waitPane("alice", "typed line", func(p string) bool { return lastLine(p) == "> I am typing" })
+	bob.send(t, "hello alice\n")
+	p := x.waitPane("alice", "bob's message", hasLine("bob: hello alice"))
+	if l := screenLines(p); l[len(l)-1] != "> I am typing" || l[len(l)-2] != "bob: hello alice" {
+		t.Errorf("after bob's message, the screen ends %q; want bob's line, then the prompt with the typing", l[max(0, len(l)-3):])
+	}
+
+	// Enter: the line is sent and shown once, as the relay's copy.
+	x.keys("alice", "C-u")
+	x.keys("alice", "-l", "hi bob")
+	x.keys("alice", "Enter")
+	bob.waitLine(t, "alice: hi bob")
+	p = x.waitPane("alice", "her own message", hasLine("alice: hi bob"))
+	if n := strings.Count(p, "hi bob"); n != 1 {
+		t.Errorf("alice's screen shows her line %d times:\n%s", n, p)
+	}
+	// Up recalls it.
+	x.keys("alice", "Up")
+	x.waitPane("alice", "history", func(p string) bool { return lastLine(p) == "> hi bob" })
+	x.keys("alice", "C-u")
+
+	x.keys("alice", "-l", "/who")
+	x.keys("alice", "Enter")
+	x.waitPane("alice", "/who", hasLine("* members (2): alice, bob"))
+
+	// A peer's OSC title and CSI colours, a C1 CSI and a bidi override.
+	bob.send(t, "\x1b]0;pwned\x07 \x1b[4;45mRED\x1b[0m \u009b45m \u202eevil\n")
+	want := `bob: ^[]0;pwned^G ^[[4;45mRED^[[0m \u009b45m \u202eevil`
+	x.waitPane("alice", "bob's escapes, visible", hasLine(want))
+	if title := strings.TrimSpace(x.run("display", "-p", "-t", "alice", "#{pane_title}")); title == "pwned" {
+		t.Errorf("a peer set the pane's title to %q", title)
+	}
+	coloured := x.run("capture-pane", "-p", "-e", "-t", "alice")
+	for _, sgr := range regexp.MustCompile(`\x1b\[[0-9;:]*[A-Za-z]`).FindAllString(coloured, -1) {
+		if !ourSGR.MatchString(sgr) {
+			t.Errorf("the pane shows an escape sequence %q that is not ours:\n%q", sgr, coloured)
+		}
+	}
+
+	// Ctrl-C leaves at once; bob sees it.
+	x.keys("alice", "-l", "half a line")
+	start := time.Now()
+	x.keys("alice", "C-c")
+	bob.waitLine(t, "* alice left")
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("alice took %v to leave after Ctrl-C", d)
+	}
+	x.waitPane("alice", "exit status 0", hasLine("[exited 0]"))
+
+	bob.stdin.Close()
+	bob.wait(t)
+	stopRelay(t, relay)
+}
