@@ -14,8 +14,10 @@ import (
 )
 
 // TestExamplePrograms builds the example server and client and chats
-// through them as a user would: two clients on pipes, the server stopped
-// with SIGINT; then the same in plain text.
+// through them as a user would: clients on pipes; blank lines are not sent;
+// a peer's escape sequences are not printed raw; the end of input leaves,
+// and so does Ctrl-C (SIGINT), at once; the server stops on SIGINT and
+// its members are told.
 func TestExamplePrograms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the examples")
@@ -37,34 +39,31 @@ func TestExamplePrograms(t *testing.T) {
 	alice.waitLine(t, "* alice joined")
 	bob.waitLine(t, "* alice joined")
 
-	io.WriteString(alice.stdin, "hello from alice\n")
+	io.WriteString(alice.stdin, "hello from alice\n\n   \n\x1b]0;pwned\x07 \u202eevil\n")
 	bob.waitLine(t, "alice: hello from alice")
 	alice.waitLine(t, "alice: hello from alice")
+	// The blank lines were not sent: the next line is the escapes, defused.
+	bob.nextLine(t, "alice: \ufffd]0;pwned\ufffd \ufffdevil")
 	alice.stdin.Close() // end of input: alice leaves and exits 0
 	alice.wait(t)
 	bob.waitLine(t, "* alice left")
-	bob.stdin.Close()
-	bob.wait(t)
+
+	carol := startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "carol")
+	carol.waitLine(t, "* carol joined")
+	bob.waitLine(t, "* carol joined")
+	start := time.Now()
+	carol.cmd.Process.Signal(syscall.SIGINT) // Ctrl-C, with no input pending
+	bob.waitLine(t, "* carol left")
+	carol.wait(t)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("the client took %v to leave after Ctrl-C", d)
+	}
 
 	server.cmd.Process.Signal(syscall.SIGINT)
 	server.wait(t)
-
-	// With -plain both speak "name: text" lines, which nc -u could too.
-	server = startProgram(t, filepath.Join(dir, "server"), "-addr", addr, "-plain")
-	server.waitLine(t, "udpchat relay listening on "+addr)
-	bob = startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "bob", "-plain")
-	io.WriteString(bob.stdin, "bob here\n")
-	bob.waitLine(t, "bob: bob here") // the relay forwards to bob from now on
-	alice = startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "alice", "-plain")
-	io.WriteString(alice.stdin, "plain hello\n")
-	alice.waitLine(t, "alice: plain hello")
-	bob.waitLine(t, "alice: plain hello")
-	alice.stdin.Close()
-	alice.wait(t)
+	bob.waitLine(t, "* lost: the relay said goodbye")
 	bob.stdin.Close()
 	bob.wait(t)
-	server.cmd.Process.Signal(syscall.SIGINT)
-	server.wait(t)
 }
 
 type program struct {
@@ -123,6 +122,19 @@ func (p *program) waitLine(t *testing.T, want string) {
 		case <-timeout:
 			t.Fatalf("%s did not print %q within %v; printed %q", p.cmd.Path, want, testTimeout, seen)
 		}
+	}
+}
+
+// nextLine reads the next output line and checks that it is want.
+func (p *program) nextLine(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case line := <-p.lines:
+		if line != want {
+			t.Fatalf("%s printed %q, want %q", p.cmd.Path, line, want)
+		}
+	case <-time.After(testTimeout):
+		t.Fatalf("%s did not print %q within %v", p.cmd.Path, want, testTimeout)
 	}
 }
 

@@ -50,7 +50,7 @@ func newMemberSession(m *Member) *memberSession {
 func (m *memberSession) join(ctx context.Context) error {
 	select {
 	case <-m.joined:
-		m.cfg.logger.Info("udpchat joined", "name", m.name, "relay", m.cfg.addr)
+		m.cfg.logger.Info("udpchat joined", "name", m.name, "relay", m.cfg.addr.String())
 		return nil
 	case <-m.failed:
 	case <-ctx.Done():

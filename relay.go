@@ -95,7 +95,11 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		}
 		return nil, err
 	}
-	cfg.logger.Info("udpchat relay listening", "addr", r.addr, "broadcast", cfg.broadcast)
+	if cfg.broadcast != nil {
+		cfg.logger.Info("udpchat relay listening", "addr", r.addr.String(), "broadcast", cfg.broadcast.String())
+	} else {
+		cfg.logger.Info("udpchat relay listening", "addr", r.addr.String())
+	}
 	return r, nil
 }
 

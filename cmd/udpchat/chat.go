@@ -41,9 +41,11 @@ func runChat(ctx context.Context, args []string) error {
 	host := fs.Bool("host", false, "run the relay in this process too, for a chat with others who join it")
 	plain := fs.Bool("plain", false, "speak plain-text \"name: text\" datagrams, as nc -u does")
 	bcast := fs.String("broadcast", "", "with -plain: also listen for the relay's broadcasts to this `address`")
+	listen := fs.String("listen", "", "the `address` your own socket binds; with -plain, a chat with a peer and no relay: lines are taken from any source, as the classic two-person program sends them")
 	buffer := fs.Int("buffer", udpchat.DefaultBufferSize, "largest datagram in `bytes`")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to try to reach the relay")
 	keyFile := keyFlag(fs)
+	rf := addRelayFlags(fs, " (with -host)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -52,37 +54,50 @@ func runChat(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
+	if rf.given() && !*host {
+		fmt.Fprintln(os.Stderr, "udpchat chat: the relay's flags need -host")
+		return errUsage
+	}
 	keys, err := loadKeys(*keyFile)
 	if err != nil {
 		return err
 	}
-	var opts []udpchat.Option
+	var opts []udpchat.Option // both sides'
 	if isSet(fs, "buffer") {
 		opts = append(opts, udpchat.WithBufferSize(*buffer))
 	}
 	if *plain {
 		opts = append(opts, udpchat.WithPlainText())
 	}
-	if *bcast != "" {
-		opts = append(opts, udpchat.WithBroadcast(*bcast))
-	}
 	if len(keys) > 0 {
 		opts = append(opts, udpchat.WithKey(keys[0], keys[1:]...))
 	}
+	mopts := []udpchat.Option{udpchat.WithAddr(*addr)}
+	if *bcast != "" && (*plain || !*host) {
+		mopts = append(mopts, udpchat.WithBroadcast(*bcast))
+	}
+	if *listen != "" {
+		mopts = append(mopts, udpchat.WithLocalAddr(*listen))
+	}
 
 	if *host {
-		r, err := udpchat.NewRelay(append([]udpchat.Option{udpchat.WithAddr(*addr)}, opts...)...)
+		ropts := append([]udpchat.Option{udpchat.WithAddr(*addr)}, opts...)
+		if *bcast != "" {
+			ropts = append(ropts, udpchat.WithBroadcast(*bcast))
+		}
+		r, err := udpchat.NewRelay(append(ropts, rf.options()...)...)
 		if err != nil {
 			return err
 		}
 		defer r.Close()
 		go r.Serve(context.Background()) // until r.Close
 		*addr = r.Addr().String()
+		mopts[0] = udpchat.WithAddr(*addr)
 		fmt.Fprintf(os.Stderr, "udpchat relay listening on %s%s\n", *addr, modeNote(*plain, len(keys) > 0))
 	}
 
 	jctx, cancel := context.WithTimeout(ctx, *timeout)
-	m, err := udpchat.Join(jctx, *name, append([]udpchat.Option{udpchat.WithAddr(*addr)}, opts...)...)
+	m, err := udpchat.Join(jctx, *name, append(mopts, opts...)...)
 	cancel()
 	if errors.Is(err, udpchat.ErrRelayUnreachable) {
 		hint := "is a relay running there?"
@@ -244,6 +259,13 @@ func render(msg udpchat.Message, colour bool) string {
 		return "* " + name + " joined"
 	case udpchat.KindLeave:
 		return "* " + name + " left"
+	case udpchat.KindLost:
+		return "* relay lost (" + visible(msg.Text) + "); rejoining, and what you type waits"
+	case udpchat.KindRejoined:
+		if msg.Text == "new relay" {
+			return "* relay back (it restarted)"
+		}
+		return "* relay back"
 	}
 	s := "* " + visible(msg.Kind.String())
 	if msg.From != "" {

@@ -16,16 +16,8 @@ func runRelay(ctx context.Context, args []string) error {
 	fs := newFlagSet("relay", "[flags]")
 	addr := fs.String("addr", udpchat.DefaultAddr, "`address` to listen on (port 0 picks one)")
 	bcast := fs.String("broadcast", "", "send each message once to this broadcast `address` or multicast group instead of once per member")
-	iface := fs.String("interface", "", "network `interface` to send multicast on")
 	buffer := fs.Int("buffer", udpchat.DefaultBufferSize, "largest datagram in `bytes`, sent or accepted")
-	history := fs.Int("history", udpchat.DefaultHistory, "recent `messages` kept to repair members' losses")
-	maxMembers := fs.Int("max-members", udpchat.DefaultMaxMembers, "largest group `size`")
-	rate := fs.Int("rate", udpchat.DefaultRateLimit, "chat `messages` per second per member (0: no limit)")
-	rateBytes := fs.Int("rate-bytes", udpchat.DefaultByteLimit, "chat `bytes` per second per member (0: no limit; else at least 32753)")
-	heartbeat := fs.Duration("heartbeat", udpchat.DefaultHeartbeat, "how often members heartbeat")
-	expiry := fs.Duration("expiry", 0, "silence after which a member is removed (default 3 heartbeats + 1s)")
-	readBuf := fs.Int("read-buffer", udpchat.DefaultReadBuffer, "socket receive buffer (SO_RCVBUF) in `bytes`, before the kernel's cap")
-	writeBuf := fs.Int("write-buffer", udpchat.DefaultWriteBuffer, "socket send buffer (SO_SNDBUF) in `bytes`, before the kernel's cap")
+	rf := addRelayFlags(fs, "")
 	plain := fs.Bool("plain", false, "forward plain-text \"name: text\" datagrams, as nc -u sends them, instead of the protocol")
 	keyFile := keyFlag(fs)
 	metrics := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics and a health check at /healthz")
@@ -47,34 +39,13 @@ func runRelay(ctx context.Context, args []string) error {
 	// Only the options given are passed on, so that the library's defaults
 	// (such as an expiry derived from the heartbeat) stay its own.
 	opts := []udpchat.Option{udpchat.WithAddr(*addr), udpchat.WithLogger(logger)}
-	set := func(name string) bool { return isSet(fs, name) }
-	if set("broadcast") {
+	if isSet(fs, "broadcast") {
 		opts = append(opts, udpchat.WithBroadcast(*bcast))
 	}
-	if set("interface") {
-		opts = append(opts, udpchat.WithInterface(*iface))
-	}
-	if set("buffer") {
+	if isSet(fs, "buffer") {
 		opts = append(opts, udpchat.WithBufferSize(*buffer))
 	}
-	if set("history") {
-		opts = append(opts, udpchat.WithHistory(*history))
-	}
-	if set("max-members") {
-		opts = append(opts, udpchat.WithMaxMembers(*maxMembers))
-	}
-	if set("rate") || set("rate-bytes") {
-		opts = append(opts, udpchat.WithRateLimit(*rate, *rateBytes))
-	}
-	if set("heartbeat") {
-		opts = append(opts, udpchat.WithHeartbeat(*heartbeat))
-	}
-	if set("expiry") {
-		opts = append(opts, udpchat.WithExpiry(*expiry))
-	}
-	if set("read-buffer") || set("write-buffer") {
-		opts = append(opts, udpchat.WithSocketBuffers(*readBuf, *writeBuf))
-	}
+	opts = append(opts, rf.options()...)
 	if *plain {
 		opts = append(opts, udpchat.WithPlainText())
 	}

@@ -170,3 +170,26 @@ func TestTerminal(t *testing.T) {
 	bob.wait(t)
 	stopRelay(t, relay)
 }
+
+// TestTerminalHost: two people, two commands: alice hosts on a terminal,
+// bob joins her; when she quits, bob is told the relay is lost.
+func TestTerminalHost(t *testing.T) {
+	x := newTmux(t)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	x.session("alice", bin, "chat", "-host", "-addr", addr, "-name", "alice")
+	x.waitPane("alice", "join", hasLine("* alice joined"))
+	bob := joinLine(t, nil, addr, "bob")
+	x.waitPane("alice", "bob's join", hasLine("* bob joined"))
+	bob.send(t, "hello host\n")
+	x.waitPane("alice", "bob's message", hasLine("bob: hello host"))
+	x.keys("alice", "-l", "welcome")
+	x.keys("alice", "Enter")
+	bob.waitLine(t, "alice: welcome")
+	x.keys("alice", "-l", "/quit")
+	x.keys("alice", "Enter")
+	x.waitPane("alice", "exit status 0", hasLine("[exited 0]"))
+	bob.waitLine(t, "* relay lost (the relay said goodbye); rejoining, and what you type waits")
+	bob.stdin.Close()
+	bob.wait(t)
+}

@@ -1,21 +1,16 @@
-// Command client joins a udpchat group, sends each non-empty line of
-// standard input and prints what the group says. At the end of its input,
-// or on Ctrl-C, it leaves.
+// Command client joins a udpchat group, sends each line you type and prints
+// what the group says. At the end of its input, or on Ctrl-C, it leaves.
 package main
 
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
-	"syscall"
-	"time"
 	"unicode"
 
 	"github.com/udpchat/udpchat"
@@ -24,64 +19,47 @@ import (
 func main() {
 	addr := flag.String("addr", udpchat.DefaultAddr, "the relay's address")
 	name := flag.String("name", "", "your name in the group")
-	plain := flag.Bool("plain", false, "speak plain-text \"name: text\" datagrams, as nc -u does")
-	bcast := flag.String("broadcast", "", "with -plain: also listen for the relay's broadcasts to this `address`")
 	flag.Parse()
-	opts := []udpchat.Option{udpchat.WithAddr(*addr)}
-	if *plain {
-		opts = append(opts, udpchat.WithPlainText())
-	}
-	if *bcast != "" {
-		opts = append(opts, udpchat.WithBroadcast(*bcast))
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	m, err := udpchat.Join(jctx, *name, opts...)
-	cancel()
+	m, err := udpchat.Join(ctx, *name, udpchat.WithAddr(*addr))
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer m.Close()
-
-	go func() { // print what the group says
-		for {
-			msg, err := m.Receive(ctx)
-			switch {
-			case errors.Is(err, udpchat.ErrGap):
-				fmt.Println("*", err)
-			case err != nil:
-				return
-			case msg.Kind == udpchat.KindJoin:
-				fmt.Printf("* %s joined\n", show(msg.From))
-			case msg.Kind == udpchat.KindLeave:
-				fmt.Printf("* %s left\n", show(msg.From))
-			default:
-				fmt.Printf("%s: %s\n", show(msg.From), show(msg.Text))
-			}
-		}
-	}()
-
-	go func() { // send each non-empty line; at the end of the input, leave
+	defer m.Close() // leaves the group
+	go func() {
 		for in := bufio.NewScanner(os.Stdin); in.Scan(); {
-			if strings.TrimSpace(in.Text()) == "" {
-				continue // blank lines are not sent
-			}
-			if err := m.Send(ctx, in.Text()); err != nil && ctx.Err() == nil {
-				log.Print(err)
+			if strings.TrimSpace(in.Text()) != "" { // blank lines are not sent
+				m.Send(ctx, in.Text())
 			}
 		}
-		stop()
+		stop() // the end of the input
 	}()
-	<-ctx.Done() // the end of the input, Ctrl-C or SIGTERM: leave at once
+	for {
+		msg, err := m.Receive(ctx)
+		switch {
+		case err != nil:
+			fmt.Println("*", err) // lost messages (ErrGap), or the end
+			if ctx.Err() != nil {
+				return
+			}
+		case msg.Kind == udpchat.KindChat:
+			fmt.Printf("%s: %s\n", safe(msg.From), safe(msg.Text))
+		case msg.Kind == udpchat.KindJoin, msg.Kind == udpchat.KindLeave:
+			fmt.Printf("* %s %s\n", safe(msg.From), map[udpchat.Kind]string{udpchat.KindJoin: "joined", udpchat.KindLeave: "left"}[msg.Kind])
+		default: // news of the link to the relay: lost, rejoined
+			fmt.Printf("* %s: %s\n", msg.Kind, msg.Text)
+		}
+	}
 }
 
-// show returns s unchanged, or quoted as a Go string when it holds anything
-// a terminal would interpret: control characters (ESC among them), C1
-// controls, bidi overrides. Never print a peer's bytes raw.
-func show(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) }) >= 0 {
-		return strconv.QuoteToGraphic(s)
-	}
-	return s
+// safe replaces what a terminal would interpret (ESC and the other
+// controls, bidi overrides): a peer's bytes are never printed raw.
+func safe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsGraphic(r) {
+			return r
+		}
+		return unicode.ReplacementChar
+	}, s)
 }
