@@ -903,7 +903,8 @@ func TestPlainNetcat(t *testing.T) {
 			}
 			expect(t, alice, KindChat, "alice", "hi nc")
 			nc.waitContains(t, "alice: hi nc")
-			if out := nc.out.String(); out != "carol: hello from nc"+tc.nl+"alice: hi nc" {
+			// A plain member's line ends with a newline, as nc's do.
+			if out := nc.out.String(); out != "carol: hello from nc"+tc.nl+"alice: hi nc\n" {
 				t.Errorf("%s printed %q, want exactly the two lines as sent", tc.name, out)
 			}
 			if st := r.Stats(); st.Sequenced != 2 || st.Delivered != 4 || st.DroppedMalformed != 0 {
