@@ -57,7 +57,7 @@ type Member struct {
 	state    memberState
 	failErr  error
 	lastErr  error   // the last socket error, for ErrRelayUnreachable's message
-	refusals int     // datagrams to the relay's port refused (ICMP port unreachable)
+	refusals int     // datagrams to the relay's port refused (ICMP port unreachable) since the relay last spoke
 	sealer   *sealer // nil without a key
 
 	// What the relay (or, in plain text, the configuration) set.

@@ -159,6 +159,7 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 		m.stats.Dropped++
 		return
 	}
+	m.refusals = 0 // something listens at the relay's address
 	switch {
 	case p.typ == tBye && p.session != m.session:
 		// Only the relay knows our session: a stranger cannot end it.

@@ -66,11 +66,13 @@ func (o *outbox) newChat(text string) *pendingChat {
 	if n := len(o.free); n > 0 {
 		c, o.free[n-1] = o.free[n-1], nil
 		o.free = o.free[:n-1]
-		select {
-		case <-c.ch: // an answer no Send took: its Send had given up
-		default:
+		ch := c.ch
+		if len(ch) > 0 {
+			// An answer not yet taken: its Send may not have run since
+			// (a refused chat is pruned at once). That channel is its.
+			ch = nil
 		}
-		*c = pendingChat{ch: c.ch}
+		*c = pendingChat{ch: ch}
 	} else {
 		c = &pendingChat{}
 	}

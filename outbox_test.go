@@ -311,3 +311,31 @@ func TestOldSessionDeliverDoesNotConfirm(t *testing.T) {
 	expect(t, bob, KindJoin, "alice", "")
 	expect(t, bob, KindChat, "alice", "c2") // c1, sequenced again, is dropped as a copy
 }
+
+// A chat pruned before its Send took the answer keeps that answer: a chat
+// reused for the next Send gets a channel of its own, so neither Send
+// takes the other's answer.
+func TestOutboxReuseKeepsUntakenAnswers(t *testing.T) {
+	o := newOutbox()
+	o.history = 64
+	o.window <- struct{}{} // A's place, as Send takes it
+	a := o.newChat("too large")
+	o.add(a)
+	aDone := a.done
+	if !o.refuse(a.mseq, ErrMessageTooLarge) { // refused, and pruned at once
+		t.Fatal("refuse found no chat")
+	}
+	o.window <- struct{}{}
+	b := o.newChat("next") // reuses a's struct
+	if b == a && b.ch == aDone {
+		t.Fatal("the reused chat shares the channel that holds A's answer")
+	}
+	o.add(b)
+	o.ack(b.mseq, 10, time.Unix(0, 0))
+	if err := <-aDone; err != ErrMessageTooLarge {
+		t.Fatalf("A's Send got %v, want its own refusal", err)
+	}
+	if err := <-b.ch; err != nil {
+		t.Fatalf("B's Send got %v, want nil", err)
+	}
+}

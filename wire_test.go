@@ -224,6 +224,7 @@ func FuzzRelayHandle(f *testing.F) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.handle(b, from, now)
+		r.mode.batchDone(now)
 		r.q.flush()
 		if len(r.proto().sessions.list) != len(r.proto().sessions.bySession) || len(r.proto().sessions.list) != len(r.proto().sessions.byName) || len(r.proto().sessions.list) != len(r.proto().sessions.names) {
 			t.Fatalf("relay state out of step: %d list, %d sessions, %d names, %d sorted", len(r.proto().sessions.list), len(r.proto().sessions.bySession), len(r.proto().sessions.byName), len(r.proto().sessions.names))
