@@ -81,11 +81,13 @@
 // Receive tells a member of its own link in order, with Seq 0: KindLost
 // when the relay went silent or said goodbye, KindRejoined when the member
 // is back ("same relay", or "new relay" after a restart). A restarted relay
-// does not announce the members of the old one that come back within the
-// expiry span of its start, so no KindJoin reads as someone new arriving;
-// an expiry span after it rejoined, a member loads the new relay's member
-// list, and each member of the old relay that has not come back is
-// reported as left (KindLeave, Seq 0).
+// marks the join of each member of the old one that comes back; a member
+// that still lists that name from before the restart takes the mark
+// silently, so no KindJoin reads as someone new arriving, while a member
+// that does not list it (it joined the new relay first) receives the
+// KindJoin. An expiry span after it rejoined, a member loads the new
+// relay's member list, and each member of the old relay that has not come
+// back is reported as left (KindLeave, Seq 0).
 //
 // A member that the relay expired (its link was down for the expiry span)
 // joins again with a new session and resends the chats it keeps. The relay
@@ -93,11 +95,12 @@
 // newest 65,536 departures, found by the departed session, which the JOIN
 // names), so it confirms those it sequenced before
 // instead of sequencing them again, and Seq stays consecutive. Seq can
-// skip a number in two cases only, and Receive returns nothing for it: a
-// chat resent to a new relay after a restart, which members that had it
-// from the old relay skip (counted in MemberStats.Duplicates); and a chat
-// resent after more than 65,536 other members left while its sender was
-// away.
+// skip a number in three cases only, and Receive returns nothing for it,
+// all after a restart but the last: the marked join of a member that came
+// back, for members that still list it; a chat resent to the new relay,
+// which members that had it from the old relay skip (counted in
+// MemberStats.Duplicates); and a chat resent after more than 65,536 other
+// members left while its sender was away.
 //
 // # Sockets
 //
@@ -162,6 +165,7 @@
 //	                   history u32, buffer size u16, group IPv4 [4] + port u16 (zero in unicast mode)
 //	3  CHAT       m→r  member seq u64, text (UTF-8, to the end)
 //	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name, text
+//	                   (the member seq of a join is 1 for a member back from the relay this one replaced)
 //	5  HEARTBEAT  m→r  next seq expected u64, stable seq known u64
 //	6  STATUS     r→m  last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
 //	                   (answers HEARTBEAT, and CHAT that is resent or ahead of a lost one;

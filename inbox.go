@@ -137,7 +137,11 @@ func (in *inbox) advance(r *roster) (dups uint64) {
 		in.next++
 		switch {
 		case e.msg.Kind != KindChat:
+			back := e.msg.Kind == KindJoin && e.mseq == joinBack && r.carries(e.msg.From)
 			r.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)
+			if back {
+				continue // listed since before the relay restarted: no news
+			}
 		case !in.firstCopy(e):
 			dups++
 			continue

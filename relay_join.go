@@ -112,12 +112,13 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 	// The welcome goes out before the join event, so the member knows its
 	// session when the event arrives.
 	r.sendWelcome(m)
-	// Members of the relay this one replaced, coming back within the
-	// expiry span of its start, are no news: the others still list them,
-	// and list who has not come back as left once that span is over.
-	if p.prevInc == 0 || p.prevInc == r.inc || now.Sub(r.started) > r.cfg.expiry {
-		r.sequence(KindJoin, m, 0, nil, now)
+	// A member of the relay this one replaced is marked as coming back:
+	// members that still list it from before take its join silently.
+	var back uint64
+	if p.prevInc != 0 && p.prevInc != r.inc {
+		back = joinBack
 	}
+	r.sequence(KindJoin, m, back, nil, now)
 	r.cfg.logger.Info("udpchat member joined", "name", name, "addr", src)
 }
 

@@ -13,8 +13,7 @@ import (
 // Relay's send queue.
 type protoRelay struct {
 	cfg       *config
-	inc       uint64    // incarnation: random per NewRelay, so members notice a restart
-	started   time.Time // members of the relay this one replaced return unannounced for an expiry span
+	inc       uint64 // incarnation: random per NewRelay, so members notice a restart
 	q         *sendQueue
 	stats     *RelayStats
 	limit     *rateLimiter
@@ -32,7 +31,6 @@ func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimi
 	r := &protoRelay{
 		cfg:      cfg,
 		inc:      randomID(),
-		started:  time.Now(),
 		q:        q,
 		stats:    stats,
 		limit:    limit,

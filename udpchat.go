@@ -32,8 +32,8 @@ const (
 	KindLost Kind = 5
 	// KindRejoined says the member is in the group again, after KindLost.
 	// Text is "same relay", or "new relay" when the relay restarted:
-	// then Seq starts anew at the next message, and the members who were
-	// in the group and come back produce no KindJoin. Seq is 0.
+	// then Seq starts anew, and the members who were in the group and
+	// come back produce no KindJoin (see doc.go). Seq is 0.
 	KindRejoined Kind = 6
 )
 

@@ -57,6 +57,10 @@ const (
 	chatHdrLen    = headerLen + 8
 	maxNackRanges = 8
 
+	// joinBack, in the member seq of a KindJoin deliver, says that the
+	// member came back from the relay this one replaced.
+	joinBack = 1
+
 	// sendWindow is how many chats a member has in flight: the relay
 	// holds at most this many past the first one it lacks.
 	sendWindow = 64
