@@ -159,17 +159,7 @@ func TestRender(t *testing.T) {
 func TestHost(t *testing.T) {
 	alice := start(t, nil, "chat", "-host", "-addr", "127.0.0.1:0", "-name", "alice")
 	alice.waitLine(t, "* alice joined")
-	var addr string
-	for end := time.Now().Add(deadline); addr == ""; time.Sleep(10 * time.Millisecond) {
-		for l := range strings.Lines(alice.stderr.String()) {
-			if rest, ok := strings.CutPrefix(l, "udpchat relay listening on "); ok {
-				addr = strings.TrimSpace(rest)
-			}
-		}
-		if time.Now().After(end) {
-			t.Fatalf("chat -host did not say where its relay listens: %q", alice.stderr)
-		}
-	}
+	addr := hostAddr(t, alice)
 	bob := joinLine(t, nil, addr, "bob")
 	alice.waitLine(t, "* bob joined")
 	bob.send(t, "hi host\n")
