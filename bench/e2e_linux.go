@@ -34,6 +34,7 @@ const (
 	e2eIdle     = 500 * time.Millisecond // naive: nothing more for this long after the last send, nothing more comes
 	naiveBuffer = 4 << 20                // the naive sockets' SO_RCVBUF and SO_SNDBUF: udpchat's default
 	e2eTextPad  = 40                     // text: "seq stamp" and this many bytes of padding
+	e2eMark     = 2000                   // the Send whose return is timed: below the outbox bound of 2x1024+64
 )
 
 // An e2eSpec is one end-to-end case.
@@ -60,8 +61,10 @@ type e2eResult struct {
 	Rate       float64 `json:"delivered_per_s"`
 	Lost       uint64  `json:"lost"` // sent messages some receiver never got
 	LossPct    float64 `json:"loss_pct"`
-	SendSecs   float64 `json:"send_seconds"` // first send to the sender's end
-	TimedOut   bool    `json:"timed_out"`    // the deadline hit before every copy arrived
+	SendSecs   float64 `json:"send_seconds"`           // first send to the sender's end
+	MaxStall   float64 `json:"max_stall_ms,omitempty"` // udpchat: the longest time no Send returned
+	MarkSecs   float64 `json:"mark_seconds,omitempty"` // udpchat: first send to the return of Send #e2eMark
+	TimedOut   bool    `json:"timed_out"`              // the deadline hit before every copy arrived
 	P50        float64 `json:"p50_us,omitempty"`
 	P99        float64 `json:"p99_us,omitempty"`
 	Samples    int     `json:"samples,omitempty"`
@@ -371,14 +374,25 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	var confirmed, serrs atomic.Uint64
 	var firstErr atomic.Pointer[error]
 	sender := members[0]
+	var stallMu sync.Mutex
+	lastDone, stall := start, time.Duration(0)
 	res.Sent = sendLoop(spec, e2eSenders, start.Add(spec.SendFor), func(seq uint64) {
-		if err := sender.Send(sctx, chatText(seq, nowNS())); err != nil {
+		err := sender.Send(sctx, chatText(seq, nowNS()))
+		stallMu.Lock()
+		now := time.Now()
+		stall, lastDone = max(stall, now.Sub(lastDone)), now
+		if seq == e2eMark {
+			res.MarkSecs = now.Sub(start).Seconds()
+		}
+		stallMu.Unlock()
+		if err != nil {
 			serrs.Add(1)
 			firstErr.CompareAndSwap(nil, &err)
 			return
 		}
 		confirmed.Add(1)
 	})
+	res.MaxStall = float64(stall.Microseconds()) / 1e3
 	res.SendSecs = time.Since(start).Seconds()
 	res.Confirmed, res.SendErrs = confirmed.Load(), serrs.Load()
 	if e := firstErr.Load(); e != nil {
@@ -512,14 +526,20 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 		if time.Now().After(reg) {
 			return res, fmt.Errorf("naive relay heard %d of %d clients", nr.clients.Load(), n)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
+		if nr.clients.Load() == int64(n) {
+			break
+		}
 		for i, c := range clients { // again: a hello may have been dropped
 			if !nr.knows(c.LocalAddr().(*net.UDPAddr).AddrPort()) {
 				c.WriteToUDP([]byte(fmt.Sprintf("c%d: hello", i)), to)
 			}
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // the hellos' fan-out drains
+	// The hellos' fan-out (one write per client per hello) drains.
+	if !nr.quiet(50*time.Millisecond, cfg.Timeout) {
+		res.notef("the naive relay was still writing hellos after %v", cfg.Timeout)
+	}
 
 	start := time.Now()
 	t0 := nowNS()
@@ -541,12 +561,12 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 		res.notef("%d writes failed, the first with %v", res.SendErrs, *e)
 	}
 	// Lost datagrams never come: wait until all came, the deadline, or
-	// e2eIdle without a new one.
+	// the relay and the receivers were idle for e2eIdle.
 	want := res.Sent * uint64(n)
-	quiet, last := time.Now(), t.total.Load()
-	for got := last; got < want && time.Now().Before(deadline) && time.Since(quiet) < e2eIdle; got = t.total.Load() {
-		if got != last {
-			quiet, last = time.Now(), got
+	quiet, last := time.Now(), t.total.Load()+nr.writes.Load()
+	for t.total.Load() < want && time.Now().Before(deadline) && time.Since(quiet) < e2eIdle {
+		if now := t.total.Load() + nr.writes.Load(); now != last {
+			quiet, last = time.Now(), now
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -567,6 +587,7 @@ type naiveE2E struct {
 	conn    *net.UDPConn
 	addr    netip.AddrPort
 	clients atomic.Int64
+	writes  atomic.Uint64 // datagrams written
 	mu      sync.Mutex
 	known   map[netip.AddrPort]bool
 	errs    uint64
@@ -614,6 +635,7 @@ func (r *naiveE2E) serve() {
 		}
 		r.mu.Unlock()
 		for _, c := range clients {
+			r.writes.Add(1)
 			if _, err := r.conn.WriteToUDP(buf[:n], c); err != nil {
 				if errors.Is(err, net.ErrClosed) {
 					return
@@ -622,6 +644,23 @@ func (r *naiveE2E) serve() {
 			}
 		}
 	}
+}
+
+// quiet waits until the relay has written nothing for idle; false after
+// timeout.
+func (r *naiveE2E) quiet(idle, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	last, since := r.writes.Load(), time.Now()
+	for time.Since(since) < idle {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+		if w := r.writes.Load(); w != last {
+			last, since = w, time.Now()
+		}
+	}
+	return true
 }
 
 func (r *naiveE2E) fail(err error) {

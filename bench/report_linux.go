@@ -260,16 +260,21 @@ func printE2E(w io.Writer, runs []e2eResult) error {
 		"against naive clients (WriteToUDP, ReadFromUDP) through a naive relay. N receivers, the sender among them.\n"+
 		"sent: messages the sender sent of those asked; delivered: chats counted at the receivers; s: first send to\n"+
 		"last receipt (or to the deadline); lost: sent messages some receiver never got; ctl/dlv: datagrams the\n"+
-		"relay took in that were not chats (Received - Sequenced - DroppedDuplicate), per delivered chat.\n", e2eSenders)
+		"relay took in that were not chats (Received - Sequenced - DroppedDuplicate), per delivered chat; resent: the\n"+
+		"sender's MemberStats.Retransmitted; stall: the longest time no Send returned; @%d: when Send #%d returned.\n",
+		e2eSenders, e2eMark, e2eMark)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "case\tN\tvia\tsent\tsend s\tdelivered\ts\tdelivered/s\tlost\tp50\tp99\tctl/dlv\tNACKs\tresent\tdeadline")
+	fmt.Fprintf(tw, "case\tN\tvia\tsent\tsend s\tdelivered\ts\tdelivered/s\tlost\tp50\tp99\tctl/dlv\tNACKs\tresent\tstall\t@%d\tdeadline\n", e2eMark)
 	for _, r := range runs {
-		lat, ctl := "-\t-", "-\t-\t-"
+		lat, ctl := "-\t-", "-\t-\t-\t-\t-"
 		if r.Samples > 0 {
 			lat = fmt.Sprintf("%.1fus\t%.1fus", r.P50, r.P99)
 		}
 		if r.Via == "udpchat" {
-			ctl = fmt.Sprintf("%.4f\t%d\t%d", r.CtlPerDlv, r.NACKs, r.Retrans)
+			ctl = fmt.Sprintf("%.4f\t%d\t%d\t%.0fms\t-", r.CtlPerDlv, r.NACKs, r.Retrans, r.MaxStall)
+			if r.MarkSecs > 0 {
+				ctl = strings.TrimSuffix(ctl, "-") + fmt.Sprintf("%.2fs", r.MarkSecs)
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d/%d\t%.2f\t%d/%d\t%.2f\t%s\t%.2f%%\t%s\t%s\t%s\n", r.Case, r.N, r.Via,
 			r.Sent, r.Msgs, r.SendSecs, r.Delivered, r.Sent*uint64(r.N), r.Seconds, human(r.Rate), r.LossPct, lat, ctl,
