@@ -351,15 +351,20 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 			}
 		})
 	}
-	// Let the join events settle: they stop growing.
+	// Let the join events settle: neither the relay's deliveries nor the
+	// members' join events grow for 50ms. Member i gets the events of
+	// members i to n-1 (its own included).
 	settle := time.Now().Add(cfg.Timeout)
 	for last := ^uint64(0); time.Now().Before(settle); {
 		time.Sleep(50 * time.Millisecond)
-		j := joins.Load()
+		j := joins.Load() + relay.Stats().Delivered
 		if j == last {
 			break
 		}
 		last = j
+	}
+	if j, want := joins.Load(), uint64(n)*uint64(n+1)/2; j != want {
+		res.notef("members received %d join events before the run, want %d", j, want)
 	}
 	if s := relay.Stats(); s.Members != n {
 		res.notef("relay has %d members, want %d", s.Members, n)
