@@ -108,7 +108,9 @@ func (rep *report) print(w io.Writer) error {
 		"Receivers: non-blocking sockets drained by one locked thread (epoll_wait + recvmmsg), alike in every case.\n"+
 		"raw: sendmmsg from a socket the Go runtime never polls, to the N receivers in turn (broadcast: once to\n"+
 		"  127.255.255.255, N receivers sharing the port), open-loop and windowed (at most %d rounds ahead of\n"+
-		"  receiver #0, as the speaker keeps its chats), the faster being the limit. naive: one WriteToUDP per member.\n"+
+		"  receiver #0, as the speaker keeps its chats), the faster being the limit. raw relay: recvmmsg, then sendmmsg\n"+
+		"  to the N receivers (or once to 127.255.255.255), on a socket the Go runtime never polls, no protocol.\n"+
+		"  naive: one WriteToUDP per member (or once to 127.255.255.255). The relays are fed alike by the speaker.\n"+
 		"udpchat: members join through the handshake (JOIN, COOKIE, JOIN, WELCOME), in unicast from their receivers,\n"+
 		"  in broadcast from a unicast socket each, receiving on shared 0.0.0.0:port sockets; member #0 speaks.\n"+
 		"Ratios are udpchat over its baseline within this run; figures drift 15-25%%.\n\n",
