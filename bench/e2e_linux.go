@@ -711,6 +711,9 @@ func runE2ECases(cfg *config, rep *report, progress io.Writer) error {
 		}
 		return r
 	}
+	lossRow := func(name string, nv, uc e2eResult) row {
+		return row{Case: name, N: uc.N, Baseline: "naive clients", Base: nv.LossPct, Value: uc.LossPct, Unit: "%"}
+	}
 	var rows []row
 	for _, n := range cfg.E2EMembers {
 		m := cfg.Burst
@@ -721,13 +724,13 @@ func runE2ECases(cfg *config, rep *report, progress io.Writer) error {
 		if err != nil {
 			return err
 		}
-		rows = append(rows, rateRow("e2e burst", nv, uc))
+		rows = append(rows, rateRow("e2e burst", nv, uc), lossRow("e2e burst lost", nv, uc))
 		nv, uc, err = pair(e2eSpec{Case: "sustained", N: n, Msgs: cfg.Sustained, SendFor: cfg.SustainedFor,
 			Deadline: cfg.SustainedFor + cfg.E2EDrain})
 		if err != nil {
 			return err
 		}
-		rows = append(rows, rateRow("e2e sustained", nv, uc))
+		rows = append(rows, rateRow("e2e sustained", nv, uc), lossRow("e2e sustained lost", nv, uc))
 	}
 	interval := time.Second / time.Duration(cfg.LatencyRate)
 	sendFor := time.Duration(cfg.E2ELatency) * interval

@@ -120,7 +120,7 @@ func (rep *report) print(w io.Writer) error {
 	fmt.Fprintln(tw, "case\tN\tbaseline\tbaseline figure\tudpchat figure\tratio\ttarget\tok")
 	for _, r := range rep.Rows {
 		base, ratio, target, ok := "-", "-", "-", "-"
-		if r.Base > 0 {
+		if r.Base > 0 || r.Unit == "%" {
 			base = value(r.Base, r.Unit)
 		}
 		if r.Ratio > 0 {
@@ -212,6 +212,8 @@ func value(v float64, unit string) string {
 		return fmt.Sprintf("%.1fus", v)
 	case "B":
 		return fmt.Sprintf("%.0f B", v)
+	case "%":
+		return fmt.Sprintf("%.2f%%", v)
 	}
 	return human(v) + "/s"
 }
