@@ -31,8 +31,8 @@ func TestQuickRun(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	want := map[string]bool{}
-	for _, c := range []string{"raw", "raw windowed", "naive", "udpchat", "raw broadcast", "raw broadcast windowed",
-		"udpchat broadcast", "latency direct", "latency naive", "latency udpchat"} {
+	for _, c := range []string{"raw", "raw windowed", "raw relay", "naive", "udpchat", "raw broadcast", "raw broadcast windowed",
+		"raw relay broadcast", "naive broadcast", "udpchat broadcast", "latency direct", "latency naive", "latency udpchat"} {
 		want[c] = true
 	}
 	for _, r := range rep.Runs {
@@ -64,13 +64,102 @@ func TestQuickRun(t *testing.T) {
 	if err := rep.print(&out); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"unicast vs raw", "unicast vs naive", "broadcast vs raw", "latency p50", "heap per member", "join rate"} {
+	checkE2E(t, &cfg, rep)
+	for _, s := range []string{"unicast vs raw", "unicast vs raw relay", "unicast vs naive", "broadcast vs raw", "broadcast vs raw relay",
+		"broadcast vs naive", "latency p50", "heap per member", "join rate", "e2e burst", "e2e sustained", "e2e latency p50", "ctl/dlv"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, out.String())
 		}
 	}
 	if _, err := json.Marshal(rep); err != nil {
 		t.Errorf("JSON: %v", err)
+	}
+}
+
+// checkE2E checks the end-to-end runs of a quick run: every case both
+// ways, and through udpchat every message sent, confirmed and delivered to
+// every member, with the control datagrams counted.
+func checkE2E(t *testing.T, cfg *config, rep *report) {
+	t.Helper()
+	want := map[string]bool{}
+	for _, c := range []string{"burst", "sustained", "latency"} {
+		for _, via := range []string{"naive", "udpchat"} {
+			want[c+" "+via] = true
+		}
+	}
+	for _, r := range rep.E2E {
+		delete(want, r.Case+" "+r.Via)
+		if r.Sent == 0 || r.Delivered == 0 || r.Rate <= 0 {
+			t.Errorf("e2e %s %s N=%d: sent %d, delivered %d, rate %v", r.Case, r.Via, r.N, r.Sent, r.Delivered, r.Rate)
+		}
+		if r.Case == "latency" && (r.Samples == 0 || r.P99 < r.P50 || r.P50 <= 0) {
+			t.Errorf("e2e latency %s: %d samples, p50 %v, p99 %v", r.Via, r.Samples, r.P50, r.P99)
+		}
+		if r.Via != "udpchat" {
+			continue
+		}
+		for _, n := range r.Notes {
+			if strings.Contains(n, "join events") || strings.Contains(n, "members, want") {
+				t.Errorf("e2e %s udpchat N=%d: %s", r.Case, r.N, n)
+			}
+		}
+		if r.Sent != uint64(r.Msgs) || r.Confirmed != r.Sent || r.Delivered != r.Sent*uint64(r.N) || r.Lost > 0 || r.TimedOut {
+			t.Errorf("e2e %s udpchat N=%d: %d of %d sent, %d confirmed, %d delivered, %d lost, deadline %v; notes %q",
+				r.Case, r.N, r.Sent, r.Msgs, r.Confirmed, r.Delivered, r.Lost, r.TimedOut, r.Notes)
+		}
+		// Members report progress every eighth of the relay's history
+		// (128 messages): past a few hundred messages, some control
+		// datagrams, far fewer than the deliveries.
+		if r.Relay == nil || r.Relay.Sequenced < r.Sent || r.CtlPerDlv > 0.5 || r.Sent >= 300 && r.Control == 0 {
+			t.Errorf("e2e %s udpchat: relay %+v, control per delivered %v", r.Case, r.Relay, r.CtlPerDlv)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("e2e runs missing: %v", want)
+	}
+	if len(rep.E2E) != 2*(2*len(cfg.E2EMembers)+1) {
+		t.Errorf("%d e2e runs, want %d", len(rep.E2E), 2*(2*len(cfg.E2EMembers)+1))
+	}
+}
+
+// TestE2EOnly runs only the end-to-end cases, at two sizes.
+func TestE2EOnly(t *testing.T) {
+	cfg := quickConfig()
+	cfg.E2EOnly, cfg.E2EMembers = true, []int{3, 20}
+	cfg.Burst, cfg.Sustained, cfg.E2ELatency = 100, 200, 50
+	var progress strings.Builder
+	rep, err := run(cfg, &progress)
+	t.Log(progress.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if len(rep.Runs) > 0 || rep.Memory.Members > 0 {
+		t.Errorf("-e2e ran other cases: %d runs, memory %+v", len(rep.Runs), rep.Memory)
+	}
+	checkE2E(t, &cfg, rep)
+	var out bytes.Buffer
+	if err := rep.print(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "e2e burst") || strings.Contains(out.String(), "memory:") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+func TestChatText(t *testing.T) {
+	for _, c := range []struct {
+		seq uint64
+		ns  int64
+	}{{1, 0}, {50000, 123456789}, {1 << 40, 1<<62 + 5}} {
+		seq, ns, ok := parseText(chatText(c.seq, c.ns))
+		if !ok || seq != c.seq || ns != c.ns {
+			t.Errorf("chatText(%d, %d): parsed %d, %d, %v", c.seq, c.ns, seq, ns, ok)
+		}
+	}
+	for _, s := range []string{"", "hello", "x 0123", "12 zzzzzzzzzzzzzzzz"} {
+		if _, _, ok := parseText(s); ok {
+			t.Errorf("parsed %q", s)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/udpchat/udpchat"
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -186,19 +187,38 @@ func speak(stop <-chan struct{}, deadline time.Time, max uint64, d *drain, send 
 	})
 }
 
-// runNaive measures the naive relay fed by the speaker.
-func runNaive(cfg *config, n int) (result, error) {
+// runNaive measures the naive relay fed by the speaker; with broadcast it
+// writes each datagram once to 127.255.255.255, where the n receivers
+// share a port, and the speaker sends from a unicast socket of its own.
+func runNaive(cfg *config, n int, broadcast bool) (result, error) {
 	r := result{Case: "naive", N: n}
+	if broadcast {
+		r.Case += " broadcast"
+	}
 	d, err := newDrain(n, 0, 0, nil)
 	if err != nil {
 		return r, err
 	}
 	defer d.stop()
-	_, fds, addrs, err := d.receivers(n, 0)
+	port := 0
+	if broadcast {
+		if port, err = freePort(); err != nil {
+			return r, err
+		}
+	}
+	_, fds, addrs, err := d.receivers(n, port)
 	if err != nil {
 		return r, err
 	}
-	nr, err := startNaive(addrs)
+	speaker := fds[0]
+	if broadcast {
+		addrs = []netip.AddrPort{netip.AddrPortFrom(bcastIP, uint16(port))}
+		if speaker, _, err = openUDP(loopback, 0, false, true, 0); err != nil {
+			return r, err
+		}
+		defer unix.Close(speaker)
+	}
+	nr, err := startNaive(addrs, broadcast)
 	if err != nil {
 		return r, err
 	}
@@ -206,7 +226,7 @@ func runNaive(cfg *config, n int) (result, error) {
 	r.Sent, err = underLoad(func(stop <-chan struct{}) (uint64, error) {
 		return speak(stop, cfg.deadline(), cfg.limit(), d, func(uint64) error {
 			stamp(msg, nowNS())
-			return sendTo(fds[0], msg, &to)
+			return sendTo(speaker, msg, &to)
 		})
 	}, func() { cfg.window(d, 0, n, &r) })
 	if errs, first := nr.stop(); errs > 0 {
@@ -277,7 +297,7 @@ func runLatency(cfg *config, via string, dur time.Duration) (result, error) {
 			send = func(uint64) error { _, err := b.sendBatch(n); return err }
 			break
 		}
-		nr, err := startNaive(addrs)
+		nr, err := startNaive(addrs, false)
 		if err != nil {
 			return r, err
 		}

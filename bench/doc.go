@@ -1,12 +1,16 @@
 // Command bench measures, in one run on one machine, how many datagrams per
 // second the udpchat relay delivers, and compares each figure with a
-// baseline measured in the same run: the raw sendmmsg limit, a naive
-// one-write-per-member relay, and raw broadcast. It also measures one-way
-// latency, the relay's heap per member and its join rate.
+// baseline measured in the same run: the raw sendmmsg limit, a raw relay,
+// a naive one-write-per-member relay, and raw broadcast. It also measures
+// one-way latency, the relay's heap per member and its join rate, and,
+// end to end, what an application gets through udpchat.Member against
+// naive clients of a naive relay.
 //
-//	go run ./bench                  # 1, 10, 100 and 1000 members, 2s per case
+//	go run ./bench                  # 1, 10, 100 and 1000 members, 2s per case, then end to end
 //	go run ./bench -quick           # a tiny run
 //	go run ./bench -members 100 -dur 5s -json
+//	go run ./bench -e2e             # only the end-to-end cases, at 10, 100 and 1000 members
+//	go run ./bench -no-e2e          # all but them
 //
 // Everything stays on loopback: receivers are bound to 127.0.0.1 (or, for
 // broadcast, to 0.0.0.0 on a port of their own, reached through
@@ -20,8 +24,16 @@
 // datagram to each receiver, ahead of receiver #0, as the speaker below
 // keeps its chats), and the faster counts as the limit: open-loop, a fast
 // sender overflows the receivers and the drain then works on cold, full
-// queues. naive is a relay on a net.UDPConn that reads a datagram and
-// writes it to each member with WriteToUDP.
+// queues. raw relay is the limit for a relay: no protocol, one goroutine
+// locked to its thread on a socket the Go runtime never polls, reading the
+// speaker's datagrams in batches with recvmmsg and writing each with
+// sendmmsg (256 datagrams a call) to the N receivers, or once to
+// 127.255.255.255. naive is a relay on a net.UDPConn that reads a datagram
+// and writes it to each member with WriteToUDP, or once to
+// 127.255.255.255 (naive broadcast). The raw relay, the naive relay and
+// udpchat's relay are fed alike, by the speaker below; in broadcast mode
+// the speaker sends from a unicast socket of its own and its chats are
+// done when they reach receiver #0.
 //
 // How it measures. Every case drains its N receivers the same way: N
 // non-blocking sockets, made with unix.Socket so the Go runtime never polls
@@ -42,6 +54,40 @@
 // window starts. One member, the speaker, sends the chats: it is receiver
 // #0, and it keeps at most 32 chats outstanding, a chat being done when its
 // own copy arrives, so the relay's input never overflows.
+//
+// End to end. Here udpchat is what an application gets: a Relay (no rate
+// limits, the default history of 1024, heartbeat and expiry) served in this
+// process, and N members joined with udpchat.Join, each with a goroutine
+// calling Receive in a loop and counting the chats of member #0, which
+// sends with Send from 64 goroutines (Send returns once the relay has
+// sequenced the message, so at most 64 are outstanding). Against it: a
+// naive relay (ReadFromUDP, then WriteToUDP to every address it has heard
+// from; clients register by sending a hello, whose fan-out drains before
+// the run) and N naive clients on net.UDPConns (WriteToUDP "c0: text",
+// ReadFromUDP in a loop, split at ": "), client #0 sending from one
+// goroutine as fast as WriteToUDP goes. All sockets of both sides have 4
+// MiB buffers, udpchat's default. Each text carries the message's number
+// and its send time; each receiver marks the numbers it got. The cases:
+// burst (-burst messages, -burst-large at 1000 members or more, as fast as
+// the sender goes, bounded by a 20s deadline), sustained (up to 50,000
+// messages, none started after 10s, and 5s more for the copies), both at
+// each -e2e-members count, and latency (10 members, 1,000 messages a
+// second for 2s, Send called to Receive returned, per copy). A run's rate
+// is the chats counted at the N receivers (the sender among them) over the
+// time from the first send to the last receipt, or to the deadline when it
+// hit (the report marks it); lost are the sent messages some receiver
+// never got. A run waits for every copy until its deadline, and the naive
+// one also stops once its relay and receivers have been idle for 500ms,
+// since nothing lost comes back. Nothing works around a slow sender: a
+// Send still waiting at the deadline fails, and the report says how many
+// messages went, when Send #2000 returned (below the outbox bound of twice
+// the history plus 64) and the longest time no Send returned. For udpchat
+// it also gives the control datagrams per delivered chat: the relay's
+// Received minus its Sequenced, DroppedDuplicate (chats resent and taken
+// before), DroppedRateLimited and DroppedRejected over the run, which
+// leaves what members sent that is not a chat (progress reports,
+// heartbeats, NACKs), divided by the chats delivered at the receivers;
+// and the members' NACKs and the sender's resent chats (MemberStats).
 //
 // Figures drift 15-25% from run to run on a shared machine; only the ratios
 // within one run mean much. The program exits 1 when a case cannot be set

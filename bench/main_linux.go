@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,18 @@ type config struct {
 	MemBase     int           `json:"mem_base_members"`
 	MemJoins    int           `json:"mem_joins"`
 	Timeout     time.Duration `json:"timeout_ns"` // bounds each wait of a setup: joins, join events
+
+	// The end-to-end cases, through udpchat.Member and naive clients.
+	E2E          bool          `json:"e2e"`      // run them
+	E2EOnly      bool          `json:"e2e_only"` // and nothing else
+	E2EMembers   []int         `json:"e2e_members"`
+	Burst        int           `json:"burst_msgs"`       // messages of a burst, at N < 1000
+	BurstLarge   int           `json:"burst_msgs_large"` // at N >= 1000
+	Sustained    int           `json:"sustained_msgs"`   // messages of the sustained case, at most
+	SustainedFor time.Duration `json:"sustained_ns"`     // its sending window
+	E2EDeadline  time.Duration `json:"e2e_deadline_ns"`  // a burst's bound, from its first send
+	E2EDrain     time.Duration `json:"e2e_drain_ns"`     // past the sustained window and the latency series, the case ends
+	E2ELatency   int           `json:"e2e_latency_msgs"` // messages of the latency case, at LatencyRate to LatencyN members
 }
 
 func defaultConfig() config {
@@ -35,6 +48,9 @@ func defaultConfig() config {
 		LatencyN: 10, LatencyRate: 1000,
 		MemBase: 100, MemJoins: 10000,
 		Timeout: 30 * time.Second,
+		E2E:     true, E2EMembers: []int{10, 100, 1000},
+		Burst: 5000, BurstLarge: 1000, Sustained: 50000, SustainedFor: 10 * time.Second,
+		E2EDeadline: 20 * time.Second, E2EDrain: 5 * time.Second, E2ELatency: 2000,
 	}
 }
 
@@ -46,6 +62,9 @@ func quickConfig() config {
 		LatencyN: 10, LatencyRate: 1000,
 		MemBase: 20, MemJoins: 200,
 		Timeout: 5 * time.Second,
+		E2E:     true, E2EMembers: []int{10},
+		Burst: 300, BurstLarge: 100, Sustained: 1000, SustainedFor: 300 * time.Millisecond,
+		E2EDeadline: 5 * time.Second, E2EDrain: time.Second, E2ELatency: 200,
 	}
 }
 
@@ -56,6 +75,11 @@ func main() {
 		dur     = flag.Duration("dur", 2*time.Second, "measured window per case")
 		joins   = flag.Int("joins", 10000, "members joined in the memory and join-rate case")
 		asJSON  = flag.Bool("json", false, "print the report as JSON")
+		e2e     = flag.Bool("e2e", false, "run only the end-to-end cases (udpchat.Member against naive clients)")
+		noE2E   = flag.Bool("no-e2e", false, "leave the end-to-end cases out")
+		e2eN    = flag.String("e2e-members", "10,100,1000", "member counts of the end-to-end burst and sustained cases")
+		burst   = flag.Int("burst", 5000, "messages per end-to-end burst (at 1000 members and more: -burst-large)")
+		burstL  = flag.Int("burst-large", 1000, "messages per end-to-end burst at 1000 members and more")
 	)
 	flag.Parse()
 	cfg := defaultConfig()
@@ -71,8 +95,21 @@ func main() {
 			cfg.Dur = *dur
 		case "joins":
 			cfg.MemJoins = *joins
+		case "e2e-members":
+			cfg.E2EMembers, err = parseMembers(*e2eN)
+		case "burst":
+			cfg.Burst = *burst
+		case "burst-large":
+			cfg.BurstLarge = *burstL
 		}
 	})
+	cfg.E2EOnly, cfg.E2E = *e2e, *e2e || !*noE2E
+	if *e2e && *noE2E {
+		err = fmt.Errorf("-e2e and -no-e2e exclude each other")
+	}
+	if err == nil && (cfg.Burst < 1 || cfg.BurstLarge < 1) {
+		err = fmt.Errorf("-burst and -burst-large must be positive")
+	}
 	if err == nil && (cfg.Dur <= 0 || cfg.MemJoins < 1) {
 		err = fmt.Errorf("-dur and -joins must be positive")
 	}
@@ -115,7 +152,14 @@ func parseMembers(s string) ([]int, error) {
 func run(cfg config, progress io.Writer) (*report, error) {
 	start := time.Now()
 	rep := &report{Machine: machineInfo(), Config: cfg}
-	var vsRaw, vsNaive, vsBcast []row
+	if cfg.E2EOnly {
+		if err := runE2ECases(&cfg, rep, progress); err != nil {
+			return nil, err
+		}
+		rep.Elapsed = time.Since(start).Seconds()
+		return rep, nil
+	}
+	var vsRaw, vsRawRelay, vsNaive, vsBcast, vsBcastRelay, vsBcastNaive []row
 	step := func(r result, err error) (result, error) {
 		if err != nil {
 			return r, fmt.Errorf("%s, N=%d: %w", r.Case, r.N, err)
@@ -144,7 +188,11 @@ func run(cfg config, progress io.Writer) (*report, error) {
 		if err != nil {
 			return nil, err
 		}
-		naive, err := step(runNaive(&cfg, n))
+		rrelay, err := step(runRawRelay(&cfg, n, false))
+		if err != nil {
+			return nil, err
+		}
+		naive, err := step(runNaive(&cfg, n, false))
 		if err != nil {
 			return nil, err
 		}
@@ -153,6 +201,7 @@ func run(cfg config, progress io.Writer) (*report, error) {
 			return nil, err
 		}
 		vsRaw = append(vsRaw, rateRow("unicast vs raw", raw, uc, raw.Case, n >= 100, 0.9))
+		vsRawRelay = append(vsRawRelay, rateRow("unicast vs raw relay", rrelay, uc, "raw relay", false, 0))
 		vsNaive = append(vsNaive, rateRow("unicast vs naive", naive, uc, "naive relay", n >= 100, 1.6))
 		if n < 10 {
 			continue
@@ -161,11 +210,21 @@ func run(cfg config, progress io.Writer) (*report, error) {
 		if err != nil {
 			return nil, err
 		}
+		brelay, err := step(runRawRelay(&cfg, n, true))
+		if err != nil {
+			return nil, err
+		}
+		bnaive, err := step(runNaive(&cfg, n, true))
+		if err != nil {
+			return nil, err
+		}
 		buc, err := step(runUdpchat(&cfg, n, true))
 		if err != nil {
 			return nil, err
 		}
 		vsBcast = append(vsBcast, rateRow("broadcast vs raw", braw, buc, braw.Case, true, 0.9))
+		vsBcastRelay = append(vsBcastRelay, rateRow("broadcast vs raw relay", brelay, buc, "raw relay broadcast", false, 0))
+		vsBcastNaive = append(vsBcastNaive, rateRow("broadcast vs naive", bnaive, buc, "naive broadcast", false, 0))
 	}
 	// Latency goes in rounds, the three ways in turn, so that drift and
 	// where the scheduler puts the threads touch them alike.
@@ -191,8 +250,12 @@ func run(cfg config, progress io.Writer) (*report, error) {
 		return nil, fmt.Errorf("memory and joins: %w", err)
 	}
 	rep.Memory = mem
-	rep.Rows = append(append(append(vsRaw, vsNaive...), vsBcast...), latencyRows(lat)...)
-	rep.Rows = append(rep.Rows, memoryRows(mem)...)
+	rep.Rows = slices.Concat(vsRaw, vsRawRelay, vsNaive, vsBcast, vsBcastRelay, vsBcastNaive, latencyRows(lat), memoryRows(mem))
+	if cfg.E2E {
+		if err := runE2ECases(&cfg, rep, progress); err != nil {
+			return nil, err
+		}
+	}
 	rep.Elapsed = time.Since(start).Seconds()
 	return rep, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/udpchat/udpchat"
+	"golang.org/x/sys/unix"
 )
 
 // naiveRelay is what a relay looks like without batching: it reads one
@@ -25,10 +26,18 @@ type naiveRelay struct {
 	done    chan struct{}
 }
 
-func startNaive(members []netip.AddrPort) (*naiveRelay, error) {
+// startNaive starts a naive relay writing to members; broadcast sets
+// SO_BROADCAST, for a member list of one broadcast address.
+func startNaive(members []netip.AddrPort, broadcast bool) (*naiveRelay, error) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, err
+	}
+	if broadcast {
+		if err := setBroadcast(c); err != nil {
+			c.Close()
+			return nil, err
+		}
 	}
 	r := &naiveRelay{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), done: make(chan struct{})}
 	for _, m := range members {
@@ -242,4 +251,22 @@ func (g *group) close() error {
 		err = derr
 	}
 	return err
+}
+
+// setBroadcast sets SO_BROADCAST on c.
+func setBroadcast(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("setsockopt SO_BROADCAST: %w", serr)
+	}
+	return nil
 }

@@ -18,12 +18,13 @@ import (
 )
 
 type report struct {
-	Machine machine   `json:"machine"`
-	Config  config    `json:"config"`
-	Rows    []row     `json:"rows"`
-	Runs    []result  `json:"runs"`
-	Memory  memResult `json:"memory"`
-	Elapsed float64   `json:"elapsed_s"`
+	Machine machine     `json:"machine"`
+	Config  config      `json:"config"`
+	Rows    []row       `json:"rows"`
+	Runs    []result    `json:"runs"`
+	Memory  memResult   `json:"memory"`
+	E2E     []e2eResult `json:"e2e,omitempty"`
+	Elapsed float64     `json:"elapsed_s"`
 }
 
 type machine struct {
@@ -107,7 +108,9 @@ func (rep *report) print(w io.Writer) error {
 		"Receivers: non-blocking sockets drained by one locked thread (epoll_wait + recvmmsg), alike in every case.\n"+
 		"raw: sendmmsg from a socket the Go runtime never polls, to the N receivers in turn (broadcast: once to\n"+
 		"  127.255.255.255, N receivers sharing the port), open-loop and windowed (at most %d rounds ahead of\n"+
-		"  receiver #0, as the speaker keeps its chats), the faster being the limit. naive: one WriteToUDP per member.\n"+
+		"  receiver #0, as the speaker keeps its chats), the faster being the limit. raw relay: recvmmsg, then sendmmsg\n"+
+		"  to the N receivers (or once to 127.255.255.255), on a socket the Go runtime never polls, no protocol.\n"+
+		"  naive: one WriteToUDP per member (or once to 127.255.255.255). The relays are fed alike by the speaker.\n"+
 		"udpchat: members join through the handshake (JOIN, COOKIE, JOIN, WELCOME), in unicast from their receivers,\n"+
 		"  in broadcast from a unicast socket each, receiving on shared 0.0.0.0:port sockets; member #0 speaks.\n"+
 		"Ratios are udpchat over its baseline within this run; figures drift 15-25%%.\n\n",
@@ -117,7 +120,7 @@ func (rep *report) print(w io.Writer) error {
 	fmt.Fprintln(tw, "case\tN\tbaseline\tbaseline figure\tudpchat figure\tratio\ttarget\tok")
 	for _, r := range rep.Rows {
 		base, ratio, target, ok := "-", "-", "-", "-"
-		if r.Base > 0 {
+		if r.Base > 0 || r.Unit == "%" {
 			base = value(r.Base, r.Unit)
 		}
 		if r.Ratio > 0 {
@@ -135,29 +138,40 @@ func (rep *report) print(w io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintf(w, "\nRuns (sent counts the warm-up too; drops are the receivers' in the window; relay: udpchat's RelayStats)\n")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\trelay")
-	for _, r := range rep.Runs {
-		res := human(r.Rate) + " dgram/s"
-		if r.Samples > 0 {
-			res = fmt.Sprintf("p50 %.1fus p99 %.1fus", r.P50, r.P99)
+	if len(rep.Runs) > 0 {
+		fmt.Fprintf(w, "\nRuns (sent counts the warm-up too; drops are the receivers' in the window; relay: udpchat's RelayStats)\n")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\trelay")
+		for _, r := range rep.Runs {
+			res := human(r.Rate) + " dgram/s"
+			if r.Samples > 0 {
+				res = fmt.Sprintf("p50 %.1fus p99 %.1fus", r.P50, r.P99)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, relayStats(r.Relay))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, relayStats(r.Relay))
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	if err := tw.Flush(); err != nil {
+	if mem := rep.Memory; mem.Members > 0 {
+		fmt.Fprintf(w, "memory: %d members joined after %d, relay heap +%d bytes (%.0f B/member), %.0f joins/s in %.2fs;\n"+
+			"  the relay broadcast to %s, where no one listens, so a join event is one datagram, not one per member.\n  relay: %s\n",
+			mem.Members, mem.Base, mem.HeapDelta, mem.PerMember, mem.JoinsPerSec, mem.JoinSeconds, mem.BroadcastVia, relayStats(mem.Relay))
+	}
+	if err := printE2E(w, rep.E2E); err != nil {
 		return err
 	}
-	mem := rep.Memory
-	fmt.Fprintf(w, "memory: %d members joined after %d, relay heap +%d bytes (%.0f B/member), %.0f joins/s in %.2fs;\n"+
-		"  the relay broadcast to %s, where no one listens, so a join event is one datagram, not one per member.\n  relay: %s\n",
-		mem.Members, mem.Base, mem.HeapDelta, mem.PerMember, mem.JoinsPerSec, mem.JoinSeconds, mem.BroadcastVia, relayStats(mem.Relay))
+	for _, r := range rep.E2E {
+		for _, n := range r.Notes {
+			fmt.Fprintf(w, "note: e2e %s %s N=%d: %s\n", r.Case, r.Via, r.N, n)
+		}
+	}
 	for _, r := range rep.Runs {
 		for _, n := range r.Notes {
 			fmt.Fprintf(w, "note: %s N=%d: %s\n", r.Case, r.N, n)
 		}
 	}
-	for _, n := range mem.Notes {
+	for _, n := range rep.Memory.Notes {
 		fmt.Fprintf(w, "note: memory: %s\n", n)
 	}
 	_, err := fmt.Fprintf(w, "elapsed %.1fs\n", rep.Elapsed)
@@ -198,6 +212,8 @@ func value(v float64, unit string) string {
 		return fmt.Sprintf("%.1fus", v)
 	case "B":
 		return fmt.Sprintf("%.0f B", v)
+	case "%":
+		return fmt.Sprintf("%.2f%%", v)
 	}
 	return human(v) + "/s"
 }
@@ -237,4 +253,36 @@ func machineInfo() machine {
 		}
 	}
 	return m
+}
+
+// printE2E writes the end-to-end runs, one line each.
+func printE2E(w io.Writer, runs []e2eResult) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nEnd to end: udpchat.Member on every end (Join, Send with up to %d in flight, a Receive loop per member),\n"+
+		"against naive clients (WriteToUDP, ReadFromUDP) through a naive relay. N receivers, the sender among them.\n"+
+		"sent: messages the sender sent of those asked; delivered: chats counted at the receivers; s: first send to\n"+
+		"last receipt (or to the deadline); lost: sent messages some receiver never got; ctl/dlv: datagrams the\n"+
+		"relay took in that were not chats (Received - Sequenced - DroppedDuplicate), per delivered chat; resent: the\n"+
+		"sender's MemberStats.Retransmitted; stall: the longest time no Send returned; @%d: when Send #%d returned.\n",
+		e2eSenders, e2eMark, e2eMark)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "case\tN\tvia\tsent\tsend s\tdelivered\ts\tdelivered/s\tlost\tp50\tp99\tctl/dlv\tNACKs\tresent\tstall\t@%d\tdeadline\n", e2eMark)
+	for _, r := range runs {
+		lat, ctl := "-\t-", "-\t-\t-\t-\t-"
+		if r.Samples > 0 {
+			lat = fmt.Sprintf("%.1fus\t%.1fus", r.P50, r.P99)
+		}
+		if r.Via == "udpchat" {
+			ctl = fmt.Sprintf("%.4f\t%d\t%d\t%.0fms\t-", r.CtlPerDlv, r.NACKs, r.Retrans, r.MaxStall)
+			if r.MarkSecs > 0 {
+				ctl = strings.TrimSuffix(ctl, "-") + fmt.Sprintf("%.2fs", r.MarkSecs)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d/%d\t%.2f\t%d/%d\t%.2f\t%s\t%.2f%%\t%s\t%s\t%s\n", r.Case, r.N, r.Via,
+			r.Sent, r.Msgs, r.SendSecs, r.Delivered, r.Sent*uint64(r.N), r.Seconds, human(r.Rate), r.LossPct, lat, ctl,
+			map[bool]string{true: "HIT", false: "-"}[r.TimedOut])
+	}
+	return tw.Flush()
 }

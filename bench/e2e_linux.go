@@ -1,0 +1,752 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/udpchat/udpchat"
+	"golang.org/x/sys/unix"
+)
+
+// The end-to-end cases: what an application gets. On the udpchat side,
+// every member is a udpchat.Member joined with Join, and a goroutine per
+// member calls Receive in a loop and counts the chats; one member sends
+// with Send. On the naive side, a relay reads a datagram with ReadFromUDP
+// and writes it with WriteToUDP to every address it has heard from, and
+// naive clients send "name: text" lines with WriteToUDP and read them with
+// ReadFromUDP in a loop, split at ": ".
+const (
+	e2eSenders  = 64                     // the udpchat sender's concurrent Sends (Send returns once sequenced)
+	e2eJoiners  = 64                     // Joins at once
+	e2eIdle     = 500 * time.Millisecond // naive: nothing more for this long after the last send, nothing more comes
+	naiveBuffer = 4 << 20                // the naive sockets' SO_RCVBUF and SO_SNDBUF: udpchat's default
+	e2eTextPad  = 40                     // text: "seq stamp" and this many bytes of padding
+	e2eMark     = 2000                   // the Send whose return is timed: below the outbox bound of 2x1024+64
+)
+
+// An e2eSpec is one end-to-end case.
+type e2eSpec struct {
+	Case     string        // burst, sustained, latency
+	N        int           // receivers, the sender among them
+	Msgs     int           // messages the sender sends at most
+	SendFor  time.Duration // the sender starts no message after this
+	Interval time.Duration // between sends; 0: as fast as it can
+	Deadline time.Duration // from the first send, the case ends
+}
+
+// An e2eResult is one end-to-end run, through udpchat or the naive relay.
+type e2eResult struct {
+	Case       string  `json:"case"`
+	Via        string  `json:"via"`
+	N          int     `json:"n"`
+	Msgs       int     `json:"msgs"`      // messages the case asked for
+	Sent       uint64  `json:"sent"`      // messages the sender sent (udpchat: Send called)
+	Confirmed  uint64  `json:"confirmed"` // udpchat: Sends that returned nil
+	SendErrs   uint64  `json:"send_errors"`
+	Delivered  uint64  `json:"delivered"` // chats counted at the N receivers
+	Seconds    float64 `json:"seconds"`   // first send to last receipt, or to the deadline
+	Rate       float64 `json:"delivered_per_s"`
+	Lost       uint64  `json:"lost"` // sent messages some receiver never got
+	LossPct    float64 `json:"loss_pct"`
+	SendSecs   float64 `json:"send_seconds"`           // first send to the sender's end
+	MaxStall   float64 `json:"max_stall_ms,omitempty"` // udpchat: the longest time no Send returned
+	MarkSecs   float64 `json:"mark_seconds,omitempty"` // udpchat: first send to the return of Send #e2eMark
+	TimedOut   bool    `json:"timed_out"`              // the deadline hit before every copy arrived
+	P50        float64 `json:"p50_us,omitempty"`
+	P99        float64 `json:"p99_us,omitempty"`
+	Samples    int     `json:"samples,omitempty"`
+	Control    uint64  `json:"relay_control_in,omitempty"` // udpchat: datagrams the relay took in that were not chats
+	CtlPerDlv  float64 `json:"control_per_delivered,omitempty"`
+	NACKs      uint64  `json:"nacks,omitempty"`         // udpchat: sent by the members during the run
+	Retrans    uint64  `json:"retransmitted,omitempty"` // udpchat: chats the sender sent again
+	Missed     uint64  `json:"missed,omitempty"`        // udpchat: messages reported lost through a GapError, summed over members
+	KernelDrop uint64  `json:"kernel_drops,omitempty"`  // udpchat: MemberStats.DroppedKernel, summed
+	// The relay's counters over the run (end minus start), udpchat only.
+	Relay *udpchat.RelayStats `json:"relay_stats_delta,omitempty"`
+	Notes []string            `json:"notes,omitempty"`
+}
+
+func (r *e2eResult) notef(format string, a ...any) {
+	r.Notes = append(r.Notes, fmt.Sprintf(format, a...))
+}
+
+func (r e2eResult) summary() string {
+	s := fmt.Sprintf("%s delivered/s, %d of %d sent in %.2fs, %d/%d delivered in %.2fs, lost %.2f%%",
+		human(r.Rate), r.Sent, r.Msgs, r.SendSecs, r.Delivered, r.Sent*uint64(r.N), r.Seconds, r.LossPct)
+	if r.Samples > 0 {
+		s += fmt.Sprintf(", p50 %.1fus p99 %.1fus", r.P50, r.P99)
+	}
+	if r.TimedOut {
+		s += ", DEADLINE"
+	}
+	return s
+}
+
+// chatText is the text of message seq, sent at ns (nowNS).
+func chatText(seq uint64, ns int64) string {
+	return fmt.Sprintf("%d %016x %s", seq, ns, strings.Repeat("x", e2eTextPad))
+}
+
+// parseText reads what chatText wrote.
+func parseText(s string) (seq uint64, ns int64, ok bool) {
+	a, rest, ok := strings.Cut(s, " ")
+	if !ok || len(rest) < 16 {
+		return 0, 0, false
+	}
+	seq, err := strconv.ParseUint(a, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	u, err := strconv.ParseUint(rest[:16], 16, 64)
+	return seq, int64(u), err == nil
+}
+
+// A tally counts what the receivers of one run got: each receiver's own
+// goroutine marks its bit per message, so that loss is per message.
+type tally struct {
+	msgs  int
+	total atomic.Uint64
+	recv  []receiverTally
+}
+
+type receiverTally struct {
+	got  []uint64      // bit per message seq-1
+	last atomic.Int64  // nowNS of the last chat
+	lat  []int64       // latencies, ns, when recording
+	_    [4]uint64     // keep receivers' hot words apart
+	dups atomic.Uint64 // copies of a message already counted
+}
+
+func newTally(n, msgs int, latency bool) *tally {
+	t := &tally{msgs: msgs, recv: make([]receiverTally, n)}
+	for i := range t.recv {
+		t.recv[i].got = make([]uint64, (msgs+63)/64)
+		if latency {
+			t.recv[i].lat = make([]int64, 0, msgs)
+		}
+	}
+	return t
+}
+
+// hit counts a chat text at receiver r.
+func (t *tally) hit(r int, text string) {
+	seq, ns, ok := parseText(text)
+	if !ok || seq < 1 || seq > uint64(t.msgs) {
+		return
+	}
+	now := nowNS()
+	rt := &t.recv[r]
+	w, b := (seq-1)/64, uint64(1)<<((seq-1)%64)
+	if rt.got[w]&b != 0 {
+		rt.dups.Add(1)
+		return
+	}
+	rt.got[w] |= b
+	if rt.lat != nil && len(rt.lat) < cap(rt.lat) {
+		rt.lat = append(rt.lat, now-ns)
+	}
+	rt.last.Store(now)
+	t.total.Add(1)
+}
+
+// finish fills in r from the tally once the receivers have stopped: loss
+// among the sent messages, the latency percentiles.
+func (t *tally) finish(r *e2eResult) {
+	var lat []int64
+	var dups uint64
+	for i := range t.recv {
+		lat = append(lat, t.recv[i].lat...)
+		dups += t.recv[i].dups.Load()
+	}
+	for seq := range min(r.Sent, uint64(t.msgs)) {
+		w, b := seq/64, uint64(1)<<(seq%64)
+		for i := range t.recv {
+			if t.recv[i].got[w]&b == 0 {
+				r.Lost++
+				break
+			}
+		}
+	}
+	if r.Sent > 0 {
+		r.LossPct = 100 * float64(r.Lost) / float64(r.Sent)
+	}
+	if dups > 0 {
+		r.notef("%d copies of messages already received", dups)
+	}
+	if len(lat) > 0 {
+		slices.Sort(lat)
+		r.Samples = len(lat)
+		r.P50 = float64(lat[len(lat)/2]) / 1e3
+		r.P99 = float64(lat[len(lat)*99/100]) / 1e3
+	}
+}
+
+// lastReceipt is the nowNS of the latest chat at any receiver, 0 if none.
+func (t *tally) lastReceipt() int64 {
+	var l int64
+	for i := range t.recv {
+		l = max(l, t.recv[i].last.Load())
+	}
+	return l
+}
+
+// rateFrom sets r's window and rate: from the first send (t0, nowNS) to
+// the last receipt, or to end when the deadline hit.
+func (t *tally) rateFrom(r *e2eResult, t0, end int64) {
+	r.Delivered = t.total.Load()
+	last := end
+	if !r.TimedOut {
+		if l := t.lastReceipt(); l > 0 {
+			last = l
+		}
+	}
+	r.Seconds = float64(last-t0) / 1e9
+	if r.Seconds > 0 {
+		r.Rate = float64(r.Delivered) / r.Seconds
+	}
+}
+
+// sendLoop calls send(seq) for seq 1, 2, ... up to spec.Msgs from workers
+// goroutines, as fast as they can or, with spec.Interval, paced by one
+// feeder; it starts nothing after sendUntil, and send returns by the
+// deadline itself. It returns how many sends it started.
+func sendLoop(spec e2eSpec, workers int, sendUntil time.Time, send func(seq uint64)) uint64 {
+	var next atomic.Uint64
+	var wg sync.WaitGroup
+	if spec.Interval == 0 {
+		for range workers {
+			wg.Go(func() {
+				for time.Now().Before(sendUntil) {
+					seq := next.Add(1)
+					if seq > uint64(spec.Msgs) {
+						return
+					}
+					send(seq)
+				}
+			})
+		}
+		wg.Wait()
+		return min(next.Load(), uint64(spec.Msgs))
+	}
+	seqs := make(chan uint64, workers)
+	for range workers {
+		wg.Go(func() {
+			for seq := range seqs {
+				send(seq)
+			}
+		})
+	}
+	n, _ := pace(nil, sendUntil, uint64(spec.Msgs), spec.Interval, func(seq uint64) error {
+		select {
+		case seqs <- seq:
+			return nil
+		default:
+			return errBusy // every worker busy: the send is skipped, as a late tick
+		}
+	})
+	close(seqs)
+	wg.Wait()
+	return n
+}
+
+// errBusy makes pace skip a tick, as transient errors do.
+var errBusy = fmt.Errorf("all senders busy: %w", unix.EAGAIN)
+
+// runE2EUdpchat runs spec through a udpchat Relay served in process and
+// spec.N udpchat Members, member 0 sending.
+func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
+	n := spec.N
+	res = e2eResult{Case: spec.Case, Via: "udpchat", N: n, Msgs: spec.Msgs}
+	relay, err := udpchat.NewRelay(
+		udpchat.WithAddr("127.0.0.1:0"),
+		udpchat.WithRateLimit(0, 0),
+		udpchat.WithMaxMembers(max(n, 1024)),
+	)
+	if err != nil {
+		return res, err
+	}
+	served := make(chan error, 1)
+	go func() { served <- relay.Serve(context.Background()) }()
+	defer func() {
+		cerr := relay.Close()
+		if serr := <-served; serr != nil && cerr == nil {
+			cerr = fmt.Errorf("relay Serve returned %w after Close", serr)
+		}
+		if err == nil {
+			err = cerr
+		}
+	}()
+	addr := relay.Addr().String()
+
+	members := make([]*udpchat.Member, n)
+	defer func() {
+		var wg sync.WaitGroup
+		for _, m := range members {
+			if m != nil {
+				wg.Go(func() { m.Close() })
+			}
+		}
+		wg.Wait()
+	}()
+	// Join, e2eJoiners at a time.
+	jctx, jcancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer jcancel()
+	sem := make(chan struct{}, e2eJoiners)
+	var jwg sync.WaitGroup
+	var jerr atomic.Pointer[error]
+	members[0], err = udpchat.Join(jctx, "m0", udpchat.WithAddr(addr))
+	if err != nil {
+		return res, fmt.Errorf("join m0: %w", err)
+	}
+	for i := 1; i < n; i++ {
+		sem <- struct{}{}
+		jwg.Go(func() {
+			defer func() { <-sem }()
+			m, err := udpchat.Join(jctx, fmt.Sprintf("m%d", i), udpchat.WithAddr(addr))
+			if err != nil {
+				jerr.CompareAndSwap(nil, &err)
+				return
+			}
+			members[i] = m
+		})
+	}
+	jwg.Wait()
+	if e := jerr.Load(); e != nil {
+		return res, fmt.Errorf("join: %w", *e)
+	}
+
+	// One Receive loop per member.
+	t := newTally(n, spec.Msgs, spec.Case == "latency")
+	rctx, rcancel := context.WithCancel(context.Background())
+	var rwg sync.WaitGroup
+	var joins, gaps atomic.Uint64
+	defer func() { rcancel(); rwg.Wait() }()
+	for i, m := range members {
+		rwg.Go(func() {
+			for {
+				msg, err := m.Receive(rctx)
+				switch {
+				case errors.Is(err, udpchat.ErrGap):
+					gaps.Add(1)
+				case err != nil:
+					return
+				case msg.Kind == udpchat.KindJoin:
+					joins.Add(1)
+				case msg.Kind == udpchat.KindChat && msg.From == "m0":
+					t.hit(i, msg.Text)
+				}
+			}
+		})
+	}
+	// Let the join events settle: neither the relay's deliveries nor the
+	// members' join events grow for 50ms. Member i gets the events of
+	// members i to n-1 (its own included).
+	settle := time.Now().Add(cfg.Timeout)
+	for last := ^uint64(0); time.Now().Before(settle); {
+		time.Sleep(50 * time.Millisecond)
+		j := joins.Load() + relay.Stats().Delivered
+		if j == last {
+			break
+		}
+		last = j
+	}
+	if j, want := joins.Load(), uint64(n)*uint64(n+1)/2; j != want {
+		res.notef("members received %d join events before the run, want %d", j, want)
+	}
+	if s := relay.Stats(); s.Members != n {
+		res.notef("relay has %d members, want %d", s.Members, n)
+	}
+
+	s0, m0 := relay.Stats(), memberTotals(members)
+	start := time.Now()
+	t0 := nowNS()
+	deadline := start.Add(spec.Deadline)
+	sctx, scancel := context.WithDeadline(context.Background(), deadline)
+	defer scancel()
+	var confirmed, serrs atomic.Uint64
+	var firstErr atomic.Pointer[error]
+	sender := members[0]
+	var stallMu sync.Mutex
+	lastDone, stall := start, time.Duration(0)
+	res.Sent = sendLoop(spec, e2eSenders, start.Add(spec.SendFor), func(seq uint64) {
+		err := sender.Send(sctx, chatText(seq, nowNS()))
+		stallMu.Lock()
+		now := time.Now()
+		stall, lastDone = max(stall, now.Sub(lastDone)), now
+		if seq == e2eMark {
+			res.MarkSecs = now.Sub(start).Seconds()
+		}
+		stallMu.Unlock()
+		if err != nil {
+			serrs.Add(1)
+			firstErr.CompareAndSwap(nil, &err)
+			return
+		}
+		confirmed.Add(1)
+	})
+	res.MaxStall = float64(stall.Microseconds()) / 1e3
+	res.SendSecs = time.Since(start).Seconds()
+	res.Confirmed, res.SendErrs = confirmed.Load(), serrs.Load()
+	if e := firstErr.Load(); e != nil {
+		res.notef("%d Sends failed, the first with %v", res.SendErrs, *e)
+	}
+	want := res.Sent * uint64(n)
+	for t.total.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	end := nowNS()
+	res.TimedOut = t.total.Load() < want
+	s1, m1 := relay.Stats(), memberTotals(members)
+	rcancel()
+	rwg.Wait()
+	t.rateFrom(&res, t0, end)
+	t.finish(&res)
+
+	// The relay's counters over the run. Every datagram it took in is a
+	// chat (sequenced now, or a resent one it had sequenced before) or
+	// something else: NACKs, heartbeats, progress reports, joins.
+	d := statsDelta(s1, s0)
+	res.Relay = &d
+	chatsIn := d.Sequenced + d.DroppedDuplicate + d.DroppedRateLimited + d.DroppedRejected
+	if d.Received >= chatsIn {
+		res.Control = d.Received - chatsIn
+	}
+	if res.Delivered > 0 {
+		res.CtlPerDlv = float64(res.Control) / float64(res.Delivered)
+	}
+	res.NACKs, res.Retrans = m1.NACKs-m0.NACKs, m1.Retransmitted-m0.Retransmitted
+	res.Missed, res.KernelDrop = m1.Missed-m0.Missed, m1.DroppedKernel-m0.DroppedKernel
+	if g := gaps.Load(); g > 0 {
+		res.notef("%d GapErrors at the receivers", g)
+	}
+	for name, v := range counters(&d) {
+		if v > 0 && (strings.HasPrefix(name, "Dropped") || name == "Expired") {
+			res.notef("relay counted %s=%d in the run", name, v)
+		}
+	}
+	return res, nil
+}
+
+// memberTotals sums the members' counters.
+func memberTotals(ms []*udpchat.Member) udpchat.MemberStats {
+	var t udpchat.MemberStats
+	for _, m := range ms {
+		s := m.Stats()
+		t.Sent += s.Sent
+		t.Retransmitted += s.Retransmitted
+		t.Received += s.Received
+		t.Duplicates += s.Duplicates
+		t.NACKs += s.NACKs
+		t.Missed += s.Missed
+		t.Dropped += s.Dropped
+		t.DroppedKernel += s.DroppedKernel
+		t.Rejoins += s.Rejoins
+	}
+	return t
+}
+
+// statsDelta is b's counters minus a's; Members is b's.
+func statsDelta(b, a udpchat.RelayStats) udpchat.RelayStats {
+	d := b
+	dv := reflect.ValueOf(&d).Elem()
+	for name, v := range counters(&a) {
+		f := dv.FieldByName(name)
+		f.SetUint(f.Uint() - v)
+	}
+	return d
+}
+
+// runE2ENaive runs spec through the naive relay and spec.N naive clients,
+// client 0 sending.
+func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
+	n := spec.N
+	res = e2eResult{Case: spec.Case, Via: "naive", N: n, Msgs: spec.Msgs}
+	nr, err := startNaiveE2E()
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if errs, first := nr.stop(); errs > 0 {
+			res.notef("naive relay: %d reads or writes failed, the first with %v", errs, first)
+		}
+	}()
+	clients := make([]*net.UDPConn, 0, n)
+	var rwg sync.WaitGroup
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+		rwg.Wait()
+	}()
+	for range n {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return res, err
+		}
+		clients = append(clients, c)
+		c.SetReadBuffer(naiveBuffer)
+		c.SetWriteBuffer(naiveBuffer)
+	}
+	to := net.UDPAddrFromAddrPort(nr.addr)
+	t := newTally(n, spec.Msgs, spec.Case == "latency")
+	for i, c := range clients {
+		rwg.Go(func() {
+			buf := make([]byte, recvBufLen)
+			for {
+				k, _, err := c.ReadFromUDP(buf)
+				if err != nil {
+					return
+				}
+				name, text, ok := strings.Cut(string(buf[:k]), ": ")
+				if ok && name == "c0" {
+					t.hit(i, text)
+				}
+			}
+		})
+	}
+	// Register: each client says hello until the relay has heard all.
+	reg := time.Now().Add(cfg.Timeout)
+	for i, c := range clients {
+		if _, err := c.WriteToUDP([]byte(fmt.Sprintf("c%d: hello", i)), to); err != nil {
+			return res, err
+		}
+		if i%64 == 63 {
+			time.Sleep(time.Millisecond) // let the relay keep up
+		}
+	}
+	for nr.clients.Load() < int64(n) {
+		if time.Now().After(reg) {
+			return res, fmt.Errorf("naive relay heard %d of %d clients", nr.clients.Load(), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if nr.clients.Load() == int64(n) {
+			break
+		}
+		for i, c := range clients { // again: a hello may have been dropped
+			if !nr.knows(c.LocalAddr().(*net.UDPAddr).AddrPort()) {
+				c.WriteToUDP([]byte(fmt.Sprintf("c%d: hello", i)), to)
+			}
+		}
+	}
+	// The hellos' fan-out (one write per client per hello) drains.
+	if !nr.quiet(50*time.Millisecond, cfg.Timeout) {
+		res.notef("the naive relay was still writing hellos after %v", cfg.Timeout)
+	}
+
+	start := time.Now()
+	t0 := nowNS()
+	deadline := start.Add(spec.Deadline)
+	var serrs atomic.Uint64
+	var firstErr atomic.Pointer[error]
+	sender := clients[0]
+	workers := 1 // one socket, one writer: WriteToUDP as fast as it goes
+	res.Sent = sendLoop(spec, workers, start.Add(spec.SendFor), func(seq uint64) {
+		if _, err := sender.WriteToUDP([]byte("c0: "+chatText(seq, nowNS())), to); err != nil {
+			serrs.Add(1)
+			firstErr.CompareAndSwap(nil, &err)
+		}
+	})
+	res.SendSecs = time.Since(start).Seconds()
+	res.SendErrs = serrs.Load()
+	res.Confirmed = res.Sent - res.SendErrs
+	if e := firstErr.Load(); e != nil {
+		res.notef("%d writes failed, the first with %v", res.SendErrs, *e)
+	}
+	// Lost datagrams never come: wait until all came, the deadline, or
+	// the relay and the receivers were idle for e2eIdle.
+	want := res.Sent * uint64(n)
+	quiet, last := time.Now(), t.total.Load()+nr.writes.Load()
+	for t.total.Load() < want && time.Now().Before(deadline) && time.Since(quiet) < e2eIdle {
+		if now := t.total.Load() + nr.writes.Load(); now != last {
+			quiet, last = time.Now(), now
+		}
+		time.Sleep(time.Millisecond)
+	}
+	end := nowNS()
+	res.TimedOut = t.total.Load() < want && !time.Now().Before(deadline)
+	for _, c := range clients {
+		c.Close()
+	}
+	rwg.Wait()
+	t.rateFrom(&res, t0, end)
+	t.finish(&res)
+	return res, nil
+}
+
+// naiveE2E is the naive relay of the end-to-end cases: clients register
+// by sending, and every datagram goes to every client heard from.
+type naiveE2E struct {
+	conn    *net.UDPConn
+	addr    netip.AddrPort
+	clients atomic.Int64
+	writes  atomic.Uint64 // datagrams written
+	mu      sync.Mutex
+	known   map[netip.AddrPort]bool
+	errs    uint64
+	first   error
+	done    chan struct{}
+}
+
+func startNaiveE2E() (*naiveE2E, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadBuffer(naiveBuffer)
+	c.SetWriteBuffer(naiveBuffer)
+	r := &naiveE2E{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), known: map[netip.AddrPort]bool{}, done: make(chan struct{})}
+	go r.serve()
+	return r, nil
+}
+
+func (r *naiveE2E) knows(a netip.AddrPort) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.known[a]
+}
+
+func (r *naiveE2E) serve() {
+	defer close(r.done)
+	buf := make([]byte, recvBufLen)
+	var clients []*net.UDPAddr
+	for {
+		n, from, err := r.conn.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.fail(err)
+			continue
+		}
+		ap := from.AddrPort()
+		r.mu.Lock()
+		if !r.known[ap] {
+			r.known[ap] = true
+			clients = append(clients, from)
+			r.clients.Add(1)
+		}
+		r.mu.Unlock()
+		for _, c := range clients {
+			r.writes.Add(1)
+			if _, err := r.conn.WriteToUDP(buf[:n], c); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				r.fail(err)
+			}
+		}
+	}
+}
+
+// quiet waits until the relay has written nothing for idle; false after
+// timeout.
+func (r *naiveE2E) quiet(idle, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	last, since := r.writes.Load(), time.Now()
+	for time.Since(since) < idle {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+		if w := r.writes.Load(); w != last {
+			last, since = w, time.Now()
+		}
+	}
+	return true
+}
+
+func (r *naiveE2E) fail(err error) {
+	if r.errs++; r.first == nil {
+		r.first = err
+	}
+}
+
+func (r *naiveE2E) stop() (uint64, error) {
+	r.conn.Close()
+	<-r.done
+	return r.errs, r.first
+}
+
+// runE2ECases runs the end-to-end cases, naive and udpchat one after the
+// other at each step so that drift touches them alike, and adds them and
+// their rows to rep.
+func runE2ECases(cfg *config, rep *report, progress io.Writer) error {
+	pair := func(spec e2eSpec) (naive, uc e2eResult, err error) {
+		for _, via := range []string{"naive", "udpchat"} {
+			run := runE2ENaive
+			if via == "udpchat" {
+				run = runE2EUdpchat
+			}
+			r, err := run(cfg, spec)
+			if err != nil {
+				return naive, uc, fmt.Errorf("e2e %s %s, N=%d: %w", spec.Case, via, spec.N, err)
+			}
+			fmt.Fprintf(progress, "bench: e2e %-9s %-7s N=%-5d %s\n", spec.Case, via, spec.N, r.summary())
+			rep.E2E = append(rep.E2E, r)
+			if via == "naive" {
+				naive = r
+			} else {
+				uc = r
+			}
+		}
+		return naive, uc, nil
+	}
+	rateRow := func(name string, nv, uc e2eResult) row {
+		r := row{Case: name, N: uc.N, Baseline: "naive clients", Base: nv.Rate, Value: uc.Rate, Unit: "dgram/s"}
+		if nv.Rate > 0 {
+			r.Ratio = uc.Rate / nv.Rate
+		}
+		return r
+	}
+	lossRow := func(name string, nv, uc e2eResult) row {
+		return row{Case: name, N: uc.N, Baseline: "naive clients", Base: nv.LossPct, Value: uc.LossPct, Unit: "%"}
+	}
+	var rows []row
+	for _, n := range cfg.E2EMembers {
+		m := cfg.Burst
+		if n >= 1000 {
+			m = cfg.BurstLarge
+		}
+		nv, uc, err := pair(e2eSpec{Case: "burst", N: n, Msgs: m, SendFor: cfg.E2EDeadline, Deadline: cfg.E2EDeadline})
+		if err != nil {
+			return err
+		}
+		rows = append(rows, rateRow("e2e burst", nv, uc), lossRow("e2e burst lost", nv, uc))
+		nv, uc, err = pair(e2eSpec{Case: "sustained", N: n, Msgs: cfg.Sustained, SendFor: cfg.SustainedFor,
+			Deadline: cfg.SustainedFor + cfg.E2EDrain})
+		if err != nil {
+			return err
+		}
+		rows = append(rows, rateRow("e2e sustained", nv, uc), lossRow("e2e sustained lost", nv, uc))
+	}
+	interval := time.Second / time.Duration(cfg.LatencyRate)
+	sendFor := time.Duration(cfg.E2ELatency) * interval
+	nv, uc, err := pair(e2eSpec{Case: "latency", N: cfg.LatencyN, Msgs: cfg.E2ELatency, SendFor: sendFor + cfg.E2EDrain,
+		Interval: interval, Deadline: sendFor + cfg.E2EDrain})
+	if err != nil {
+		return err
+	}
+	mk := func(name string, base, v float64) row {
+		r := row{Case: name, N: uc.N, Baseline: "naive clients", Base: base, Value: v, Unit: "us"}
+		if base > 0 {
+			r.Ratio = v / base
+		}
+		return r
+	}
+	rows = append(rows, mk("e2e latency p50", nv.P50, uc.P50), mk("e2e latency p99", nv.P99, uc.P99))
+	rep.Rows = append(rep.Rows, rows...)
+	return nil
+}
