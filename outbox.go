@@ -19,6 +19,12 @@ type outbox struct {
 	history  int            // the relay's history size, which bounds the outbox
 	free     []*pendingChat // pruned chats, to be used again: a Send allocates none
 
+	// The round trip from a chat's first send to its confirmation, as
+	// TCP estimates it (RFC 6298, from chats sent once): with many members
+	// a confirmation waits behind the fan-out of the chats before it, and
+	// a fixed timeout would resend what the relay already has.
+	srtt, rttvar time.Duration
+
 	window chan struct{} // one token per chat in flight, taken by Send
 	room   chan struct{} // the outbox shrank: a Send waiting for room may go on
 }
@@ -36,6 +42,7 @@ type pendingChat struct {
 	next      time.Time  // when to (re)send
 	rto       time.Duration
 	sentAt    time.Time
+	resent    bool // sent more than once: its confirmation says nothing of the round trip
 }
 
 func newOutbox() outbox {
@@ -79,8 +86,27 @@ func (o *outbox) newChat(text string) *pendingChat {
 	if c.ch == nil {
 		c.ch = make(chan error, 1)
 	}
-	c.text, c.done, c.rto = text, c.ch, rtoMin
+	c.text, c.done, c.rto = text, c.ch, o.rto()
 	return c
+}
+
+// rto is the first resend timeout of a chat: the round trip plus four
+// times its variation, from rtoMin to rtoMax.
+func (o *outbox) rto() time.Duration {
+	if o.srtt == 0 {
+		return rtoMin
+	}
+	return min(max(o.srtt+4*o.rttvar, rtoMin), rtoMax)
+}
+
+// sample takes one round trip into the estimate.
+func (o *outbox) sample(rtt time.Duration) {
+	if o.srtt == 0 {
+		o.srtt, o.rttvar = rtt, rtt/2
+		return
+	}
+	o.rttvar += (max(o.srtt-rtt, rtt-o.srtt) - o.rttvar) / 4
+	o.srtt += (rtt - o.srtt) / 8
 }
 
 // add gives c the next member seq and queues it. It reports whether c may
@@ -109,6 +135,7 @@ func (o *outbox) first() uint64 {
 // reports whether c had gone out before.
 func (o *outbox) sent(c *pendingChat, now time.Time) (again bool) {
 	again = !c.sentAt.IsZero()
+	c.resent = c.resent || again
 	c.sentAt, c.next = now, now.Add(c.rto)
 	c.rto = min(2*c.rto, rtoMax)
 	return again
@@ -158,12 +185,15 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 			if progress {
 				// The relay is answering: what is left need not wait out
 				// a long backoff earned while it was not.
-				c.rto = rtoMin
-				if !c.sentAt.IsZero() && c.next.After(c.sentAt.Add(rtoMin)) {
-					c.next = c.sentAt.Add(rtoMin)
+				c.rto = o.rto()
+				if !c.sentAt.IsZero() && c.next.After(c.sentAt.Add(c.rto)) {
+					c.next = c.sentAt.Add(c.rto)
 				}
 			}
 			continue
+		}
+		if !c.resent && !c.sentAt.IsZero() {
+			o.sample(now.Sub(c.sentAt))
 		}
 		c.confirmed, c.seqBound, progress = true, bound, true
 		if c.done != nil {
@@ -172,10 +202,10 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 		}
 	}
 	o.prune()
-	// The relay has everything before the head but not the head: it was
-	// lost, so resend it now rather than after its timeout (unless it has
-	// only just gone out).
-	if head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > rtoMin/5 {
+	// The relay has everything before the head but not the head: if its
+	// confirmation is overdue by the round trip, it was lost, so resend it
+	// now rather than after its timeout.
+	if head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > max(rtoMin/5, o.srtt+2*o.rttvar) {
 		head.next = now
 		return answered, true
 	}

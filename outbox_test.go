@@ -339,3 +339,42 @@ func TestOutboxReuseKeepsUntakenAnswers(t *testing.T) {
 		t.Fatalf("B's Send got %v, want nil", err)
 	}
 }
+
+// The first resend timeout follows the measured round trip, from chats
+// sent once, within rtoMin and rtoMax.
+func TestOutboxRoundTrip(t *testing.T) {
+	o := newOutbox()
+	o.history = 64
+	if got := o.rto(); got != rtoMin {
+		t.Fatalf("rto before any sample = %v, want rtoMin", got)
+	}
+	t0 := time.Unix(1000, 0)
+	for i := range 20 { // confirmations that take 200ms: a long fan-out
+		o.window <- struct{}{}
+		c := o.newChat("x")
+		o.add(c)
+		at := t0.Add(time.Duration(i) * time.Second)
+		o.sent(c, at)
+		o.ack(c.mseq, uint64(i+1), at.Add(200*time.Millisecond))
+	}
+	if got := o.rto(); got < 200*time.Millisecond || got > 300*time.Millisecond {
+		t.Errorf("rto after 200ms round trips = %v", got)
+	}
+	// A chat sent twice says nothing of the round trip (Karn).
+	o.window <- struct{}{}
+	c := o.newChat("y")
+	o.add(c)
+	o.sent(c, t0)
+	o.sent(c, t0.Add(time.Second))
+	before := o.srtt
+	o.ack(c.mseq, 100, t0.Add(time.Hour))
+	if o.srtt != before {
+		t.Errorf("a resent chat's confirmation moved the estimate from %v to %v", before, o.srtt)
+	}
+	for range 50 {
+		o.sample(10 * time.Second)
+	}
+	if got := o.rto(); got != rtoMax {
+		t.Errorf("rto = %v, want the ceiling %v", got, rtoMax)
+	}
+}
