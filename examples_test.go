@@ -34,26 +34,26 @@ func TestExamplePrograms(t *testing.T) {
 	server.waitLine(t, "udpchat relay listening on "+addr)
 
 	bob := startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "bob")
-	bob.waitLine(t, "* bob joined")
+	bob.waitLine(t, "* join bob")
 	alice := startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "alice")
-	alice.waitLine(t, "* alice joined")
-	bob.waitLine(t, "* alice joined")
+	alice.waitLine(t, "* join alice")
+	bob.waitLine(t, "* join alice")
 
 	io.WriteString(alice.stdin, "hello from alice\n\n   \n\x1b]0;pwned\x07 \u202eevil\n")
-	bob.waitLine(t, "alice: hello from alice")
-	alice.waitLine(t, "alice: hello from alice")
-	// The blank lines were not sent: the next line is the escapes, defused.
-	bob.nextLine(t, "alice: \ufffd]0;pwned\ufffd \ufffdevil")
+	bob.waitLine(t, `alice: "hello from alice"`)
+	alice.waitLine(t, `alice: "hello from alice"`)
+	// The blank lines were not sent: the next line is the escapes, quoted.
+	bob.nextLine(t, `alice: "\x1b]0;pwned\a \u202eevil"`)
 	alice.stdin.Close() // end of input: alice leaves and exits 0
 	alice.wait(t)
-	bob.waitLine(t, "* alice left")
+	bob.waitLine(t, "* leave alice")
 
 	carol := startProgram(t, filepath.Join(dir, "client"), "-addr", addr, "-name", "carol")
-	carol.waitLine(t, "* carol joined")
-	bob.waitLine(t, "* carol joined")
+	carol.waitLine(t, "* join carol")
+	bob.waitLine(t, "* join carol")
 	start := time.Now()
 	carol.cmd.Process.Signal(syscall.SIGINT) // Ctrl-C, with no input pending
-	bob.waitLine(t, "* carol left")
+	bob.waitLine(t, "* leave carol")
 	carol.wait(t)
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("the client took %v to leave after Ctrl-C", d)
@@ -61,7 +61,7 @@ func TestExamplePrograms(t *testing.T) {
 
 	server.cmd.Process.Signal(syscall.SIGINT)
 	server.wait(t)
-	bob.waitLine(t, "* lost: the relay said goodbye")
+	bob.waitLine(t, "* lost the relay said goodbye")
 	bob.stdin.Close()
 	bob.wait(t)
 }

@@ -187,11 +187,37 @@ func speak(stop <-chan struct{}, deadline time.Time, max uint64, d *drain, send 
 	})
 }
 
+// A fedRelay is a baseline relay the speaker feeds: the naive relay or the
+// raw relay.
+type fedRelay interface {
+	address() netip.AddrPort
+	stop() (errs uint64, first error)
+}
+
+func (r *naiveRelay) address() netip.AddrPort { return r.addr }
+func (r *rawRelay) address() netip.AddrPort   { return r.addr }
+
 // runNaive measures the naive relay fed by the speaker; with broadcast it
 // writes each datagram once to 127.255.255.255, where the n receivers
 // share a port, and the speaker sends from a unicast socket of its own.
 func runNaive(cfg *config, n int, broadcast bool) (result, error) {
-	r := result{Case: "naive", N: n}
+	return runFed(cfg, n, broadcast, "naive", func(addrs []netip.AddrPort) (fedRelay, error) {
+		return startNaive(addrs, broadcast)
+	})
+}
+
+// runRawRelay measures the raw relay fed by the speaker, as the naive relay
+// and udpchat's are fed.
+func runRawRelay(cfg *config, n int, broadcast bool) (result, error) {
+	return runFed(cfg, n, broadcast, "raw relay", func(addrs []netip.AddrPort) (fedRelay, error) {
+		return startRawRelay(addrs, broadcast)
+	})
+}
+
+// runFed measures a baseline relay that start starts for the receivers'
+// addresses (in broadcast mode, the group address), fed by the speaker.
+func runFed(cfg *config, n int, broadcast bool, name string, start func([]netip.AddrPort) (fedRelay, error)) (result, error) {
+	r := result{Case: name, N: n}
 	if broadcast {
 		r.Case += " broadcast"
 	}
@@ -213,24 +239,26 @@ func runNaive(cfg *config, n int, broadcast bool) (result, error) {
 	speaker := fds[0]
 	if broadcast {
 		addrs = []netip.AddrPort{netip.AddrPortFrom(bcastIP, uint16(port))}
+		// The speaker sends from a unicast socket of its own; its copies
+		// are counted at receiver #0, as for udpchat's broadcast.
 		if speaker, _, err = openUDP(loopback, 0, false, true, 0); err != nil {
 			return r, err
 		}
 		defer unix.Close(speaker)
 	}
-	nr, err := startNaive(addrs, broadcast)
+	fr, err := start(addrs)
 	if err != nil {
 		return r, err
 	}
-	to, msg := sockaddr(nr.addr), payload(payloadSize)
+	to, msg := sockaddr(fr.address()), payload(payloadSize)
 	r.Sent, err = underLoad(func(stop <-chan struct{}) (uint64, error) {
 		return speak(stop, cfg.deadline(), cfg.limit(), d, func(uint64) error {
 			stamp(msg, nowNS())
 			return sendTo(speaker, msg, &to)
 		})
 	}, func() { cfg.window(d, 0, n, &r) })
-	if errs, first := nr.stop(); errs > 0 {
-		r.notef("naive relay: %d reads or writes failed, the first with %v", errs, first)
+	if errs, first := fr.stop(); errs > 0 {
+		r.notef("%s: %d reads or writes failed, the first with %v", r.Case, errs, first)
 	}
 	if err != nil {
 		return r, err

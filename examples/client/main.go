@@ -1,5 +1,4 @@
-// Command client joins a udpchat group, sends each line you type and prints
-// what the group says. At the end of its input, or on Ctrl-C, it leaves.
+// Command client chats in a udpchat group until the end of its input or Ctrl-C.
 package main
 
 import (
@@ -11,17 +10,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"unicode"
 
 	"github.com/udpchat/udpchat"
 )
 
 func main() {
-	addr := flag.String("addr", udpchat.DefaultAddr, "the relay's address")
-	name := flag.String("name", "", "your name in the group")
+	addr, name := flag.String("addr", udpchat.DefaultAddr, "the relay's address"), flag.String("name", "", "your name")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
 	m, err := udpchat.Join(ctx, *name, udpchat.WithAddr(*addr))
 	if err != nil {
 		log.Fatal(err)
@@ -35,31 +31,13 @@ func main() {
 		}
 		stop() // the end of the input
 	}()
-	for {
-		msg, err := m.Receive(ctx)
-		switch {
-		case err != nil:
-			fmt.Println("*", err) // lost messages (ErrGap), or the end
-			if ctx.Err() != nil {
-				return
-			}
-		case msg.Kind == udpchat.KindChat:
-			fmt.Printf("%s: %s\n", safe(msg.From), safe(msg.Text))
-		case msg.Kind == udpchat.KindJoin, msg.Kind == udpchat.KindLeave:
-			fmt.Printf("* %s %s\n", safe(msg.From), map[udpchat.Kind]string{udpchat.KindJoin: "joined", udpchat.KindLeave: "left"}[msg.Kind])
-		default: // news of the link to the relay: lost, rejoined
-			fmt.Printf("* %s: %s\n", msg.Kind, msg.Text)
+	for msg, err := m.Receive(ctx); ctx.Err() == nil; msg, err = m.Receive(ctx) {
+		if err != nil {
+			fmt.Println("*", err) // messages lost for good (ErrGap)
+		} else if msg.Kind == udpchat.KindChat {
+			fmt.Printf("%s: %q\n", msg.From, msg.Text) // quoted: a peer's escapes are shown, never obeyed
+		} else { // join, leave, and news of the link to the relay
+			fmt.Printf("* %v %s%s\n", msg.Kind, msg.From, msg.Text) // "* join bob", "* lost the relay went silent"
 		}
 	}
-}
-
-// safe replaces what a terminal would interpret (ESC and the other
-// controls, bidi overrides): a peer's bytes are never printed raw.
-func safe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if unicode.IsGraphic(r) {
-			return r
-		}
-		return unicode.ReplacementChar
-	}, s)
 }

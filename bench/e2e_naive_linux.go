@@ -1,0 +1,227 @@
+//go:build linux
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The end-to-end cases' naive side: a ReadFromUDP/WriteToUDP relay and clients.
+
+// runE2ENaive runs spec through the naive relay and spec.N naive clients,
+// client 0 sending.
+func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
+	n := spec.N
+	res = e2eResult{Case: spec.Case, Via: "naive", N: n, Msgs: spec.Msgs}
+	nr, err := startNaiveE2E()
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if errs, first := nr.stop(); errs > 0 {
+			res.notef("naive relay: %d reads or writes failed, the first with %v", errs, first)
+		}
+	}()
+	clients := make([]*net.UDPConn, 0, n)
+	var rwg sync.WaitGroup
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+		rwg.Wait()
+	}()
+	for range n {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return res, err
+		}
+		clients = append(clients, c)
+		c.SetReadBuffer(naiveBuffer)
+		c.SetWriteBuffer(naiveBuffer)
+	}
+	to := net.UDPAddrFromAddrPort(nr.addr)
+	t := newTally(n, spec.Msgs, spec.Case == "latency")
+	for i, c := range clients {
+		rwg.Go(func() {
+			buf := make([]byte, recvBufLen)
+			for {
+				k, _, err := c.ReadFromUDP(buf)
+				if err != nil {
+					return
+				}
+				name, text, ok := strings.Cut(string(buf[:k]), ": ")
+				if ok && name == "c0" {
+					t.hit(i, text)
+				}
+			}
+		})
+	}
+	// Register: each client says hello until the relay has heard all.
+	reg := time.Now().Add(cfg.Timeout)
+	for i, c := range clients {
+		if _, err := c.WriteToUDP([]byte(fmt.Sprintf("c%d: hello", i)), to); err != nil {
+			return res, err
+		}
+		if i%64 == 63 {
+			time.Sleep(time.Millisecond) // let the relay keep up
+		}
+	}
+	for nr.clients.Load() < int64(n) {
+		if time.Now().After(reg) {
+			return res, fmt.Errorf("naive relay heard %d of %d clients", nr.clients.Load(), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if nr.clients.Load() == int64(n) {
+			break
+		}
+		for i, c := range clients { // again: a hello may have been dropped
+			if !nr.knows(c.LocalAddr().(*net.UDPAddr).AddrPort()) {
+				c.WriteToUDP([]byte(fmt.Sprintf("c%d: hello", i)), to)
+			}
+		}
+	}
+	// The hellos' fan-out (one write per client per hello) drains.
+	if !nr.quiet(50*time.Millisecond, cfg.Timeout) {
+		res.notef("the naive relay was still writing hellos after %v", cfg.Timeout)
+	}
+
+	start := time.Now()
+	t0 := nowNS()
+	deadline := start.Add(spec.Deadline)
+	var serrs atomic.Uint64
+	var firstErr atomic.Pointer[error]
+	sender := clients[0]
+	workers := 1 // one socket, one writer: WriteToUDP as fast as it goes
+	res.Sent = sendLoop(spec, workers, start.Add(spec.SendFor), func(seq uint64) {
+		if _, err := sender.WriteToUDP([]byte("c0: "+chatText(seq, nowNS())), to); err != nil {
+			serrs.Add(1)
+			firstErr.CompareAndSwap(nil, &err)
+		}
+	})
+	res.SendSecs = time.Since(start).Seconds()
+	res.SendErrs = serrs.Load()
+	res.Confirmed = res.Sent - res.SendErrs
+	if e := firstErr.Load(); e != nil {
+		res.notef("%d writes failed, the first with %v", res.SendErrs, *e)
+	}
+	// Lost datagrams never come: wait until all came, the deadline, or
+	// the relay and the receivers were idle for e2eIdle.
+	want := res.Sent * uint64(n)
+	quiet, last := time.Now(), t.total.Load()+nr.writes.Load()
+	for t.total.Load() < want && time.Now().Before(deadline) && time.Since(quiet) < e2eIdle {
+		if now := t.total.Load() + nr.writes.Load(); now != last {
+			quiet, last = time.Now(), now
+		}
+		time.Sleep(time.Millisecond)
+	}
+	end := nowNS()
+	res.TimedOut = t.total.Load() < want && !time.Now().Before(deadline)
+	for _, c := range clients {
+		c.Close()
+	}
+	rwg.Wait()
+	t.rateFrom(&res, t0, end)
+	t.finish(&res)
+	return res, nil
+}
+
+// naiveE2E is the naive relay of the end-to-end cases: clients register
+// by sending, and every datagram goes to every client heard from.
+type naiveE2E struct {
+	conn    *net.UDPConn
+	addr    netip.AddrPort
+	clients atomic.Int64
+	writes  atomic.Uint64 // datagrams written
+	mu      sync.Mutex
+	known   map[netip.AddrPort]bool
+	errs    uint64
+	first   error
+	done    chan struct{}
+}
+
+func startNaiveE2E() (*naiveE2E, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadBuffer(naiveBuffer)
+	c.SetWriteBuffer(naiveBuffer)
+	r := &naiveE2E{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), known: map[netip.AddrPort]bool{}, done: make(chan struct{})}
+	go r.serve()
+	return r, nil
+}
+
+func (r *naiveE2E) knows(a netip.AddrPort) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.known[a]
+}
+
+func (r *naiveE2E) serve() {
+	defer close(r.done)
+	buf := make([]byte, recvBufLen)
+	var clients []*net.UDPAddr
+	for {
+		n, from, err := r.conn.ReadFromUDP(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.fail(err)
+			continue
+		}
+		ap := from.AddrPort()
+		r.mu.Lock()
+		if !r.known[ap] {
+			r.known[ap] = true
+			clients = append(clients, from)
+			r.clients.Add(1)
+		}
+		r.mu.Unlock()
+		for _, c := range clients {
+			r.writes.Add(1)
+			if _, err := r.conn.WriteToUDP(buf[:n], c); err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				r.fail(err)
+			}
+		}
+	}
+}
+
+// quiet waits until the relay has written nothing for idle; false after
+// timeout.
+func (r *naiveE2E) quiet(idle, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	last, since := r.writes.Load(), time.Now()
+	for time.Since(since) < idle {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+		if w := r.writes.Load(); w != last {
+			last, since = w, time.Now()
+		}
+	}
+	return true
+}
+
+func (r *naiveE2E) fail(err error) {
+	if r.errs++; r.first == nil {
+		r.first = err
+	}
+}
+
+func (r *naiveE2E) stop() (uint64, error) {
+	r.conn.Close()
+	<-r.done
+	return r.errs, r.first
+}
