@@ -101,7 +101,7 @@ type memberMode interface {
 
 // Join joins the group at the relay as name and returns once the relay has
 // welcomed the member and the member list is loaded. Names are 1 to 32 bytes
-// of UTF-8 without control characters or ':', unique in the group.
+// of UTF-8 without control or bidi characters or ':', unique in the group.
 //
 // Join retries until ctx is done; if the relay never answers, the error
 // matches ErrRelayUnreachable. A refusal matches ErrNameTaken, ErrRelayFull

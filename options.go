@@ -431,7 +431,7 @@ func (c *config) sealOverhead() int {
 }
 
 // WithNameRule adds a rule for members' names, checked by the relay after
-// the built-in ones (1 to 32 bytes of UTF-8, no control characters, no ':',
+// the built-in ones (1 to 32 bytes of UTF-8, no control or bidi characters, no ':',
 // no space at either end). A join whose name the rule refuses fails with
 // ErrInvalidName; with WithPlainText, a line from such a name is dropped
 // and counted in DroppedRejected. Relay only.

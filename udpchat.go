@@ -140,7 +140,7 @@ func (e *GapError) Is(target error) bool { return target == ErrGap }
 const maxNameLen = 32
 
 // checkName enforces the name rules: 1 to 32 bytes of valid UTF-8, no
-// control characters, no ':' (the plain-text form is "name: text") and no
+// control or bidi characters, no ':' (the plain-text form is "name: text") and no
 // leading or trailing space.
 func checkName(name string) error {
 	var why string
@@ -154,7 +154,7 @@ func checkName(name string) error {
 	default:
 		for i, r := range name {
 			switch {
-			case unicode.IsControl(r):
+			case unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r):
 				why = fmt.Sprintf("control character %U", r)
 			case r == ':':
 				why = "':'"
@@ -175,4 +175,4 @@ func checkName(name string) error {
 }
 
 // nameRules says what a name may be, for the errors that refuse one.
-const nameRules = "a name is 1 to 32 bytes of UTF-8, with no control characters, no ':' and no space at either end"
+const nameRules = "a name is 1 to 32 bytes of UTF-8, with no control characters (bidi controls included), no ':' and no space at either end"

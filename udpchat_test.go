@@ -881,6 +881,7 @@ func TestNameRules(t *testing.T) {
 		{"trail ", "space at the end"},
 		{"a:b", "':'"},
 		{"bell\a", "control character U+0007"},
+		{"evil\u202e", "control character U+202E"},
 		{"\xff", "not valid UTF-8"},
 	} {
 		err := checkName(tc.name)
