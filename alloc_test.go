@@ -48,9 +48,9 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			var sess []uint64
 			for i := range 10 {
 				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i)}), uint16(port))
-				r.handle(seal(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i))), from, now)
+				r.handleAt(seal(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i))), from, now)
 				m := r.proto().sessions.byName[fmt.Sprint("m", i)]
-				r.proto().sessions.dsts[m.idx] = addrPortOf(sink.LocalAddr())
+				r.proto().sessions.dsts[m.idx] = udpPath{remote: addrPortOf(sink.LocalAddr())}
 				sess = append(sess, m.session)
 			}
 			r.q.flush()
@@ -58,7 +58,7 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			mseq := uint64(1)
 			before := r.stats.Sequenced
 			allocs := testing.AllocsPerRun(200, func() {
-				r.handle(seal(appendChat(nil, sess[0], mseq, "hello there")), from, now)
+				r.handleAt(seal(appendChat(nil, sess[0], mseq, "hello there")), from, now)
 				r.q.flush()
 				mseq++
 			})

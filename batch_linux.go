@@ -5,28 +5,37 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"unsafe"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
-// overflowCmsgLen is the room for one SO_RXQ_OVFL control message.
-var overflowCmsgLen = unix.CmsgSpace(4)
+// Control message room, per datagram read: the drop counter
+// (SO_RXQ_OVFL) and the address the datagram came to (the larger of
+// in_pktinfo and in6_pktinfo); per datagram written: its source.
+var (
+	overflowCmsgLen = unix.CmsgSpace(4)
+	pktinfoCmsgLen  = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+	readCmsgLen     = overflowCmsgLen + pktinfoCmsgLen
+)
 
 type batchConn struct {
 	rc      syscall.RawConn
+	v6      bool // an AF_INET6 socket: every address is a sockaddr_in6
+	flags   batchFlags
 	bufs    [][]byte
 	rhdrs   []unix.Mmsghdr
 	riovs   []unix.Iovec
-	rnames  []unix.RawSockaddrInet4
-	oob     []byte // overflowCmsgLen per read buffer; nil without overflow
-	dropped uint32 // the kernel's count, from the newest SO_RXQ_OVFL seen
+	rnames  []unix.RawSockaddrInet6 // large enough for either family
+	oob     []byte                  // readCmsgLen per read buffer; nil without control messages
+	dropped uint32                  // the kernel's count, from the newest SO_RXQ_OVFL seen
 
 	whdrs  []unix.Mmsghdr
 	wiovs  []unix.Iovec
-	wnames []unix.RawSockaddrInet4
+	wnames []unix.RawSockaddrInet6
+	wctl   []byte // pktinfoCmsgLen per datagram written, with batchLocal
 
 	// The calls RawConn makes, made once: a closure per call would be an
 	// allocation per batch. A read and a write may run at once (the relay
@@ -43,10 +52,10 @@ type mmsgCall struct {
 	errno syscall.Errno
 }
 
-func newBatchConn(pc *ipv4.PacketConn, bufs [][]byte, overflow bool) (*batchConn, error) {
-	sc, ok := pc.PacketConn.(syscall.Conn)
+func newBatchConn(conn any, bufs [][]byte, flags batchFlags) (*batchConn, error) {
+	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return nil, errors.New("udpchat: socket has no SyscallConn")
+		return nil, errors.New("socket has no SyscallConn")
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
@@ -54,24 +63,48 @@ func newBatchConn(pc *ipv4.PacketConn, bufs [][]byte, overflow bool) (*batchConn
 	}
 	c := &batchConn{
 		rc:     rc,
+		flags:  flags,
 		bufs:   bufs,
 		rhdrs:  make([]unix.Mmsghdr, len(bufs)),
 		riovs:  make([]unix.Iovec, len(bufs)),
-		rnames: make([]unix.RawSockaddrInet4, len(bufs)),
+		rnames: make([]unix.RawSockaddrInet6, len(bufs)),
 	}
 	c.rcall.trap, c.rcall.fn = unix.SYS_RECVMMSG, c.rcall.do
 	c.wcall.trap, c.wcall.fn = unix.SYS_SENDMMSG, c.wcall.do
-	if overflow {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
-		}); err != nil {
-			return nil, err
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		var domain int
+		if domain, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN); serr != nil {
+			serr = fmt.Errorf("SO_DOMAIN: %w", serr)
+			return
 		}
-		if serr != nil {
-			return nil, fmt.Errorf("SO_RXQ_OVFL: %w", serr)
+		c.v6 = domain == unix.AF_INET6
+		if flags&batchOverflow != 0 {
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1); serr != nil {
+				serr = fmt.Errorf("SO_RXQ_OVFL: %w", serr)
+				return
+			}
 		}
-		c.oob = make([]byte, overflowCmsgLen*len(bufs))
+		if flags&batchLocal != 0 {
+			// An IPv6 socket is told IPV6_PKTINFO for IPv4 datagrams too,
+			// with the address mapped.
+			if c.v6 {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+			} else {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			}
+			if serr != nil {
+				serr = fmt.Errorf("PKTINFO: %w", serr)
+			}
+		}
+	}); err != nil {
+		return nil, err
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	if flags != 0 {
+		c.oob = make([]byte, readCmsgLen*len(bufs))
 	}
 	for i := range bufs {
 		c.riovs[i].Base = &bufs[i][0]
@@ -87,11 +120,11 @@ func newBatchConn(pc *ipv4.PacketConn, bufs [][]byte, overflow bool) (*batchConn
 func (c *batchConn) read(in []inMsg) (int, error) {
 	hs := c.rhdrs[:min(len(in), len(c.rhdrs))]
 	for i := range hs {
-		hs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+		hs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 		hs[i].Hdr.Flags = 0
 		if c.oob != nil {
-			hs[i].Hdr.Control = &c.oob[i*overflowCmsgLen]
-			hs[i].Hdr.SetControllen(overflowCmsgLen)
+			hs[i].Hdr.Control = &c.oob[i*readCmsgLen]
+			hs[i].Hdr.SetControllen(readCmsgLen)
 		}
 	}
 	n, err := c.rcall.run(c.rc.Read, hs)
@@ -106,30 +139,63 @@ func (c *batchConn) read(in []inMsg) (int, error) {
 			// the largest datagram they take, so a full one is too large.
 			in[i].n = len(c.bufs[i])
 		}
-		sa := &c.rnames[i]
-		if h.Hdr.Namelen >= unix.SizeofSockaddrInet4 && sa.Family == unix.AF_INET {
-			in[i].from = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:]))
-		} else {
-			in[i].from = netip.AddrPort{}
-		}
+		in[i].from = udpPath{remote: sockaddrAddrPort(&c.rnames[i], h.Hdr.Namelen)}
 		if c.oob != nil && h.Hdr.Controllen > 0 {
-			c.overflow(c.oob[i*overflowCmsgLen : i*overflowCmsgLen+int(h.Hdr.Controllen)])
+			c.control(c.oob[i*readCmsgLen:i*readCmsgLen+int(h.Hdr.Controllen)], &in[i].from)
 		}
 	}
 	return n, nil
 }
 
-// overflow takes the kernel's drop counter from a SO_RXQ_OVFL control
-// message, the only kind the socket asks for.
-func (c *batchConn) overflow(b []byte) {
+// sockaddrAddrPort reads a sockaddr_in or sockaddr_in6, unmapped; an IPv6
+// address with a scope (a link-local one) carries its interface index as
+// its zone.
+func sockaddrAddrPort(sa *unix.RawSockaddrInet6, namelen uint32) netip.AddrPort {
+	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+	switch {
+	case sa.Family == unix.AF_INET && namelen >= unix.SizeofSockaddrInet4:
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
+	case sa.Family == unix.AF_INET6 && namelen >= unix.SizeofSockaddrInet6:
+		ip := netip.AddrFrom16(sa.Addr).Unmap()
+		if sa.Scope_id != 0 && ip.Is6() {
+			// Itoa of a small number does not allocate; nor does the zone
+			// of an address seen before.
+			ip = ip.WithZone(strconv.Itoa(int(sa.Scope_id)))
+		}
+		return netip.AddrPortFrom(ip, port)
+	}
+	return netip.AddrPort{}
+}
+
+// control takes what the socket asked for from a datagram's control
+// messages: the kernel's drop counter and the address it came to.
+func (c *batchConn) control(b []byte, from *udpPath) {
 	for len(b) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
 		l := int(h.Len)
 		if l < unix.SizeofCmsghdr || l > len(b) {
 			return
 		}
-		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && l >= unix.CmsgLen(4) {
-			c.dropped = *(*uint32)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
+		data := b[unix.CmsgLen(0):l]
+		switch {
+		case h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && len(data) >= 4:
+			c.dropped = *(*uint32)(unsafe.Pointer(&data[0]))
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
+			// Spec_dst is the address to answer from: the destination of
+			// a unicast datagram, the interface's for a broadcast one.
+			from.local = netip.AddrFrom4(pi.Spec_dst)
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
+			ip := netip.AddrFrom16(pi.Addr).Unmap()
+			if ip.IsMulticast() {
+				break // no source to answer from: the routing chooses
+			}
+			if ip.Is6() && (ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast()) {
+				ip = ip.WithZone(strconv.Itoa(int(pi.Ifindex)))
+			}
+			from.local = ip
 		}
 		b = b[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(b)):]
 	}
@@ -141,14 +207,17 @@ func (c *batchConn) write(out []outMsg) (int, error) {
 	if len(out) > len(c.whdrs) {
 		c.whdrs = make([]unix.Mmsghdr, len(out))
 		c.wiovs = make([]unix.Iovec, len(out))
-		c.wnames = make([]unix.RawSockaddrInet4, len(out))
+		c.wnames = make([]unix.RawSockaddrInet6, len(out))
+		if c.flags&batchLocal != 0 {
+			c.wctl = make([]byte, pktinfoCmsgLen*len(out))
+		}
 	}
 	hs := c.whdrs[:len(out)]
-	for i, o := range out {
-		sa := &c.wnames[i]
-		sa.Family = unix.AF_INET
-		sa.Addr = o.to.Addr().As4()
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], o.to.Port())
+	for i := range out {
+		o := &out[i]
+		h := &hs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&c.wnames[i]))
+		h.Namelen = c.putSockaddr(&c.wnames[i], o.to.remote)
 		iov := &c.wiovs[i]
 		if len(o.b) > 0 {
 			iov.Base = &o.b[0]
@@ -156,13 +225,59 @@ func (c *batchConn) write(out []outMsg) (int, error) {
 			iov.Base = nil
 		}
 		iov.SetLen(len(o.b))
-		h := &hs[i].Hdr
-		h.Name = (*byte)(unsafe.Pointer(sa))
-		h.Namelen = unix.SizeofSockaddrInet4
 		h.Iov = iov
 		h.Iovlen = 1
+		h.Control = nil
+		h.SetControllen(0)
+		if c.wctl != nil && o.to.local.IsValid() {
+			ctl := c.wctl[i*pktinfoCmsgLen : (i+1)*pktinfoCmsgLen]
+			h.Control = &ctl[0]
+			h.SetControllen(c.putPktinfo(ctl, o.to.local))
+		}
 	}
 	return c.wcall.run(c.rc.Write, hs)
+}
+
+// putSockaddr writes ap as the socket's family takes it, and returns its
+// length: on an IPv6 socket an IPv4 address is mapped.
+func (c *batchConn) putSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort) uint32 {
+	port := (*[2]byte)(unsafe.Pointer(&sa.Port))[:]
+	if !c.v6 {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		sa4.Family = unix.AF_INET
+		sa4.Addr = ap.Addr().As4()
+		binary.BigEndian.PutUint16(port, ap.Port())
+		return unix.SizeofSockaddrInet4
+	}
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ap.Addr().As16()}
+	binary.BigEndian.PutUint16(port, ap.Port())
+	if z := ap.Addr().Zone(); z != "" {
+		sa.Scope_id = zoneIndex(z)
+	}
+	return unix.SizeofSockaddrInet6
+}
+
+// putPktinfo writes the control message that makes local the source of a
+// datagram into b, and returns its length.
+func (c *batchConn) putPktinfo(b []byte, local netip.Addr) int {
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	data := unsafe.Pointer(&b[unix.CmsgLen(0)])
+	if !c.v6 {
+		h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+		h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+		*(*unix.Inet4Pktinfo)(data) = unix.Inet4Pktinfo{Spec_dst: local.As4()}
+		return unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	}
+	// Linux takes IPV6_PKTINFO with a mapped address for an IPv4
+	// datagram of a dual-stack socket.
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	pi := unix.Inet6Pktinfo{Addr: local.As16()}
+	if z := local.Zone(); z != "" {
+		pi.Ifindex = zoneIndex(z)
+	}
+	*(*unix.Inet6Pktinfo)(data) = pi
+	return unix.CmsgSpace(unix.SizeofInet6Pktinfo)
 }
 
 // run makes the call for hs through RawConn's Read or Write, which waits

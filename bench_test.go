@@ -69,7 +69,7 @@ func BenchmarkRelayFanout(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 1000} {
 		b.Run(fmt.Sprintf("udpchat/members=%d", n), func(b *testing.B) {
 			r, sink, sess := fanoutRelay(b, n)
-			from := r.proto().sessions.list[0].addr
+			from := r.proto().sessions.list[0].path.remote
 			chats := make([][]byte, 1024)
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -82,7 +82,7 @@ func BenchmarkRelayFanout(b *testing.B) {
 					}
 					b.StartTimer()
 				}
-				r.handle(chats[i%len(chats)], from, time.Now())
+				r.handleAt(chats[i%len(chats)], from, time.Now())
 				r.q.flush()
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "dgrams/s")
@@ -137,12 +137,12 @@ func fanoutRelay(b *testing.B, n int) (*Relay, netip.AddrPort, uint64) {
 	now := time.Now()
 	for i := range n {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(1 + i)}), 9)
-		r.handle(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from, now)
+		r.handleAt(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from, now)
 		m := r.proto().sessions.byName[fmt.Sprint("m", i)]
 		if m == nil {
 			b.Fatalf("member %d did not join", i)
 		}
-		r.proto().sessions.dsts[m.idx] = sink
+		r.proto().sessions.dsts[m.idx] = udpPath{remote: sink}
 		r.q.flush()
 	}
 	return r, sink, r.proto().sessions.list[0].session
@@ -162,9 +162,9 @@ func BenchmarkMemberReceive(b *testing.B) {
 	// sink, and each chat has an origin of its own.
 	r.mu.Lock()
 	from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 2}), 9)
-	r.handle(cookieJoin(r, from, 1, 1, "speaker"), from, time.Now())
+	r.handleAt(cookieJoin(r, from, 1, 1, "speaker"), from, time.Now())
 	speaker := r.proto().sessions.byName["speaker"]
-	r.proto().sessions.dsts[speaker.idx] = fanoutSink(b)
+	r.proto().sessions.dsts[speaker.idx] = udpPath{remote: fanoutSink(b)}
 	r.q.flush()
 	r.mu.Unlock()
 	if msg, err := m.Receive(ctx); err != nil || msg.Kind != KindJoin {
@@ -192,4 +192,9 @@ func BenchmarkMemberReceive(b *testing.B) {
 	if s := m.Stats(); s.NACKs > 0 || s.DroppedKernel > 0 {
 		b.Logf("with %d NACKs, %d kernel drops", s.NACKs, s.DroppedKernel)
 	}
+}
+
+// handleAt hands the relay a datagram from addr, as Serve would.
+func (r *Relay) handleAt(b []byte, from netip.AddrPort, now time.Time) {
+	r.handle(b, udpPath{remote: from}, now)
 }

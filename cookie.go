@@ -69,12 +69,12 @@ func (j *cookieJar) turn(slot int64) {
 func (j *cookieJar) make(c *[cookieLen]byte, slot int64, src netip.AddrPort, nonce uint64) {
 	mac := j.mac[slot&1]
 	mac.Reset()
-	var in [8 + 4 + 2 + 8]byte
+	var in [8 + 16 + 2 + 8]byte
 	binary.BigEndian.PutUint64(in[0:], uint64(slot))
-	ip := src.Addr().As4()
+	ip := src.Addr().As16()
 	copy(in[8:], ip[:])
-	binary.BigEndian.PutUint16(in[12:], src.Port())
-	binary.BigEndian.PutUint64(in[14:], nonce)
+	binary.BigEndian.PutUint16(in[24:], src.Port())
+	binary.BigEndian.PutUint64(in[26:], nonce)
 	mac.Write(in[:])
 	copy(c[:], mac.Sum(j.sum[:0]))
 }

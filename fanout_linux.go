@@ -6,10 +6,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -50,11 +50,18 @@ func setReusePort(c syscall.RawConn, on int) error {
 // everything it sends) or to a broadcast or multicast address, or the
 // kernel refuses a step. It also returns the datagrams for c that reached
 // the twin in the moment between its bind and its connect.
-func openFanout(c *net.UDPConn, cfg *config) (*ipv4.PacketConn, []inDatagram, error) {
+func openFanout(c *net.UDPConn, cfg *config) (net.PacketConn, []inDatagram, error) {
 	la := c.LocalAddr().(*net.UDPAddr)
-	ip := la.IP.To4()
-	if ip == nil || ip.IsUnspecified() || ip.IsMulticast() || ip[3] == 255 {
+	ip, ok := netip.AddrFromSlice(la.IP)
+	ip = ip.Unmap()
+	if !ok || ip.IsUnspecified() || ip.IsMulticast() || (ip.Is4() && ip.As4()[3] == 255) {
 		return nil, nil, nil
+	}
+	var sa unix.Sockaddr
+	if ip.Is4() {
+		sa = &unix.SockaddrInet4{Port: la.Port, Addr: ip.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: la.Port, Addr: ip.As16(), ZoneId: zoneIndex(la.Zone)}
 	}
 	rc, err := c.SyscallConn()
 	if err != nil {
@@ -66,7 +73,7 @@ func openFanout(c *net.UDPConn, cfg *config) (*ipv4.PacketConn, []inDatagram, er
 		cfg.logger.Debug("udpchat relay: no fan-out socket", "err", err)
 		return nil, nil, nil
 	}
-	fd, took, err := bindTwin(&unix.SockaddrInet4{Port: la.Port, Addr: [4]byte(ip)}, cfg)
+	fd, took, err := bindTwin(sa, cfg)
 	if cerr := setReusePort(rc, 0); cerr != nil {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -77,14 +84,18 @@ func openFanout(c *net.UDPConn, cfg *config) (*ipv4.PacketConn, []inDatagram, er
 		cfg.logger.Debug("udpchat relay: no fan-out socket", "err", err)
 		return nil, took, nil
 	}
-	return ipv4.NewPacketConn(&fanoutConn{fd: fd, laddr: la}), took, nil
+	return &fanoutConn{fd: fd, laddr: la}, took, nil
 }
 
 // bindTwin makes the fan-out socket on sa, shared with the relay's socket
 // for the moment it takes to bind and connect it to sa, and returns what
 // it received meanwhile. On failure fd is -1.
-func bindTwin(sa *unix.SockaddrInet4, cfg *config) (fd int, took []inDatagram, err error) {
-	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+func bindTwin(sa unix.Sockaddr, cfg *config) (fd int, took []inDatagram, err error) {
+	family := unix.AF_INET
+	if _, ok := sa.(*unix.SockaddrInet6); ok {
+		family = unix.AF_INET6
+	}
+	fd, err = unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, nil, err
 	}
@@ -106,8 +117,15 @@ func bindTwin(sa *unix.SockaddrInet4, cfg *config) (fd int, took []inDatagram, e
 		if rerr != nil {
 			break
 		}
-		if sa4, ok := from.(*unix.SockaddrInet4); ok {
-			took = append(took, inDatagram{b[:n], netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), uint16(sa4.Port))})
+		switch sa := from.(type) {
+		case *unix.SockaddrInet4:
+			took = append(took, inDatagram{b[:n], udpPath{remote: netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))}})
+		case *unix.SockaddrInet6:
+			ip := netip.AddrFrom16(sa.Addr).Unmap()
+			if sa.ZoneId != 0 && ip.Is6() {
+				ip = ip.WithZone(strconv.Itoa(int(sa.ZoneId)))
+			}
+			took = append(took, inDatagram{b[:n], udpPath{remote: netip.AddrPortFrom(ip, uint16(sa.Port))}})
 		}
 	}
 	if err == nil && cfg.broadcast != nil && !cfg.broadcast.IP.IsMulticast() {
@@ -123,8 +141,9 @@ func bindTwin(sa *unix.SockaddrInet4, cfg *config) (fd int, took []inDatagram, e
 	return fd, took, nil
 }
 
-// fanoutConn is the fan-out socket as a net.PacketConn, for ipv4: a
-// blocking socket outside the runtime's poller, that only sends.
+// fanoutConn is the fan-out socket as a net.PacketConn, for x/net's
+// multicast settings and for batchConn: a blocking socket outside the
+// runtime's poller, that only sends.
 type fanoutConn struct {
 	fd    int
 	laddr *net.UDPAddr
@@ -147,15 +166,7 @@ func (fd fanoutRaw) Write(fn func(fd uintptr) bool) error {
 }
 
 func (f *fanoutConn) WriteTo(b []byte, addr net.Addr) (int, error) {
-	u, ok := addr.(*net.UDPAddr)
-	if !ok || u.IP.To4() == nil {
-		return 0, &net.OpError{Op: "write", Net: "udp4", Addr: addr, Err: syscall.EAFNOSUPPORT}
-	}
-	err := unix.Sendto(f.fd, b, 0, &unix.SockaddrInet4{Port: u.Port, Addr: [4]byte(u.IP.To4())})
-	if err != nil {
-		return 0, &net.OpError{Op: "write", Net: "udp4", Addr: addr, Err: err}
-	}
-	return len(b), nil
+	return 0, errSendOnly // batchConn writes it
 }
 
 func (f *fanoutConn) ReadFrom([]byte) (int, net.Addr, error) { return 0, nil, errSendOnly }

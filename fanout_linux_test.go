@@ -26,7 +26,7 @@ func TestFanoutTwin(t *testing.T) {
 	}
 	expect(t, bob, KindJoin, "bob", "")
 	expect(t, bob, KindChat, "alice", "hi")
-	twin := r.fan.PacketConn.(*fanoutConn)
+	twin := r.fan.(*fanoutConn)
 	if _, _, err := unix.Recvfrom(twin.fd, make([]byte, 64), unix.MSG_DONTWAIT); !errors.Is(err, unix.EAGAIN) {
 		t.Errorf("the fan-out socket had a datagram to read (%v)", err)
 	}

@@ -2,15 +2,11 @@
 
 package udpchat
 
-import (
-	"net"
-
-	"golang.org/x/net/ipv4"
-)
+import "net"
 
 // The relay sends through its own socket: only Linux needs a fan-out twin
 // (see fanout_linux.go).
 
-func openFanout(c *net.UDPConn, cfg *config) (*ipv4.PacketConn, []inDatagram, error) {
+func openFanout(c *net.UDPConn, cfg *config) (net.PacketConn, []inDatagram, error) {
 	return nil, nil, nil
 }

@@ -8,9 +8,9 @@ package udpchat
 //	TestLANBroadcast      fan-out to the subnet's broadcast address: one copy per host
 //	TestLANMulticast      fan-out to a multicast group, joined on each member's eth0
 //	TestLANFanOutLoss     fan-out copies lost on one host: NACK repair, exactly once, in order
-//	TestLANMultiHomed     hosts with two interfaces: how the interface for multicast is chosen
-//	                      today, and what a relay bound to 0.0.0.0 gets wrong (skips, for now)
-//	TestLANWithInterface  the same with an option naming the interface (skips until it exists)
+//	TestLANMultiHomed     hosts with two interfaces: how the interface for multicast is chosen,
+//	                      and a relay bound to 0.0.0.0 answering from the address dialled
+//	TestLANWithInterface  the same with WithInterface naming the interface
 
 import (
 	"fmt"
@@ -456,13 +456,10 @@ func TestLANMultiHomed(t *testing.T) {
 		t.Logf("carol: %+v", st)
 	})
 
-	// A relay on 0.0.0.0 answers from the address of its route back to
-	// the member (the socket has no say), not from the address the member
-	// dialled. carol reaches h1 at 10.232.7.1 through h1's eth0, and the
-	// answers come from 10.231.7.1, which her connected socket drops. The
-	// subtest skips while that is so, and passes once the relay answers
-	// from the address each datagram came to (IP_PKTINFO: ipv4.FlagDst on
-	// reading, ControlMessage.Src on writing).
+	// A relay on 0.0.0.0 answers from the address each datagram came to
+	// (IP_PKTINFO), not from its route's: carol reaches h1 at 10.232.7.1
+	// through h1's eth0, where the route's address is 10.231.7.1, which
+	// her connected socket would drop.
 	t.Run("relay on 0.0.0.0 reached at its other address", func(t *testing.T) {
 		l := l.on(t)
 		_, addr := l.startRelay("h1", lanRole{Addr: "0.0.0.0:0", Heartbeat: lanHeartbeat})
@@ -472,10 +469,7 @@ func TestLANMultiHomed(t *testing.T) {
 		carol := startProc(t, l.ns("h3"), "carol@h3", role)
 		carol.name = "carol"
 		if _, e := carol.waitEv(0, "joined", "joinerr"); e.Ev == "joinerr" {
-			if e.Unreachable {
-				t.Skipf("known limitation: a relay bound to 0.0.0.0 answers from its route's address, not the one dialled: %s", e.Err)
-			}
-			t.Fatalf("carol: Join: %s", e.Err)
+			t.Fatalf("carol: Join through the relay's other address: %s", e.Err)
 		}
 		ms := []*lanProc{alice, carol}
 		from := joinSeq(t, ms, "carol")
@@ -483,12 +477,8 @@ func TestLANMultiHomed(t *testing.T) {
 	})
 
 	// A relay on 0.0.0.0 broadcasting to eth0's LAN sends its copies from
-	// eth0's address. bob dialled the relay at its eth1 address (directly,
-	// on br1), and a member takes fan-out copies only from the address it
-	// dialled: he drops every copy and gets every message by repair,
-	// a heartbeat late. The subtest skips while that is so, and passes
-	// once bob takes the copies (the relay could announce the source of
-	// its fan-out in WELCOME, or send it from its own address).
+	// eth0's address, and says so in WELCOME: bob, who dialled the relay at
+	// its eth1 address (directly, on br1), takes them.
 	t.Run("fan-out from a relay on 0.0.0.0 to a member that dialled its other address", func(t *testing.T) {
 		l := l.on(t)
 		_, addr := l.startRelay("h1", lanRole{Addr: "0.0.0.0:0", Broadcast: "10.231.7.255:24204", Heartbeat: lanHeartbeat})
@@ -505,7 +495,7 @@ func TestLANMultiHomed(t *testing.T) {
 			t.Errorf("h2 received %d broadcast copies, want 6", got)
 		}
 		if st := bob.memberStats(); st.Dropped > 0 {
-			t.Skipf("known limitation: bob dropped %d fan-out copies from 10.231.7.1, having dialled 10.232.7.1; he got the messages by repair: %+v", st.Dropped, st)
+			t.Errorf("bob dropped %d fan-out copies from 10.231.7.1, having dialled 10.232.7.1: %+v", st.Dropped, st)
 		}
 	})
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Retransmission timing. Loopback and LAN round trips are far below these;
@@ -65,8 +67,9 @@ type Member struct {
 	expiry      time.Duration
 	maxDatagram int
 	group       netip.AddrPort
-	gpc         *ipv4.PacketConn // broadcast/multicast listener, nil in unicast mode
-	lastBeat    time.Time        // our last heartbeat
+	groupSrc    netip.AddrPort // where the group's copies come from, if not the relay's address
+	gpc         net.PacketConn // broadcast/multicast listener, nil in unicast mode
+	lastBeat    time.Time      // our last heartbeat
 
 	roster roster // who is in the group
 
@@ -122,16 +125,15 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 	var c *net.UDPConn
 	if cfg.plainText && cfg.localAddr != nil {
 		// A plain peer: lines come from any source (see WithLocalAddr).
-		c, err = net.ListenUDP("udp4", cfg.localAddr)
+		c, err = net.ListenUDP(udpNetwork(cfg.localAddr.IP), cfg.localAddr)
 	} else {
-		c, err = net.DialUDP("udp4", cfg.localAddr, cfg.addr)
+		c, err = net.DialUDP(udpNetwork(cfg.addr.IP), cfg.localAddr, cfg.addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("udpchat: join: %w", err)
 	}
-	pc := ipv4.NewPacketConn(c)
 	buf := make([]byte, readBufSize)
-	bc, err := newBatchConn(pc, [][]byte{buf}, true)
+	bc, err := newBatchConn(c, [][]byte{buf}, batchOverflow)
 	if err == nil {
 		err = setBuffers(c, cfg)
 	}
@@ -363,7 +365,7 @@ func (m *Member) readLoop(bc *batchConn, buf []byte, group bool) {
 			}
 			continue
 		}
-		if group && in[0].from != m.relay {
+		if from := unzoned(in[0].from.remote); group && from != unzoned(m.relay) && from != m.groupSrc {
 			m.mu.Lock()
 			m.stats.Dropped++
 			m.mu.Unlock()
@@ -397,13 +399,16 @@ func (m *Member) listenGroup(group netip.AddrPort) error {
 		return nil
 	}
 	lc := net.ListenConfig{Control: controlShared}
-	c, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", group.Port()))
+	network, any := "udp4", "0.0.0.0"
+	if group.Addr().Is6() {
+		network, any = "udp6", "::"
+	}
+	c, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(any, strconv.Itoa(int(group.Port()))))
 	if err != nil {
 		return err
 	}
-	pc := ipv4.NewPacketConn(c)
 	buf := make([]byte, readBufSize)
-	bc, err := newBatchConn(pc, [][]byte{buf}, true)
+	bc, err := newBatchConn(c, [][]byte{buf}, batchOverflow)
 	if err == nil {
 		err = setBuffers(c, m.cfg)
 	}
@@ -415,14 +420,19 @@ func (m *Member) listenGroup(group netip.AddrPort) error {
 		local := m.conn.LocalAddr().(*net.UDPAddr)
 		ifi, err := groupInterface(m.cfg.ifname, local.IP)
 		if err == nil {
-			err = pc.JoinGroup(ifi, &net.UDPAddr{IP: group.Addr().AsSlice()})
+			ga := &net.UDPAddr{IP: group.Addr().AsSlice()}
+			if group.Addr().Is4() {
+				err = ipv4.NewPacketConn(c).JoinGroup(ifi, ga)
+			} else {
+				err = ipv6.NewPacketConn(c).JoinGroup(ifi, ga)
+			}
 		}
 		if err != nil {
 			c.Close()
 			return fmt.Errorf("joining multicast group: %w", err)
 		}
 	}
-	m.gpc = pc
+	m.gpc = c
 	m.wg.Add(1)
 	go m.readLoop(bc, buf, true)
 	return nil

@@ -7,6 +7,7 @@ package udpchat
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -80,6 +81,10 @@ func (m *memberSession) welcome(p *packet, now time.Time) {
 	m.in.forget = uint64(4 * p.history)
 	m.state, m.rejoinSince = stateJoined, time.Time{}
 	m.lastHeard, m.lastBeat = now, time.Time{} // beat at once: its answer says what we missed
+	m.groupSrc = netip.AddrPort{}
+	if p.groupSrc.IsValid() {
+		m.groupSrc = netip.AddrPortFrom(p.groupSrc, m.relay.Port())
+	}
 	if p.group != m.group {
 		if err := m.listenGroup(p.group); err != nil {
 			m.fail(fmt.Errorf("udpchat: listening for the relay's broadcast at %s: %w", p.group, err))

@@ -228,6 +228,10 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 		}
 	case tGone:
 		m.gone(p.ranges[0][0], p.ranges[0][1], now)
+	case tChallenge:
+		// Our datagrams reach the relay from a new address (a NAT gave
+		// us a new mapping): the answer, from there, moves our session.
+		m.writeLocked(appendToken(make([]byte, 0, tokenLen), tResponse, m.session, p.token))
 	case tRoster:
 		more, loaded, gone := m.roster.page(&p, now)
 		for _, name := range gone {

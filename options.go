@@ -126,11 +126,14 @@ func relayOnly(c *config, name string) error {
 
 // WithAddr sets, for a relay, the local address to listen on and, for a
 // member, the relay's address. Both default to 127.0.0.1:2410. The address
-// must be IPv4 with a port; the relay accepts port 0 and reports the chosen
-// port through Addr.
+// is IPv4 ("127.0.0.1:2410") or IPv6 ("[::1]:2410") with a port; the relay
+// accepts port 0 and reports the chosen port through Addr. A relay bound
+// to a wildcard address ("0.0.0.0:2410", or "[::]:2410", which takes IPv4
+// too where the system allows) answers each member from the address that
+// member dialled.
 func WithAddr(addr string) Option {
 	return func(c *config) error {
-		a, err := resolveUDP4(addr)
+		a, err := resolveUDP(addr)
 		if err != nil {
 			return fmt.Errorf("%w: WithAddr: %w", ErrInvalidOption, err)
 		}
@@ -159,7 +162,7 @@ func WithLocalAddr(addr string) Option {
 		if c.side != sideMember {
 			return fmt.Errorf("%w: WithLocalAddr applies to members only", ErrInvalidOption)
 		}
-		a, err := resolveUDP4(addr)
+		a, err := resolveUDP(addr)
 		if err != nil {
 			return fmt.Errorf("%w: WithLocalAddr: %w", ErrInvalidOption, err)
 		}
@@ -185,7 +188,10 @@ func WithBufferSize(n int) Option {
 
 // WithBroadcast makes the relay send each message once to addr, an IPv4
 // broadcast address (such as 127.255.255.255:2411 or a subnet's broadcast
-// address) or an IPv4 multicast group, instead of one unicast copy per member.
+// address) or a multicast group, IPv4 ("239.77.7.7:2411") or IPv6
+// ("[ff05::77:7]:2411"; a link-scope ff02:: group needs the interface, see
+// WithInterface), instead of one unicast copy per member. Multicast leaves
+// with a TTL (hop limit) of 1: the group is the LAN's.
 // Relay only (but see WithPlainText): members learn the address in the
 // handshake and listen on its port with SO_REUSEPORT, so several members
 // on one host share it. Each
@@ -194,12 +200,15 @@ func WithBufferSize(n int) Option {
 // For a multicast group, see WithInterface.
 func WithBroadcast(addr string) Option {
 	return func(c *config) error {
-		a, err := resolveUDP4(addr)
+		a, err := resolveUDP(addr)
 		if err != nil {
 			return fmt.Errorf("%w: WithBroadcast: %w", ErrInvalidOption, err)
 		}
 		if a.Port == 0 || a.IP.IsUnspecified() {
 			return fmt.Errorf("%w: WithBroadcast: %s needs an address and a port", ErrInvalidOption, addr)
+		}
+		if a.IP.To4() == nil && !a.IP.IsMulticast() {
+			return fmt.Errorf("%w: WithBroadcast: %s: IPv6 has no broadcast; use a multicast group", ErrInvalidOption, a.IP)
 		}
 		if a.IP.Equal(net.IPv4bcast) {
 			// The limited broadcast address leaves through every interface;

@@ -19,9 +19,9 @@ type plainRelay struct {
 	stats    *RelayStats
 	limit    *rateLimiter
 	sources  map[netip.AddrPort]*plainSource
-	dsts     []netip.AddrPort // the sources' addresses, for the fan-out loop
+	dsts     []udpPath // the sources' paths, for the fan-out loop
 	names    map[string]*plainName
-	localIPs []netip.Addr // of this host, for a relay bound to 0.0.0.0
+	localIPs []netip.Addr // of this host, for a relay bound to a wildcard address
 }
 
 func newPlainRelay(cfg *config, addr *net.UDPAddr, q *sendQueue, stats *RelayStats, limit *rateLimiter) *plainRelay {
@@ -72,7 +72,8 @@ type plainName struct {
 
 // handle forwards one line, unchanged, to every known address or to the
 // group. It has been counted, and is no larger than the buffer.
-func (r *plainRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
+func (r *plainRelay) handle(b []byte, path udpPath, now time.Time) {
+	from := path.remote
 	name, text, ok := parsePlain(b)
 	if !ok || from.Port() == 0 {
 		r.stats.DroppedMalformed++
@@ -84,7 +85,7 @@ func (r *plainRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 		debugDrop(r.cfg.logger, "name refused by the name rule", from)
 		return
 	}
-	if !r.q.group.IsValid() && r.isSelf(from) {
+	if !r.q.group.remote.IsValid() && r.isSelf(from) {
 		// Forged: were the relay to send to itself, each line would come
 		// back to be forwarded again. (In broadcast mode the classic
 		// clients share the relay's port and send from its address.)
@@ -103,7 +104,7 @@ func (r *plainRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 		}
 		src = &plainSource{idx: len(r.dsts), buckets: r.limit.join(from.Addr(), "", now)}
 		r.sources[from] = src
-		r.dsts = append(r.dsts, from)
+		r.dsts = append(r.dsts, path)
 	}
 	if !r.limit.take(&src.buckets, len(b), now) {
 		r.stats.DroppedRateLimited++
@@ -170,7 +171,7 @@ func (r *plainRelay) dropSource(addr netip.AddrPort) {
 	end := len(r.dsts) - 1
 	moved := r.dsts[end]
 	r.dsts[src.idx] = moved
-	r.sources[moved].idx = src.idx
+	r.sources[moved.remote].idx = src.idx
 	r.dsts = r.dsts[:end]
 	delete(r.sources, addr)
 	r.limit.leave(addr.Addr(), "", src.buckets)

@@ -943,13 +943,13 @@ func FuzzPlainRelay(f *testing.F) {
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.handle(b, from[int(src)%len(from)], now)
+		r.handleAt(b, from[int(src)%len(from)], now)
 		r.q.flush()
 		if len(r.plainMode().dsts) != len(r.plainMode().sources) || len(r.plainMode().dsts) > 4 || len(r.plainMode().names) > 4 {
 			t.Fatalf("%d destinations, %d sources, %d names", len(r.plainMode().dsts), len(r.plainMode().sources), len(r.plainMode().names))
 		}
 		for i, d := range r.plainMode().dsts {
-			if s := r.plainMode().sources[d]; s == nil || s.idx != i {
+			if s := r.plainMode().sources[d.remote]; s == nil || s.idx != i {
 				t.Fatalf("destination %d (%v) out of step with its source", i, d)
 			}
 		}

@@ -259,3 +259,24 @@ func (q *delayQueue) Pop() any {
 	*q = old[:len(old)-1]
 	return x
 }
+
+// rebind gives the member at its front address a new upstream socket, and
+// so a new source port towards the relay, as a NAT does that loses its
+// mapping; the old socket closes. It returns the new upstream address.
+func (p *lossyProxy) rebind(member netip.AddrPort) netip.AddrPort {
+	p.t.Helper()
+	u, err := net.DialUDP("udp4", nil, p.relay)
+	if err != nil {
+		p.t.Fatalf("proxy rebind: %v", err)
+	}
+	p.mu.Lock()
+	old := p.upstreams[member]
+	p.upstreams[member] = u
+	p.wg.Add(1)
+	go p.readUpstream(u, member)
+	p.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return addrPortOf(u.LocalAddr())
+}

@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 const (
@@ -22,11 +24,11 @@ const (
 // Its methods are safe for concurrent use.
 type Relay struct {
 	cfg  *config
-	pc   *ipv4.PacketConn
+	conn *net.UDPConn
 	addr *net.UDPAddr
-	fan  *ipv4.PacketConn // the fan-out twin (fanout_linux.go); nil without
-	bc   *batchConn       // reads, and writes when there is no fan-out twin
-	bufs [][]byte         // Serve reads into these, one datagram each
+	fan  net.PacketConn // the fan-out twin (fanout_linux.go); nil without
+	bc   *batchConn     // reads, and writes when there is no fan-out twin
+	bufs [][]byte       // Serve reads into these, one datagram each
 
 	serveWG sync.WaitGroup
 
@@ -44,7 +46,7 @@ type Relay struct {
 // once; it runs under the relay's mutex and sends through its send queue.
 type relayMode interface {
 	// handle takes one datagram, counted and no larger than the buffer.
-	handle(b []byte, from netip.AddrPort, now time.Time)
+	handle(b []byte, from udpPath, now time.Time)
 	// batchDone is called once the datagrams of a read batch are handled,
 	// before they are answered: what is worked out once per batch.
 	batchDone(now time.Time)
@@ -70,6 +72,9 @@ func NewRelay(opts ...Option) (*Relay, error) {
 		// forward them again, for ever.
 		return nil, fmt.Errorf("%w: WithBroadcast(%s) to the port of a relay bound to %s: bind the relay to a specific address", ErrInvalidOption, b, cfg.addr)
 	}
+	if b := cfg.broadcast; b != nil && udpNetwork(b.IP) != udpNetwork(cfg.addr.IP) && (udpNetwork(cfg.addr.IP) != "udp" || b.IP.To4() != nil) {
+		return nil, fmt.Errorf("%w: WithBroadcast(%s) from a relay bound to %s: the group and the relay's address must be of one IP version", ErrInvalidOption, b, cfg.addr)
+	}
 	var lc net.ListenConfig
 	switch {
 	case cfg.sharesPort():
@@ -77,13 +82,13 @@ func NewRelay(opts ...Option) (*Relay, error) {
 	case cfg.broadcast != nil && !cfg.broadcast.IP.IsMulticast():
 		lc.Control = controlBroadcast
 	}
-	c, err := lc.ListenPacket(context.Background(), "udp4", cfg.addr.String())
+	c, err := lc.ListenPacket(context.Background(), udpNetwork(cfg.addr.IP), cfg.addr.String())
 	if err != nil {
 		return nil, fmt.Errorf("udpchat: relay listen on %s: %w", cfg.addr, err)
 	}
 	r := &Relay{
 		cfg:  cfg,
-		pc:   ipv4.NewPacketConn(c),
+		conn: c.(*net.UDPConn),
 		addr: c.LocalAddr().(*net.UDPAddr),
 		// Repairs: enough to catch up on the whole history at once.
 		limit: newRateLimiter(cfg.rateMsgs, cfg.rateBytes, float64(cfg.history)),
@@ -117,8 +122,12 @@ func (r *Relay) open(c net.PacketConn) error {
 	for i := range r.bufs {
 		r.bufs[i] = rb[i*(cfg.bufferSize+1) : (i+1)*(cfg.bufferSize+1)]
 	}
+	flags := batchOverflow
+	if r.addr.IP.IsUnspecified() {
+		flags |= batchLocal
+	}
 	var err error
-	if r.bc, err = newBatchConn(r.pc, r.bufs, true); err != nil {
+	if r.bc, err = newBatchConn(c, r.bufs, flags); err != nil {
 		return fmt.Errorf("udpchat: relay socket: %w", err)
 	}
 	if err := setBuffers(c, cfg); err != nil {
@@ -127,12 +136,12 @@ func (r *Relay) open(c net.PacketConn) error {
 	r.q = newSendQueue(r.bc, cfg.history, cfg.bufferSize, s, &r.stats, cfg.logger)
 	var took []inDatagram
 	if !cfg.sharesPort() {
-		if r.fan, took, err = openFanout(c.(*net.UDPConn), cfg); err != nil {
+		if r.fan, took, err = openFanout(r.conn, cfg); err != nil {
 			return fmt.Errorf("udpchat: relay fan-out socket: %w", err)
 		}
 	}
 	if r.fan != nil {
-		wbc, err := newBatchConn(r.fan, nil, false)
+		wbc, err := newBatchConn(r.fan, nil, 0)
 		if err != nil {
 			return fmt.Errorf("udpchat: relay fan-out socket: %w", err)
 		}
@@ -146,7 +155,7 @@ func (r *Relay) open(c net.PacketConn) error {
 	if cfg.plainText {
 		r.mode = newPlainRelay(cfg, r.addr, r.q, &r.stats, r.limit)
 	} else {
-		r.mode = newProtoRelay(cfg, r.q, &r.stats, r.limit)
+		r.mode = newProtoRelay(cfg, r.q, &r.stats, r.limit, r.groupSource())
 	}
 	// What reached the twin before it was connected was for the relay.
 	r.mu.Lock()
@@ -162,31 +171,71 @@ func (r *Relay) open(c net.PacketConn) error {
 // setupGroup prepares fan-out to the broadcast address or multicast group.
 func (r *Relay) setupGroup() error {
 	b := r.cfg.broadcast
-	r.q.group = netip.AddrPortFrom(netip.AddrFrom4([4]byte(b.IP.To4())), uint16(b.Port))
+	ga, _ := netip.AddrFromSlice(b.IP)
+	r.q.group = udpPath{remote: netip.AddrPortFrom(ga.Unmap(), uint16(b.Port))}
 	if !b.IP.IsMulticast() {
+		if r.addr.IP.IsUnspecified() {
+			// Pinned, so that the source members are told of in WELCOME
+			// is the one the copies come from.
+			r.q.group.local = broadcastSource(b.IP)
+		}
 		return nil
 	}
 	ifi, err := groupInterface(r.cfg.ifname, r.addr.IP)
 	if err != nil {
 		return fmt.Errorf("%w: relay multicast to %s: %w", ErrInvalidOption, b, err)
 	}
-	for _, pc := range []*ipv4.PacketConn{r.pc, r.fan} {
-		if pc == nil {
+	if r.addr.IP.IsUnspecified() {
+		r.q.group.local = interfaceSource(ifi, ga.Is4())
+	}
+	if ga.IsLinkLocalMulticast() && ga.Is6() {
+		// A link-scope group is the interface's: the zone says which.
+		r.q.group.remote = netip.AddrPortFrom(ga.WithZone(strconv.Itoa(ifi.Index)), uint16(b.Port))
+	}
+	for _, c := range []net.PacketConn{r.conn, r.fan} {
+		if c == nil {
 			continue
 		}
-		if err := pc.SetMulticastInterface(ifi); err != nil {
-			return fmt.Errorf("udpchat: relay multicast interface %s: %w", ifi.Name, err)
-		}
-		// One hop: the group is the LAN's; a router must not carry it.
-		if err := pc.SetMulticastTTL(1); err != nil {
-			return fmt.Errorf("udpchat: relay multicast TTL: %w", err)
-		}
-		// Members on the relay's own host must hear it too.
-		if err := pc.SetMulticastLoopback(true); err != nil {
-			return fmt.Errorf("udpchat: relay multicast loopback: %w", err)
+		if err := setMulticast(c, ga.Is4(), ifi); err != nil {
+			return fmt.Errorf("udpchat: relay multicast on %s: %w", ifi.Name, err)
 		}
 	}
 	return nil
+}
+
+// setMulticast makes c send multicast through ifi, one hop (the group is
+// the LAN's: a router must not carry it), and back to this host, whose
+// members must hear it too.
+func setMulticast(c net.PacketConn, v4 bool, ifi *net.Interface) error {
+	if v4 {
+		pc := ipv4.NewPacketConn(c)
+		if err := pc.SetMulticastInterface(ifi); err != nil {
+			return fmt.Errorf("interface: %w", err)
+		}
+		if err := pc.SetMulticastTTL(1); err != nil {
+			return fmt.Errorf("TTL: %w", err)
+		}
+		return pc.SetMulticastLoopback(true)
+	}
+	pc := ipv6.NewPacketConn(c)
+	if err := pc.SetMulticastInterface(ifi); err != nil {
+		return fmt.Errorf("interface: %w", err)
+	}
+	if err := pc.SetMulticastHopLimit(1); err != nil {
+		return fmt.Errorf("hop limit: %w", err)
+	}
+	return pc.SetMulticastLoopback(true)
+}
+
+// groupSource returns the address the group's copies come from, which
+// members are told in WELCOME: the relay's own, or the one pinned for a
+// relay bound to a wildcard address.
+func (r *Relay) groupSource() netip.Addr {
+	if r.q.group.local.IsValid() || !r.q.group.remote.IsValid() {
+		return r.q.group.local
+	}
+	a, _ := netip.AddrFromSlice(r.addr.IP)
+	return a.Unmap()
 }
 
 // Addr returns the address the relay is bound to.
@@ -239,7 +288,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() {
 		dmu.Lock()
 		stopped = true
-		r.pc.SetReadDeadline(time.Unix(1, 0))
+		r.conn.SetReadDeadline(time.Unix(1, 0))
 		dmu.Unlock()
 	})
 	defer stop()
@@ -251,7 +300,7 @@ func (r *Relay) Serve(ctx context.Context) error {
 		if !deadline.Equal(nextSweep) {
 			dmu.Lock()
 			if !stopped {
-				r.pc.SetReadDeadline(nextSweep)
+				r.conn.SetReadDeadline(nextSweep)
 			}
 			dmu.Unlock()
 			deadline = nextSweep
@@ -309,7 +358,7 @@ func (r *Relay) Close() error {
 		r.q.w = r.bc
 	}
 	r.mu.Unlock()
-	err := r.pc.Close()
+	err := r.conn.Close()
 	r.serveWG.Wait()
 	if err != nil {
 		return fmt.Errorf("udpchat: relay close: %w", err)
@@ -318,11 +367,11 @@ func (r *Relay) Close() error {
 }
 
 // handle processes one datagram. r.mu is held.
-func (r *Relay) handle(b []byte, from netip.AddrPort, now time.Time) {
+func (r *Relay) handle(b []byte, from udpPath, now time.Time) {
 	r.stats.Received++
 	if len(b) > r.cfg.bufferSize {
 		r.stats.DroppedOversized++
-		debugDrop(r.cfg.logger, "oversized", from)
+		debugDrop(r.cfg.logger, "oversized", from.remote)
 		return
 	}
 	r.mode.handle(b, from, now)

@@ -72,11 +72,11 @@ func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, text []byte, now ti
 func (r *protoRelay) refuse(m *relayMember, mseq uint64, code byte) {
 	r.stats.DroppedRejected++
 	m.refused, m.refusedAs = mseq, code
-	r.q.reply(m.addr, appendError(r.q.replyBuf(headerLen+9), r.inc, code, mseq))
+	r.q.reply(m.path, appendError(r.q.replyBuf(headerLen+9), r.inc, code, mseq))
 }
 
 func (r *protoRelay) sendStatus(m *relayMember) {
-	r.q.reply(m.addr, appendStatus(r.q.replyBuf(headerLen+32), r.inc, r.q.seq, m.nextMseq-1, r.stable, r.prunable))
+	r.q.reply(m.path, appendStatus(r.q.replyBuf(headerLen+32), r.inc, r.q.seq, m.nextMseq-1, r.stable, r.prunable))
 }
 
 func (r *protoRelay) handleNack(m *relayMember, p *packet, now time.Time) {
@@ -89,11 +89,11 @@ func (r *protoRelay) handleNack(m *relayMember, p *packet, now time.Time) {
 		if first < oldest {
 			// Everything before oldest is gone, not just what was asked
 			// for: the member skips the whole loss at once.
-			r.q.reply(m.addr, appendU64Pair(r.q.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
+			r.q.reply(m.path, appendU64Pair(r.q.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
 			first = oldest
 		}
 		for s := first; s <= last && budget > 0; s++ {
-			r.q.resend(s, m.addr)
+			r.q.resend(s, m.path)
 			r.stats.Retransmitted++
 			budget--
 		}
@@ -113,5 +113,5 @@ func (r *protoRelay) handleRosterReq(m *relayMember, after []byte) {
 	if i < len(names) {
 		b[moreAt] = 1
 	}
-	r.q.reply(m.addr, b)
+	r.q.reply(m.path, b)
 }

@@ -5,22 +5,21 @@ package udpchat
 // renewed, for the same member again) and the join announced.
 
 import (
-	"net/netip"
 	"time"
 )
 
 // checkCookie reports whether the join carries the cookie the relay gave
 // its address; otherwise it answers with one. Until then the relay keeps no
 // state for the joiner, and its answer is smaller than the join.
-func (r *protoRelay) checkCookie(p *packet, src netip.AddrPort, now time.Time) bool {
-	ok, want := r.cookies.check(&p.cookie, src, p.nonce, now)
+func (r *protoRelay) checkCookie(p *packet, src udpPath, now time.Time) bool {
+	ok, want := r.cookies.check(&p.cookie, src.remote, p.nonce, now)
 	if !ok {
 		r.q.reply(src, appendCookie(r.q.replyBuf(cookieMsgLen), r.inc, p.nonce, &want))
 	}
 	return ok
 }
 
-func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, salt uint32, count uint64) {
+func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint32, count uint64) {
 	if !r.checkCookie(p, src, now) {
 		return
 	}
@@ -29,14 +28,17 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 		r.q.reply(src, appendError(r.q.replyBuf(headerLen+9), r.inc, code, p.nonce))
 	}
 	if m := r.sessions.byName[string(p.name)]; m != nil {
+		// The same member proves it from a new address by the session it
+		// held: its NAT moved it while it had lost track of the relay.
+		moved := m.path.remote != src.remote && p.prevInc == r.inc && p.id == m.session
 		switch {
-		case m.addr != src:
+		case m.path.remote != src.remote && !moved:
 			refuse(codeNameTaken)
 			return
 		case m.epoch == p.epoch:
 			// The same member again: a lost welcome, or a member that lost
 			// track of the relay. Renew the session in place; nothing is
-			// announced.
+			// announced. (The cookie has shown that it receives at src.)
 			if r.q.sealer != nil {
 				switch {
 				case salt != m.salt:
@@ -49,6 +51,11 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 			r.cookies.record(p.nonce)
 			m.nonce = p.nonce
 			m.lastHeard = now
+			if m.path.remote != src.remote {
+				r.stats.Migrated++
+				r.cfg.logger.Info("udpchat member moved", "name", m.name, "from", m.path.remote, "to", src.remote)
+			}
+			r.sessions.move(m, src)
 			r.sendWelcome(m)
 			return
 		}
@@ -98,14 +105,14 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 		session:   randomID(),
 		nonce:     p.nonce,
 		joinSeq:   joinSeq,
-		addr:      src,
+		path:      src,
 		epoch:     p.epoch,
 		salt:      salt,
 		replay:    replay{newest: count, seen: 1},
 		progress:  progress,
 		knows:     knows,
 		nextMseq:  nextMseq,
-		buckets:   r.limit.join(src.Addr(), name, now),
+		buckets:   r.limit.join(src.remote.Addr(), name, now),
 		lastHeard: now,
 	}
 	r.sessions.add(m)
@@ -119,11 +126,11 @@ func (r *protoRelay) handleJoin(p *packet, src netip.AddrPort, now time.Time, sa
 		back = joinBack
 	}
 	r.sequence(KindJoin, m, back, nil, now)
-	r.cfg.logger.Info("udpchat member joined", "name", name, "addr", src)
+	r.cfg.logger.Info("udpchat member joined", "name", name, "addr", src.remote)
 }
 
 func (r *protoRelay) sendWelcome(m *relayMember) {
 	b := appendWelcome(r.q.replyBuf(welcomeLen), r.inc, m.nonce, m.session, m.joinSeq,
-		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, r.q.group)
-	r.q.reply(m.addr, b)
+		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, r.q.group.remote, r.groupSrc)
+	r.q.reply(m.path, b)
 }

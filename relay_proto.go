@@ -25,9 +25,10 @@ type protoRelay struct {
 	unsettled bool            // a progress report came since stable and prunable were worked out
 	owed      []*relayMember  // members whose reports the end of the batch answers
 	opened    []byte          // an opened datagram, with a key
+	groupSrc  netip.Addr      // where the group's copies come from, for WELCOME
 }
 
-func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimiter) *protoRelay {
+func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimiter, groupSrc netip.Addr) *protoRelay {
 	r := &protoRelay{
 		cfg:      cfg,
 		inc:      randomID(),
@@ -36,6 +37,7 @@ func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimi
 		limit:    limit,
 		cookies:  newCookieJar(),
 		sessions: newSessionTable(),
+		groupSrc: groupSrc,
 	}
 	if cfg.keys != nil {
 		r.opened = make([]byte, cfg.bufferSize)
@@ -49,7 +51,7 @@ func (r *protoRelay) members() []MemberInfo {
 	out := make([]MemberInfo, 0, r.sessions.len())
 	for _, n := range r.sessions.names {
 		m := r.sessions.byName[n]
-		out = append(out, MemberInfo{Name: n, Addr: net.UDPAddrFromAddrPort(m.addr)})
+		out = append(out, MemberInfo{Name: n, Addr: net.UDPAddrFromAddrPort(m.path.remote)})
 	}
 	return out
 }
@@ -57,19 +59,20 @@ func (r *protoRelay) members() []MemberInfo {
 // close tells every member that the relay is going away.
 func (r *protoRelay) close() {
 	for _, m := range r.sessions.list {
-		r.q.reply(m.addr, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
+		r.q.reply(m.path, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
 	}
 }
 
 // handle takes one datagram: counted, and no larger than the buffer.
-func (r *protoRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
+func (r *protoRelay) handle(b []byte, from udpPath, now time.Time) {
+	size := len(b) // as it came, sealed or not: what a challenge may spend
 	var salt uint32
 	var count uint64
 	if r.cfg.keys != nil {
 		plain, s, c, err := r.cfg.keys.open(r.opened, b)
 		if err != nil {
 			r.stats.DroppedUnauthenticated++
-			debugDrop(r.cfg.logger, err.Error(), from)
+			debugDrop(r.cfg.logger, err.Error(), from.remote)
 			return
 		}
 		b, salt, count = plain, s, c
@@ -77,37 +80,35 @@ func (r *protoRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 	var p packet
 	if err := decode(b, &p); err != nil {
 		r.stats.DroppedMalformed++
-		debugDrop(r.cfg.logger, err.Error(), from)
+		debugDrop(r.cfg.logger, err.Error(), from.remote)
 		return
 	}
-	if from.Port() == 0 {
+	if from.remote.Port() == 0 {
 		r.stats.DroppedMalformed++ // nothing can be sent back to port 0
-		debugDrop(r.cfg.logger, "source port 0", from)
+		debugDrop(r.cfg.logger, "source port 0", from.remote)
 		return
 	}
 	if p.typ == tJoin {
 		r.handleJoin(&p, from, now, salt, count)
 		return
 	}
+	switch p.typ {
+	case tChat, tHeartbeat, tNack, tRosterReq, tLeave, tResponse:
+	default:
+		r.stats.DroppedMalformed++
+		debugDrop(r.cfg.logger, "relay-bound datagram of a member-bound type", from.remote)
+		return
+	}
 	m := r.sessions.bySession[p.id]
-	if m == nil || m.addr != from {
-		switch p.typ {
-		case tChat, tHeartbeat, tNack, tRosterReq, tLeave:
-			r.stats.DroppedUnknown++
-			debugDrop(r.cfg.logger, "unknown session", from)
-			// BYE tells a member of a relay that restarted, or that
-			// expired it, to join again. It names the session it answers,
-			// and goes only where that session is unknown: a session the
-			// relay knows, used from another address, is someone replaying
-			// it, who must not get a BYE for it. It is no larger than the
-			// datagram it answers: the answer to a spoofed source never
-			// amplifies.
-			if m == nil && len(b) >= byeLen {
-				r.q.reply(from, appendBye(r.q.replyBuf(byeLen), r.inc, p.id))
-			}
-		default:
-			r.stats.DroppedMalformed++
-			debugDrop(r.cfg.logger, "relay-bound datagram of a member-bound type", from)
+	if m == nil {
+		r.stats.DroppedUnknown++
+		debugDrop(r.cfg.logger, "unknown session", from.remote)
+		// BYE tells a member of a relay that restarted, or that expired
+		// it, to join again. It names the session it answers, and is no
+		// larger than the datagram it answers: the answer to a spoofed
+		// source never amplifies.
+		if len(b) >= byeLen {
+			r.q.reply(from, appendBye(r.q.replyBuf(byeLen), r.inc, p.id))
 		}
 		return
 	}
@@ -115,7 +116,13 @@ func (r *protoRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 		// Sealed by another sender with the key, or replayed: a Member
 		// seals every datagram anew, resent chats too.
 		r.stats.DroppedReplayed++
-		debugDrop(r.cfg.logger, "replayed", from)
+		debugDrop(r.cfg.logger, "replayed", from.remote)
+		return
+	}
+	if m.path.remote != from.remote {
+		// The session's datagram from another address: its NAT moved
+		// it, or someone replays it from there (relay_path.go).
+		r.otherPath(m, &p, from, size, now)
 		return
 	}
 	m.lastHeard = now
@@ -143,10 +150,8 @@ func (r *protoRelay) handle(b []byte, from netip.AddrPort, now time.Time) {
 		}
 		r.handleRosterReq(m, p.name)
 	case tLeave:
-		r.q.reply(m.addr, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
+		r.q.reply(m.path, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)
-	default:
-		r.stats.DroppedMalformed++
 	}
 }
 
@@ -166,9 +171,9 @@ func (r *protoRelay) sequence(kind Kind, from *relayMember, mseq uint64, text []
 func (r *protoRelay) remove(m *relayMember, now time.Time) {
 	r.sessions.remove(m)
 	r.departed.leave(m.session, m.epoch, m.nextMseq)
-	r.limit.leave(m.addr.Addr(), m.name, m.buckets)
+	r.limit.leave(m.path.remote.Addr(), m.name, m.buckets)
 	r.sequence(KindLeave, m, 0, nil, now)
-	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.addr)
+	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.path.remote)
 }
 
 // batchDone works out stable and prunable if a progress report came in
@@ -230,7 +235,7 @@ func (r *protoRelay) sweep(now time.Time) {
 		// bringing back a member that left.)
 		r.cookies.forget(m.nonce)
 		// If it is alive after all, BYE makes it join again.
-		r.q.reply(m.addr, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
+		r.q.reply(m.path, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
 		r.remove(m, now)
 	}
 }

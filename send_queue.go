@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 )
 
 // A sendQueue holds the relay's outgoing datagrams until the next
@@ -18,13 +17,13 @@ import (
 // allocates in steady state.
 type sendQueue struct {
 	w       datagramWriter
-	out     []outMsg       // queued for the next flush
-	oldest  uint64         // the oldest seq whose history slot out refers to; 0: none
-	slab    []byte         // replies queued in out live here until the flush
-	history [][]byte       // deliver datagrams by seq % len, each with capacity bufferSize
-	seq     uint64         // the last seq assigned
-	group   netip.AddrPort // broadcast or multicast target; invalid in unicast mode
-	sealer  *sealer        // nil without a key
+	out     []outMsg // queued for the next flush
+	oldest  uint64   // the oldest seq whose history slot out refers to; 0: none
+	slab    []byte   // replies queued in out live here until the flush
+	history [][]byte // deliver datagrams by seq % len, each with capacity bufferSize
+	seq     uint64   // the last seq assigned
+	group   udpPath  // broadcast or multicast target; remote invalid in unicast mode
+	sealer  *sealer  // nil without a key
 	stats   *RelayStats
 	logger  *slog.Logger
 }
@@ -78,14 +77,14 @@ func (q *sendQueue) oldestSeq() uint64 {
 
 // fanout seals b, built in the newest seq's slot by next, keeps it in
 // history and queues it for every address in dsts, or once for the group.
-func (q *sendQueue) fanout(b []byte, dsts []netip.AddrPort) {
+func (q *sendQueue) fanout(b []byte, dsts []udpPath) {
 	i := q.slot(q.seq)
 	if q.sealer != nil {
 		// Sealed once: the fan-out and every repair send the same bytes.
 		b = q.sealer.sealInPlace(q.history[i][:0], len(b))
 	}
 	q.history[i] = b
-	if q.group.IsValid() {
+	if q.group.remote.IsValid() {
 		q.resend(q.seq, q.group)
 		q.stats.Delivered++
 		return
@@ -110,7 +109,7 @@ func (q *sendQueue) fanout(b []byte, dsts []netip.AddrPort) {
 }
 
 // resend queues the deliver datagram of seq, which history holds, for dst.
-func (q *sendQueue) resend(seq uint64, dst netip.AddrPort) {
+func (q *sendQueue) resend(seq uint64, dst udpPath) {
 	if len(q.out) == cap(q.out) {
 		q.flush()
 	}
@@ -137,7 +136,7 @@ func (q *sendQueue) replyBuf(n int) []byte {
 
 // reply seals b, which the last replyBuf returned, where it lies, and
 // queues it for dst.
-func (q *sendQueue) reply(dst netip.AddrPort, b []byte) {
+func (q *sendQueue) reply(dst udpPath, b []byte) {
 	if q.sealer != nil {
 		b = q.sealer.sealInPlace(q.slab[len(q.slab):len(q.slab):cap(q.slab)], len(b))
 	}
@@ -146,7 +145,7 @@ func (q *sendQueue) reply(dst netip.AddrPort, b []byte) {
 }
 
 // queue adds one datagram to the batch, flushing when it is full.
-func (q *sendQueue) queue(b []byte, dst netip.AddrPort) {
+func (q *sendQueue) queue(b []byte, dst udpPath) {
 	if len(q.out) == cap(q.out) {
 		q.flush()
 	}

@@ -18,7 +18,7 @@ import (
 
 type sent struct {
 	b  []byte
-	to netip.AddrPort
+	to udpPath
 }
 
 type fakeWriter struct {
@@ -48,10 +48,10 @@ func testQueue(w datagramWriter, history int, s *sealer) (*sendQueue, *RelayStat
 	return newSendQueue(w, history, 256, s, &st, slog.New(slog.DiscardHandler)), &st
 }
 
-func addrs(n int) []netip.AddrPort {
-	a := make([]netip.AddrPort, n)
+func addrs(n int) []udpPath {
+	a := make([]udpPath, n)
 	for i := range a {
-		a[i] = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(10000+i))
+		a[i] = udpPath{remote: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(10000+i))}
 	}
 	return a
 }
@@ -121,7 +121,7 @@ func TestSendQueueResendPinsSlot(t *testing.T) {
 func TestSendQueueGroup(t *testing.T) {
 	w := &fakeWriter{}
 	q, st := testQueue(w, 8, nil)
-	q.group = netip.MustParseAddrPort("127.255.255.255:2411")
+	q.group = udpPath{remote: netip.MustParseAddrPort("127.255.255.255:2411")}
 	for range 3 {
 		q.fanout(seqMsg(q), addrs(5))
 	}
@@ -249,8 +249,8 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	nack := appendU64Pair(nil, tNack, bob.mode.(*memberSession).session, oldest, oldest)
 	bob.mu.Unlock()
 	now := time.Now()
-	r.handle(nack, r.proto().sessions.byName["bob"].addr, now)
-	r.handle(appendChat(nil, w.session, n+1, "short"), r.proto().sessions.byName["raw"].addr, now)
+	r.handleAt(nack, r.proto().sessions.byName["bob"].path.remote, now)
+	r.handleAt(appendChat(nil, w.session, n+1, "short"), r.proto().sessions.byName["raw"].path.remote, now)
 	r.q.flush()
 	r.mu.Unlock()
 
@@ -283,19 +283,19 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port+1+i))
 	}
 	for i := range 3 {
-		r.handle(cookieJoin(r, from(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from(i), now)
+		r.handleAt(cookieJoin(r, from(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from(i), now)
 		sess = append(sess, r.proto().sessions.byName[fmt.Sprint("m", i)].session)
 	}
 	r.q.flush()
 	for i := range 3 {
 		for ms := uint64(2); ms <= sendWindow; ms++ {
-			r.handle(appendChat(nil, sess[i], ms, "x"), from(i), now)
+			r.handleAt(appendChat(nil, sess[i], ms, "x"), from(i), now)
 		}
 	}
 	r.q.flush()
 	sent := r.stats.Sequenced
 	for i := range 3 {
-		r.handle(appendChat(nil, sess[i], 1, "x"), from(i), now) // releases 64 each
+		r.handleAt(appendChat(nil, sess[i], 1, "x"), from(i), now) // releases 64 each
 	}
 	seen := map[uint64]bool{}
 	for _, m := range r.q.out {

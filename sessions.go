@@ -1,7 +1,6 @@
 package udpchat
 
 import (
-	"net/netip"
 	"slices"
 	"time"
 )
@@ -10,9 +9,9 @@ import (
 type relayMember struct {
 	name     string
 	session  uint64
-	nonce    uint64 // of the join that created or last renewed the session
-	joinSeq  uint64 // first seq the session was told to expect
-	addr     netip.AddrPort
+	nonce    uint64            // of the join that created or last renewed the session
+	joinSeq  uint64            // first seq the session was told to expect
+	path     udpPath           // where it speaks from, and the relay address it dialled
 	epoch    uint64            // the member's lifetime id, in each of its delivers
 	salt     uint32            // with a key: the member's sealing salt
 	replay   replay            // and its counters taken, against replays
@@ -26,7 +25,8 @@ type relayMember struct {
 	refused   uint64 // the last member seq refused, and why: a resent one
 	refusedAs byte   // is refused again, not confirmed
 	lastHeard time.Time
-	idx       int // position in sessionTable.list
+	probe     *pathProbe // a challenge to the new address its datagrams come from; nil if none
+	idx       int        // position in sessionTable.list
 }
 
 // A sessionTable holds the relay's members four ways: by session (to take
@@ -36,9 +36,9 @@ type relayMember struct {
 type sessionTable struct {
 	bySession map[uint64]*relayMember
 	byName    map[string]*relayMember
-	list      []*relayMember   // index kept in relayMember.idx
-	dsts      []netip.AddrPort // list's addresses, in list's order
-	names     []string         // sorted
+	list      []*relayMember // index kept in relayMember.idx
+	dsts      []udpPath      // list's paths, in list's order
+	names     []string       // sorted
 }
 
 func newSessionTable() *sessionTable {
@@ -56,7 +56,7 @@ func (t *sessionTable) add(m *relayMember) {
 	t.bySession[m.session] = m
 	t.byName[m.name] = m
 	t.list = append(t.list, m)
-	t.dsts = append(t.dsts, m.addr)
+	t.dsts = append(t.dsts, m.path)
 	i, _ := slices.BinarySearch(t.names, m.name)
 	t.names = slices.Insert(t.names, i, m.name)
 }
@@ -68,7 +68,7 @@ func (t *sessionTable) remove(m *relayMember) {
 	delete(t.byName, m.name)
 	end := len(t.list) - 1
 	last := t.list[end]
-	t.list[m.idx], t.dsts[m.idx], last.idx = last, last.addr, m.idx
+	t.list[m.idx], t.dsts[m.idx], last.idx = last, last.path, m.idx
 	t.list[end] = nil
 	t.list, t.dsts = t.list[:end], t.dsts[:end]
 	if i, ok := slices.BinarySearch(t.names, m.name); ok {
@@ -83,4 +83,10 @@ func (t *sessionTable) namesAfter(name string) []string {
 		i++
 	}
 	return t.names[i:]
+}
+
+// move points m, and its place in the fan-out, at a new path.
+func (t *sessionTable) move(m *relayMember, to udpPath) {
+	m.path = to
+	t.dsts[m.idx] = to
 }

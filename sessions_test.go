@@ -8,25 +8,31 @@ import (
 	"testing"
 )
 
-// The session table, without sockets: after any run of adds and removes,
-// its four views agree.
+// The session table, without sockets: after any run of adds, removes and
+// moves, its four views agree.
 func TestSessionTable(t *testing.T) {
 	tab := newSessionTable()
 	rng := rand.New(rand.NewPCG(1, 2))
 	in := map[string]*relayMember{}
 	for i := range 2000 {
-		if len(in) > 0 && rng.IntN(3) == 0 {
+		switch {
+		case len(in) > 0 && rng.IntN(4) == 0:
 			for _, m := range in { // any one
 				tab.remove(m)
 				delete(in, m.name)
 				break
 			}
-		} else {
+		case len(in) > 0 && rng.IntN(4) == 0:
+			for _, m := range in { // any one, to a new address
+				tab.move(m, udpPath{remote: netip.AddrPortFrom(netip.MustParseAddr("::1"), uint16(i+1)), local: netip.MustParseAddr("::1")})
+				break
+			}
+		default:
 			name := fmt.Sprintf("m%d", rng.IntN(500))
 			if in[name] != nil {
 				continue
 			}
-			m := &relayMember{name: name, session: uint64(i + 1), addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(i+1))}
+			m := &relayMember{name: name, session: uint64(i + 1), path: udpPath{remote: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(i+1))}}
 			tab.add(m)
 			in[name] = m
 		}
@@ -38,7 +44,7 @@ func TestSessionTable(t *testing.T) {
 		t.Fatal("names not sorted")
 	}
 	for i, m := range tab.list {
-		if m.idx != i || tab.dsts[i] != m.addr || tab.bySession[m.session] != m || tab.byName[m.name] != m || in[m.name] != m {
+		if m.idx != i || tab.dsts[i] != m.path || tab.bySession[m.session] != m || tab.byName[m.name] != m || in[m.name] != m {
 			t.Fatalf("list[%d] = %s disagrees with the other views", i, m.name)
 		}
 	}

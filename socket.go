@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 )
 
@@ -29,18 +30,47 @@ func setBuffers(c net.PacketConn, cfg *config) error {
 	return nil
 }
 
-// resolveUDP4 resolves addr to an IPv4 UDP address; an empty host means
-// 0.0.0.0.
-func resolveUDP4(addr string) (*net.UDPAddr, error) {
-	a, err := net.ResolveUDPAddr("udp4", addr)
+// resolveUDP resolves addr to a UDP address, IPv4 (4 bytes) or IPv6 (16,
+// not a mapped IPv4 one); an empty host means 0.0.0.0. A name resolves to
+// its first address, IPv4 first.
+func resolveUDP(addr string) (*net.UDPAddr, error) {
+	a, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
 	if a.IP == nil {
 		a.IP = net.IPv4zero
 	}
-	a.IP = a.IP.To4()
+	if ip4 := a.IP.To4(); ip4 != nil {
+		a.IP = ip4
+	}
 	return a, nil
+}
+
+// udpNetwork returns the network to open a socket on addr with: "udp4" or
+// "udp6", and "udp" for the IPv6 wildcard, which takes IPv4 datagrams too
+// (as mapped addresses) where the system allows: Linux, macOS, FreeBSD
+// and Windows do unless told otherwise; OpenBSD never does.
+func udpNetwork(ip net.IP) string {
+	switch {
+	case ip.To4() != nil:
+		return "udp4"
+	case ip.IsUnspecified():
+		return "udp"
+	}
+	return "udp6"
+}
+
+// zoneIndex returns the interface index an IPv6 zone names: the index
+// itself, as the relay's addresses carry it, or an interface's name.
+func zoneIndex(zone string) uint32 {
+	if n, err := strconv.ParseUint(zone, 10, 32); err == nil {
+		return uint32(n)
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	return 0
 }
 
 // groupInterface chooses the interface a group's multicast leaves or is
@@ -132,16 +162,71 @@ func isTransient(err error) bool {
 		errors.Is(err, syscall.ENOBUFS)
 }
 
-// localIPs returns this host's IPv4 addresses.
+// localIPs returns this host's addresses, IPv4 and IPv6.
 func localIPs() []netip.Addr {
 	as, _ := net.InterfaceAddrs()
 	var ips []netip.Addr
 	for _, a := range as {
 		if n, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok {
-				ips = append(ips, ip)
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				ips = append(ips, ip.Unmap())
 			}
 		}
 	}
 	return ips
+}
+
+// broadcastSource returns the address of this host on the subnet whose
+// broadcast address is bcast: the source of a relay's broadcast copies
+// when it is bound to 0.0.0.0. It is the zero Addr if no subnet has it.
+func broadcastSource(bcast net.IP) netip.Addr {
+	as, _ := net.InterfaceAddrs()
+	b4 := bcast.To4()
+	for _, a := range as {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.To4() == nil || len(n.Mask) != net.IPv4len {
+			continue
+		}
+		ip := n.IP.To4()
+		var last [4]byte
+		for i := range last {
+			last[i] = ip[i] | ^n.Mask[i]
+		}
+		if net.IP(last[:]).Equal(b4) {
+			return netip.AddrFrom4([4]byte(ip))
+		}
+	}
+	return netip.Addr{}
+}
+
+// interfaceSource returns an address of ifi of the family asked for
+// (IPv4 if v4), a global one rather than a link-local one: the source of
+// a relay's multicast copies when it is bound to a wildcard address.
+func interfaceSource(ifi *net.Interface, v4 bool) netip.Addr {
+	as, _ := ifi.Addrs()
+	var found netip.Addr
+	for _, a := range as {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok || ip.Unmap().Is4() != v4 {
+			continue
+		}
+		ip = ip.Unmap()
+		if ip.IsLinkLocalUnicast() {
+			if !found.IsValid() {
+				found = ip.WithZone(strconv.Itoa(ifi.Index))
+			}
+			continue
+		}
+		return ip
+	}
+	return found
+}
+
+// unzoned returns ap without its IPv6 zone.
+func unzoned(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().WithZone(""), ap.Port())
 }

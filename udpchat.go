@@ -81,7 +81,7 @@ type RelayStats struct {
 
 	DroppedMalformed       uint64 // not a udpchat datagram, bad version, bad length or field
 	DroppedOversized       uint64 // larger than the buffer size
-	DroppedUnknown         uint64 // from an unknown session or an address that does not own it
+	DroppedUnknown         uint64 // from an unknown session, or a path response that answers no challenge
 	DroppedDuplicate       uint64 // chat retransmissions that were already sequenced
 	DroppedRejected        uint64 // joins and chats refused with an error (name taken, too large, ...)
 	DroppedRateLimited     uint64 // chats beyond the member's rate limit (a Member resends them later)
@@ -90,6 +90,7 @@ type RelayStats struct {
 	DroppedSendErrors      uint64 // datagrams the kernel refused to send
 	DroppedKernel          uint64 // datagrams the kernel dropped because the socket's receive buffer was full (Linux only; see WithSocketBuffers)
 	Expired                uint64 // members removed after missing heartbeats
+	Migrated               uint64 // sessions moved to a member's new address, once it answered a challenge from there
 }
 
 // MemberStats are a member's counters since Join.

@@ -68,7 +68,7 @@ func (rr *restartable) startRelayAt(t testing.TB, addr string) {
 // word to the members, as when its process dies.
 func (rr *restartable) stopRelay(kill bool) {
 	if kill {
-		rr.relay.pc.Close()
+		rr.relay.conn.Close()
 	}
 	rr.relay.Close()
 	<-rr.serve
@@ -503,11 +503,12 @@ func TestJoinUnreachable(t *testing.T) {
 func TestInvalidOptions(t *testing.T) {
 	relay := []Option{
 		WithAddr("nonsense"),
-		WithAddr("[::1]:2410"),
 		WithBufferSize(10),
 		WithBufferSize(70000),
 		WithBroadcast("255.255.255.255:2411"),
 		WithBroadcast("127.255.255.255"),
+		WithBroadcast("[::1]:2411"),        // IPv6 has no broadcast
+		WithBroadcast("[ff05::77:7]:2411"), // an IPv6 group from an IPv4 relay
 		WithHeartbeat(time.Microsecond),
 		WithExpiry(-time.Second),
 		WithHistory(1),
@@ -661,7 +662,7 @@ func TestJunkDatagrams(t *testing.T) {
 	var got int
 	for b := attacker.read(50 * time.Millisecond); b != nil; b = attacker.read(50 * time.Millisecond) {
 		var p packet
-		if err := decode(b, &p); err != nil || (p.typ != tBye && p.typ != tStatus && p.typ != tWelcome && p.typ != tError) {
+		if err := decode(b, &p); err != nil || (p.typ != tBye && p.typ != tStatus && p.typ != tWelcome && p.typ != tError && p.typ != tChallenge) {
 			t.Errorf("relay sent the attacker an unexpected datagram: %x", b)
 		}
 		if p.typ == tDeliver {

@@ -24,7 +24,7 @@ const (
 
 const (
 	tJoin      byte = 1  // m→r (id: the session held with the previous incarnation, 0 if none) nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, cookie [16] (zero if none), name len u8, name, zero padding to 64 bytes
-	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, history u32, max datagram u16, group IPv4 [4], group port u16
+	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, history u32, max datagram u16, group IPv6 [16] (IPv4 mapped), group port u16, group source IPv6 [16]
 	tChat      byte = 3  // m→r member seq u64, text
 	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, text
 	tHeartbeat byte = 5  // m→r next expected seq u64, stable seq the member knows u64
@@ -37,6 +37,8 @@ const (
 	tRosterReq byte = 12 // m→r name len u8, name: list members whose names sort after it
 	tRoster    byte = 13 // r→m seq u64, more u8, name len u8, after (the request's name), entries of name len u8, name
 	tCookie    byte = 14 // r→m nonce u64, cookie [16]: join again with it
+	tChallenge byte = 15 // r→m token u64: a session's datagram came from a new address; answer from it
+	tResponse  byte = 16 // m→r token u64: the answer, which moves the session to the address it comes from
 )
 
 // Error codes carried by tError.
@@ -49,7 +51,8 @@ const (
 )
 
 const (
-	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 6
+	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 16 + 2 + 16
+	tokenLen      = headerLen + 8 // challenge, response
 	byeLen        = headerLen + 8
 	cookieLen     = 16
 	cookieMsgLen  = headerLen + 8 + cookieLen
@@ -99,6 +102,8 @@ type packet struct {
 	history           int            // welcome
 	maxDatagram       int            // welcome
 	group             netip.AddrPort // welcome; invalid when the relay fans out by unicast
+	groupSrc          netip.Addr     // welcome: where the group's copies come from; invalid if from the relay's address
+	token             uint64         // challenge, response
 
 	ranges  [maxNackRanges][2]uint64 // nack, gone (one range)
 	nranges int
@@ -138,7 +143,7 @@ func appendJoin(b []byte, prevSession, nonce, prevInc, epoch, firstMseq uint64, 
 	return b
 }
 
-func appendWelcome(b []byte, inc, nonce, session, joinSeq uint64, heartbeat, expiry time.Duration, history, maxDatagram int, group netip.AddrPort) []byte {
+func appendWelcome(b []byte, inc, nonce, session, joinSeq uint64, heartbeat, expiry time.Duration, history, maxDatagram int, group netip.AddrPort, groupSrc netip.Addr) []byte {
 	b = appendHeader(b, tWelcome, inc)
 	b = binary.BigEndian.AppendUint64(b, nonce)
 	b = binary.BigEndian.AppendUint64(b, session)
@@ -147,12 +152,33 @@ func appendWelcome(b []byte, inc, nonce, session, joinSeq uint64, heartbeat, exp
 	b = binary.BigEndian.AppendUint32(b, uint32(expiry.Milliseconds()))
 	b = binary.BigEndian.AppendUint32(b, uint32(history))
 	b = binary.BigEndian.AppendUint16(b, uint16(maxDatagram))
-	var ip [4]byte
-	if group.IsValid() {
-		ip = group.Addr().As4()
+	b = appendAddr16(b, group.Addr())
+	b = binary.BigEndian.AppendUint16(b, group.Port())
+	return appendAddr16(b, groupSrc)
+}
+
+// appendAddr16 appends ip as 16 bytes, an IPv4 address mapped, the zero
+// Addr as zeros. A zone stays behind: it means nothing to the other end.
+func appendAddr16(b []byte, ip netip.Addr) []byte {
+	var a [16]byte
+	if ip.IsValid() {
+		a = ip.As16()
 	}
-	b = append(b, ip[:]...)
-	return binary.BigEndian.AppendUint16(b, group.Port())
+	return append(b, a[:]...)
+}
+
+// addr16 reads what appendAddr16 wrote; zeros are the zero Addr.
+func addr16(b []byte) netip.Addr {
+	ip := netip.AddrFrom16([16]byte(b)).Unmap()
+	if ip.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return ip
+}
+
+func appendToken(b []byte, typ byte, id, token uint64) []byte {
+	b = appendHeader(b, typ, id)
+	return binary.BigEndian.AppendUint64(b, token)
 }
 
 func appendChat(b []byte, session, mseq uint64, text string) []byte {
@@ -292,13 +318,14 @@ func decode(b []byte, p *packet) error {
 		if p.heartbeat <= 0 || p.expiry < p.heartbeat || p.maxDatagram < minBufferSize || p.history < minHistory || p.history > maxHistory {
 			return errField
 		}
-		ip := netip.AddrFrom4([4]byte(body[38:42]))
-		switch port := binary.BigEndian.Uint16(body[42:]); {
-		case port != 0:
+		ip := addr16(body[38:54])
+		switch port := binary.BigEndian.Uint16(body[54:]); {
+		case port != 0 && ip.IsValid():
 			p.group = netip.AddrPortFrom(ip, port)
-		case !ip.IsUnspecified():
+		case port != 0 || ip.IsValid():
 			return errField
 		}
+		p.groupSrc = addr16(body[56:72])
 	case tChat:
 		if len(body) < 8 {
 			return errLength
@@ -344,6 +371,11 @@ func decode(b []byte, p *packet) error {
 			p.ranges[i] = [2]uint64{first, last}
 		}
 		p.nranges = n
+	case tChallenge, tResponse:
+		if err := fixed(8); err != nil {
+			return err
+		}
+		p.token = u64(0)
 	case tBye:
 		if err := fixed(8); err != nil {
 			return err

@@ -19,7 +19,7 @@ func encode(p *packet) []byte {
 	case tJoin:
 		return appendJoin(nil, p.id, p.nonce, p.prevInc, p.epoch, p.mseq, &p.cookie, string(p.name))
 	case tWelcome:
-		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.history, p.maxDatagram, p.group)
+		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.history, p.maxDatagram, p.group, p.groupSrc)
 	case tChat:
 		return appendChat(nil, p.id, p.mseq, string(p.text))
 	case tDeliver:
@@ -64,8 +64,8 @@ func seedDatagrams() [][]byte {
 		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{1, 2, 3}, "alice"),
 		appendCookie(nil, 9, 1, &[cookieLen]byte{4, 5, 6}),
 		appendJoin(nil, 0, 1, 99, 7, 12, &[cookieLen]byte{}, "a-very-long-name-of-32-bytes-xyz"),
-		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}),
-		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, group),
+		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}, netip.Addr{}),
+		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, group, netip.Addr{}),
 		appendChat(nil, 5, 1, "hello"),
 		appendChat(nil, 5, 2, ""),
 		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 7, 1, KindChat, "alice", []byte("hello")),
@@ -141,9 +141,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"nack zero", appendU64Pair(nil, tNack, 5, 0, 3), errField},
 		{"nack ragged", append(appendU64Pair(nil, tNack, 5, 1, 3), 1), errLength},
 		{"gone two ranges", append(appendU64Pair(nil, tGone, 5, 1, 3), appendU64Pair(nil, 0, 0, 5, 6)[headerLen:]...), errLength},
-		{"welcome zero heartbeat", appendWelcome(nil, 9, 1, 5, 1, 0, time.Second, 1024, 1024, netip.AddrPort{}), errField},
-		{"welcome tiny buffer", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 10, netip.AddrPort{}), errField},
-		{"welcome tiny history", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1, 1024, netip.AddrPort{}), errField},
+		{"welcome zero heartbeat", appendWelcome(nil, 9, 1, 5, 1, 0, time.Second, 1024, 1024, netip.AddrPort{}, netip.Addr{}), errField},
+		{"welcome tiny buffer", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 10, netip.AddrPort{}, netip.Addr{}), errField},
+		{"welcome tiny history", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1, 1024, netip.AddrPort{}, netip.Addr{}), errField},
 		{"roster empty name", appendName(appendRosterHeader(nil, 9, 1, false, nil), ""), errNameWire},
 		{"roster more=2", func() []byte { b := appendRosterHeader(nil, 9, 1, false, nil); b[headerLen+8] = 2; return b }(), errField},
 	} {
@@ -210,7 +210,7 @@ func FuzzRelayHandle(f *testing.F) {
 	stranger := netip.AddrPortFrom(member.Addr(), member.Port()+1)
 	now := time.Now()
 	r.mu.Lock()
-	r.handle(cookieJoin(r, member, 1, 7, "alice"), member, now)
+	r.handleAt(cookieJoin(r, member, 1, 7, "alice"), member, now)
 	r.q.flush()
 	session := r.proto().sessions.byName["alice"].session
 	r.mu.Unlock()
@@ -223,7 +223,7 @@ func FuzzRelayHandle(f *testing.F) {
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.handle(b, from, now)
+		r.handleAt(b, from, now)
 		r.mode.batchDone(now)
 		r.q.flush()
 		if len(r.proto().sessions.list) != len(r.proto().sessions.bySession) || len(r.proto().sessions.list) != len(r.proto().sessions.byName) || len(r.proto().sessions.list) != len(r.proto().sessions.names) {

@@ -26,7 +26,7 @@ const (
 	tCookie       = 14
 	headerLen     = 12
 	joinMinLen    = 64                                            // joins are zero-padded to this
-	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 4 + 2 // nonce, session, seq, heartbeat, expiry, history, buffer, group
+	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 16 + 2 + 16 // nonce, session, seq, heartbeat, expiry, history, buffer, group, group source
 	cookieMsgLen  = headerLen + 8 + 16                            // nonce, cookie
 	errorLen      = headerLen + 1 + 8                             // code, ref
 	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1             // seq, time, epoch, member seq, kind, name length
@@ -166,8 +166,8 @@ func (j *joiner) handle(fd int, b []byte) {
 		return
 	case tWelcome:
 		r.session = binary.BigEndian.Uint64(b[headerLen+8:])
-		ip := netip.AddrFrom4([4]byte(b[welcomeLen-6:]))
-		if port := binary.BigEndian.Uint16(b[welcomeLen-2:]); port != 0 {
+		ip := netip.AddrFrom16([16]byte(b[welcomeLen-34:])).Unmap()
+		if port := binary.BigEndian.Uint16(b[welcomeLen-18:]); port != 0 {
 			r.group = netip.AddrPortFrom(ip, port)
 		}
 		if r.state.CompareAndSwap(joinPending, joinDone) {

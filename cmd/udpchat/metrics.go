@@ -38,6 +38,7 @@ var relayMetrics = func() []relayMetric {
 		counter("Retransmitted", "retransmitted_total", "Deliver datagrams resent to answer a member's NACK."),
 		counter("Reordered", "reordered_total", "Chats that arrived ahead of a lost one and waited for it."),
 		counter("Expired", "expired_total", "Members removed after missing heartbeats."),
+		counter("Migrated", "migrated_total", "Sessions moved to a member's new address after it answered a challenge there."),
 		{field: "Members", typ: prometheus.GaugeValue,
 			desc: prometheus.NewDesc("udpchat_relay_members", "Current number of members.", nil, nil)},
 	}
