@@ -137,9 +137,12 @@
 // or field drops it, and the relay counts it in RelayStats. A datagram
 // larger than the buffer size (WithBufferSize) is detected by reading into
 // a buffer one byte larger, and dropped. A member's datagrams count only
-// from the address that joined with its session, and a BYE only for the
-// session it names, so a stranger cannot speak for a member or end its
-// session. A join is a two-step exchange: the relay answers the first
+// from its session's address, and a BYE only for the session it names, so
+// a stranger cannot speak for a member or end its session. A member whose
+// address changes (a NAT's new mapping) keeps its session: the relay
+// challenges the new address with a random token, sending it no more bytes
+// than it received from there, and moves the session when the token comes
+// back from it (QUIC's path validation). A join is a two-step exchange: the relay answers the first
 // JOIN with a COOKIE, an HMAC-SHA256 over the joiner's address, the join's
 // nonce and a 30-second slot, keyed with a random secret that changes every
 // slot; only a JOIN that echoes a cookie of the current or the previous
@@ -162,7 +165,9 @@
 //	1  JOIN       m→r  nonce u64, previous incarnation u64, epoch u64, first member seq u64,
 //	                   cookie [16] (zero at first), name (u8 length + bytes), zero padding to 64 bytes
 //	2  WELCOME    r→m  nonce u64, session u64, first seq u64, heartbeat ms u32, expiry ms u32,
-//	                   history u32, buffer size u16, group IPv4 [4] + port u16 (zero in unicast mode)
+//	                   history u32, buffer size u16, group address [16] + port u16 (zero in unicast
+//	                   mode), the group copies' source address [16] (zero: the relay's own);
+//	                   IPv4 addresses as IPv4-mapped IPv6
 //	3  CHAT       m→r  member seq u64, text (UTF-8, to the end)
 //	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name, text
 //	                   (the member seq of a join is 1 for a member back from the relay this one replaced)
@@ -178,6 +183,8 @@
 //	12 ROSTERREQ  m→r  name: list the members whose names sort after it
 //	13 ROSTER     r→m  seq u64, more u8, the request's name, then names
 //	14 COOKIE     r→m  nonce u64, cookie [16]: join again with it
+//	15 CHALLENGE  r→m  token u64: a datagram of this session came from this new address
+//	16 RESPONSE   m→r  token u64: the answer, from the new address, which moves the session there
 //
 // With a group key (WithKey) each of these datagrams travels sealed with
 // AES-GCM, as "UC" | version | 0x80 | key id | nonce [12] | ciphertext |
