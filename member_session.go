@@ -232,6 +232,9 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 		// Our datagrams reach the relay from a new address (a NAT gave
 		// us a new mapping): the answer, from there, moves our session.
 		m.writeLocked(appendToken(make([]byte, 0, tokenLen), tResponse, m.session, p.token))
+		if m.out.challenged(now) {
+			signal(m.kick)
+		}
 	case tRoster:
 		more, loaded, gone := m.roster.page(&p, now)
 		for _, name := range gone {

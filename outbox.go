@@ -253,6 +253,22 @@ func (o *outbox) prune() {
 	}
 }
 
+// challenged has the chats that went out a round trip ago or more and are
+// unconfirmed sent again at once, and reports whether there were any. The
+// relay challenged our new address: it dropped what came from there
+// unread, and the answer to the challenge, which goes first, moves our
+// session there before they arrive. (A forged challenge buys no more
+// than the fast resend does: each chat once per round trip.)
+func (o *outbox) challenged(now time.Time) bool {
+	any := false
+	for _, c := range o.chats {
+		if !c.confirmed && !c.sentAt.IsZero() && now.Sub(c.sentAt) >= o.srtt && c.next.After(now) {
+			c.next, any = now, true
+		}
+	}
+	return any
+}
+
 // newRelay forgets the stable seqs of a relay that is gone: a new one
 // counts anew.
 func (o *outbox) newRelay() { o.stable, o.prunable = 0, 0 }
