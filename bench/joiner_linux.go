@@ -25,11 +25,11 @@ const (
 	tError        = 11
 	tCookie       = 14
 	headerLen     = 12
-	joinMinLen    = 64                                            // joins are zero-padded to this
+	joinMinLen    = 64                                                  // joins are zero-padded to this
 	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 16 + 2 + 16 // nonce, session, seq, heartbeat, expiry, history, buffer, group, group source
-	cookieMsgLen  = headerLen + 8 + 16                            // nonce, cookie
-	errorLen      = headerLen + 1 + 8                             // code, ref
-	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1             // seq, time, epoch, member seq, kind, name length
+	cookieMsgLen  = headerLen + 8 + 16                                  // nonce, cookie
+	errorLen      = headerLen + 1 + 8                                   // code, ref
+	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1                   // seq, time, epoch, member seq, kind, name length
 )
 
 func appendHeader(b []byte, typ byte, id uint64) []byte {
