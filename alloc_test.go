@@ -6,35 +6,50 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
 
 // The relay's path for one chat (decode, sequence, encode once, fan out to
-// every member with sendmmsg) allocates nothing, with and without a key.
+// every member with sendmmsg) allocates nothing, with and without a key,
+// over IPv4 and IPv6, and bound to a wildcard address (each datagram then
+// carries its source address as a control message).
 func TestRelayPathDoesNotAllocate(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts need a build without -race (.ci/run runs it)")
 	}
 	for _, tc := range []struct {
-		name string
-		opts []Option
+		name  string
+		bind  string // the relay's address
+		sink  string // where its datagrams go
+		local string // the address a wildcard relay answers from
+		opts  []Option
 	}{
-		{"plain", nil},
-		{"sealed", []Option{WithKey(key1)}},
+		{"plain", "127.0.0.1:0", "127.0.0.1:0", "", nil},
+		{"sealed", "127.0.0.1:0", "127.0.0.1:0", "", []Option{WithKey(key1)}},
+		{"IPv6", "[::1]:0", "[::1]:0", "", nil},
+		{"wildcard", "0.0.0.0:0", "127.0.0.1:0", "127.0.0.1", nil},
+		{"IPv6 wildcard", "[::]:0", "[::1]:0", "::1", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := NewRelay(append(tc.opts, WithAddr("127.0.0.1:0"), WithRateLimit(0, 0))...)
+			if strings.Contains(tc.sink, "::") {
+				requireIPv6(t)
+			}
+			r, err := NewRelay(append(tc.opts, WithAddr(tc.bind), WithRateLimit(0, 0))...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			sink, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			sink, err := net.ListenPacket("udp", tc.sink)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer sink.Close()
-			port := sink.LocalAddr().(*net.UDPAddr).Port
+			to := udpPath{remote: addrPortOf(sink.LocalAddr())}
+			if tc.local != "" {
+				to.local = netip.MustParseAddr(tc.local)
+			}
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			now := time.Now()
@@ -46,24 +61,28 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			// Ten members at addresses of their own; what the relay sends
 			// them all goes to the sink, which drops what it does not read.
 			var sess []uint64
+			member := func(i int) netip.AddrPort {
+				return netip.AddrPortFrom(to.remote.Addr(), to.remote.Port()+uint16(i)+1)
+			}
 			for i := range 10 {
-				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + i)}), uint16(port))
-				r.handleAt(seal(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i))), from, now)
+				r.handleAt(seal(cookieJoin(r, member(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i))), member(i), now)
 				m := r.proto().sessions.byName[fmt.Sprint("m", i)]
-				r.proto().sessions.dsts[m.idx] = udpPath{remote: addrPortOf(sink.LocalAddr())}
+				if m == nil {
+					t.Fatalf("m%d did not join", i)
+				}
+				r.proto().sessions.dsts[m.idx] = to
 				sess = append(sess, m.session)
 			}
 			r.q.flush()
-			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(port))
 			mseq := uint64(1)
-			before := r.stats.Sequenced
+			before, errs := r.stats.Sequenced, r.stats.DroppedSendErrors
 			allocs := testing.AllocsPerRun(200, func() {
-				r.handleAt(seal(appendChat(nil, sess[0], mseq, "hello there")), from, now)
+				r.handleAt(seal(appendChat(nil, sess[0], mseq, "hello there")), member(0), now)
 				r.q.flush()
 				mseq++
 			})
-			if r.stats.Sequenced-before < 200 {
-				t.Fatalf("only %d chats sequenced", r.stats.Sequenced-before)
+			if r.stats.Sequenced-before < 200 || r.stats.DroppedSendErrors != errs {
+				t.Fatalf("%d chats sequenced, %d send errors", r.stats.Sequenced-before, r.stats.DroppedSendErrors-errs)
 			}
 			// The chat datagram and its seal are built by the test, outside
 			// the relay: subtract them.
