@@ -64,40 +64,51 @@ func mustKeyring(b *testing.B, keys ...[]byte) *keyring {
 // prebuilt datagram per member. Its ns/op is per chat; dgrams/s counts
 // the datagrams the kernel took. Every member's copy goes to one sink
 // socket that is not read, so the figure is the sender's cost: kernel
-// delivery is cut short once the sink's buffer is full.
+// delivery is cut short once the sink's buffer is full. The relay runs
+// over IPv4 (udpchat), over IPv6 (udpchat-ipv6) and bound to 0.0.0.0,
+// naming each copy's source in a control message (udpchat-wildcard).
 func BenchmarkRelayFanout(b *testing.B) {
+	relays := []struct{ name, bind, sink, local string }{
+		{"udpchat", "127.0.0.1:0", "127.0.0.1:0", ""},
+		{"udpchat-ipv6", "[::1]:0", "[::1]:0", ""},
+		{"udpchat-wildcard", "0.0.0.0:0", "127.0.0.1:0", "127.0.0.1"},
+	}
 	for _, n := range []int{1, 10, 100, 1000} {
-		b.Run(fmt.Sprintf("udpchat/members=%d", n), func(b *testing.B) {
-			r, sink, sess := fanoutRelay(b, n)
-			from := r.proto().sessions.list[0].path.remote
-			chats := make([][]byte, 1024)
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			b.ReportAllocs()
-			for i := 0; b.Loop(); i++ {
-				if i%len(chats) == 0 {
-					b.StopTimer()
-					for j := range chats {
-						chats[j] = appendChat(chats[j][:0], sess, uint64(i+j+1), string(benchText))
-					}
-					b.StartTimer()
+		for _, rc := range relays {
+			b.Run(fmt.Sprintf("%s/members=%d", rc.name, n), func(b *testing.B) {
+				if strings.Contains(rc.sink, "::") {
+					requireIPv6(b)
 				}
-				r.handleAt(chats[i%len(chats)], from, time.Now())
-				r.q.flush()
-			}
-			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "dgrams/s")
-			if r.stats.DroppedSendErrors > 0 {
-				b.Fatalf("%d send errors", r.stats.DroppedSendErrors)
-			}
-			_ = sink
-		})
+				r, sess := fanoutRelay(b, n, rc.bind, rc.sink, rc.local)
+				from := r.proto().sessions.list[0].path.remote
+				chats := make([][]byte, 1024)
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					if i%len(chats) == 0 {
+						b.StopTimer()
+						for j := range chats {
+							chats[j] = appendChat(chats[j][:0], sess, uint64(i+j+1), string(benchText))
+						}
+						b.StartTimer()
+					}
+					r.handleAt(chats[i%len(chats)], from, time.Now())
+					r.q.flush()
+				}
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "dgrams/s")
+				if r.stats.DroppedSendErrors > 0 {
+					b.Fatalf("%d send errors", r.stats.DroppedSendErrors)
+				}
+			})
+		}
 		b.Run(fmt.Sprintf("naive/members=%d", n), func(b *testing.B) {
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			sink := fanoutSink(b)
+			sink := fanoutSink(b, "127.0.0.1:0")
 			d := appendDeliver(nil, 9, 3, 1, 7, 1, KindChat, "alice", benchText)
 			b.ReportAllocs()
 			for b.Loop() {
@@ -112,10 +123,10 @@ func BenchmarkRelayFanout(b *testing.B) {
 	}
 }
 
-// fanoutSink returns the address of a socket that absorbs what is sent
-// to it until the benchmark ends.
-func fanoutSink(b *testing.B) netip.AddrPort {
-	s, err := net.ListenPacket("udp4", "127.0.0.1:0")
+// fanoutSink returns the address of a socket bound to addr that absorbs
+// what is sent to it until the benchmark ends.
+func fanoutSink(b *testing.B, addr string) netip.AddrPort {
+	s, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,29 +134,33 @@ func fanoutSink(b *testing.B) netip.AddrPort {
 	return addrPortOf(s.LocalAddr())
 }
 
-// fanoutRelay returns a relay, not serving, with n members whose copies
-// all go to one sink, and the session of the first member.
-func fanoutRelay(b *testing.B, n int) (*Relay, netip.AddrPort, uint64) {
-	r, err := NewRelay(WithAddr("127.0.0.1:0"), WithRateLimit(0, 0), WithMaxMembers(n))
+// fanoutRelay returns a relay bound to bind, not serving, with n members
+// whose copies all go to one sink at sink (sent from local, if set), and
+// the session of the first member.
+func fanoutRelay(b *testing.B, n int, bind, sink, local string) (*Relay, uint64) {
+	r, err := NewRelay(WithAddr(bind), WithRateLimit(0, 0), WithMaxMembers(n))
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { r.Close() })
-	sink := fanoutSink(b)
+	to := udpPath{remote: fanoutSink(b, sink)}
+	if local != "" {
+		to.local = netip.MustParseAddr(local)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
 	for i := range n {
-		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(1 + i)}), 9)
+		from := netip.AddrPortFrom(to.remote.Addr(), uint16(10000+i))
 		r.handleAt(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from, now)
 		m := r.proto().sessions.byName[fmt.Sprint("m", i)]
 		if m == nil {
 			b.Fatalf("member %d did not join", i)
 		}
-		r.proto().sessions.dsts[m.idx] = udpPath{remote: sink}
+		r.proto().sessions.dsts[m.idx] = to
 		r.q.flush()
 	}
-	return r, sink, r.proto().sessions.list[0].session
+	return r, r.proto().sessions.list[0].session
 }
 
 // BenchmarkMemberReceive measures a member's path for one message, from
@@ -164,7 +179,7 @@ func BenchmarkMemberReceive(b *testing.B) {
 	from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 2}), 9)
 	r.handleAt(cookieJoin(r, from, 1, 1, "speaker"), from, time.Now())
 	speaker := r.proto().sessions.byName["speaker"]
-	r.proto().sessions.dsts[speaker.idx] = udpPath{remote: fanoutSink(b)}
+	r.proto().sessions.dsts[speaker.idx] = udpPath{remote: fanoutSink(b, "127.0.0.1:0")}
 	r.q.flush()
 	r.mu.Unlock()
 	if msg, err := m.Receive(ctx); err != nil || msg.Kind != KindJoin {

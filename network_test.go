@@ -17,7 +17,7 @@ import (
 )
 
 // requireIPv6 skips where the host has no IPv6 loopback.
-func requireIPv6(t *testing.T) {
+func requireIPv6(t testing.TB) {
 	t.Helper()
 	c, err := net.ListenPacket("udp6", "[::1]:0")
 	if err != nil {
