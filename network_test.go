@@ -8,9 +8,11 @@ package udpchat
 // lan_linux_test.go and lan6_linux_test.go.
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -335,5 +337,28 @@ func TestReplayedPathCannotTakeSession(t *testing.T) {
 	}
 	if addrPortOf(r.Members()[0].Addr) == addrPortOf(attacker.c.LocalAddr()) {
 		t.Errorf("alice was moved to the replayer")
+	}
+}
+
+// An IPv6 group needs an interface that multicasts: on Linux's loopback,
+// which has no MULTICAST flag, every copy would fail to send, so NewRelay
+// says so rather than serving by repair alone.
+func TestIPv6MulticastNeedsMulticastInterface(t *testing.T) {
+	requireIPv6(t)
+	ifi, err := interfaceByIP(net.IPv6loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ifi.Flags&net.FlagMulticast != 0 {
+		t.Skipf("%s multicasts here", ifi.Name)
+	}
+	for _, g := range []string{"ff05::77:7", "ff02::77:7"} {
+		r, err := NewRelay(WithAddr("[::1]:0"), WithBroadcast(fmt.Sprintf("[%s]:%d", g, freePort(t))))
+		if err == nil {
+			r.Close()
+		}
+		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), ifi.Name) {
+			t.Errorf("NewRelay multicasting to %s through %s: %v, want ErrInvalidOption naming the interface", g, ifi.Name, err)
+		}
 	}
 }

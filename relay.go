@@ -185,6 +185,11 @@ func (r *Relay) setupGroup() error {
 	if err != nil {
 		return fmt.Errorf("%w: relay multicast to %s: %w", ErrInvalidOption, b, err)
 	}
+	if ga.Is6() && ifi.Flags&net.FlagMulticast == 0 {
+		// IPv6 has no multicast route on such an interface (Linux's lo,
+		// unless set multicast): every copy would fail to send.
+		return fmt.Errorf("%w: relay multicast to %s: interface %s has no MULTICAST flag", ErrInvalidOption, b, ifi.Name)
+	}
 	if r.addr.IP.IsUnspecified() {
 		r.q.group.local = interfaceSource(ifi, ga.Is4())
 	}
