@@ -120,7 +120,7 @@ func TestMemberReceiveAllocates(t *testing.T) {
 	ctx := context.Background()
 	i := 0
 	allocs := testing.AllocsPerRun(runs, func() {
-		m.handle(ds[i])
+		m.handle(ds[i], netip.AddrPort{}, false)
 		i++
 		if msg, err := m.Receive(ctx); err != nil || msg.Text != "hello there" {
 			t.Fatalf("Receive: %v, %v", msg, err)

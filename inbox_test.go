@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -368,9 +369,9 @@ func TestGoneKeepsHeldMessages(t *testing.T) {
 	bob.mu.Unlock()
 	now := time.Now().UnixNano()
 	for s := n + 1; s <= n+5; s++ {
-		bob.handle(appendDeliver(nil, inc, s, now, 9, s, KindChat, "zed", []byte(fmt.Sprint(s))))
+		bob.handle(appendDeliver(nil, inc, s, now, 9, s, KindChat, "zed", []byte(fmt.Sprint(s))), netip.AddrPort{}, false)
 	}
-	bob.handle(appendU64Pair(nil, tGone, inc, n, n+5))
+	bob.handle(appendU64Pair(nil, tGone, inc, n, n+5), netip.AddrPort{}, false)
 	_, err := bob.Receive(ctxT(t))
 	var g *GapError
 	if !errors.As(err, &g) || g.First != n || g.Last != n {

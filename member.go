@@ -325,8 +325,8 @@ func (m *Member) writeLocked(b []byte) {
 }
 
 // readLoop reads datagrams from the relay until the socket is closed.
-// group is true for the broadcast/multicast listener, whose datagrams are
-// checked to come from the relay (the unicast socket is connected).
+// group is true for the broadcast/multicast listener, whose datagrams
+// handle checks the source of.
 func (m *Member) readLoop(bc *batchConn, buf []byte, group bool) {
 	defer m.wg.Done()
 	in := make([]inMsg, 1)
@@ -365,22 +365,23 @@ func (m *Member) readLoop(bc *batchConn, buf []byte, group bool) {
 			}
 			continue
 		}
-		if from := unzoned(in[0].from.remote); group && from != unzoned(m.relay) && from != m.groupSrc {
-			m.mu.Lock()
-			m.stats.Dropped++
-			m.mu.Unlock()
-			continue
-		}
-		m.handle(buf[:in[0].n])
+		m.handle(buf[:in[0].n], in[0].from.remote, group)
 	}
 }
 
 // handle takes one datagram from the relay, under m.mu, and hands it to the
-// mode unless it is longer than any the relay sends.
-func (m *Member) handle(b []byte) {
+// mode unless it is longer than any the relay sends. A datagram of the
+// group's listener (group) must come from the relay or from the source
+// of its group copies, which a rejoin may change (the unicast socket is
+// connected: the kernel checks its source).
+func (m *Member) handle(b []byte, from netip.AddrPort, group bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(b) > max(m.cfg.bufferSize, m.maxDatagram) {
+		m.stats.Dropped++
+		return
+	}
+	if from = unzoned(from); group && from != unzoned(m.relay) && from != m.groupSrc {
 		m.stats.Dropped++
 		return
 	}
