@@ -13,17 +13,19 @@ import (
 )
 
 // Control message room, per datagram read: the drop counter
-// (SO_RXQ_OVFL) and the address the datagram came to (the larger of
-// in_pktinfo and in6_pktinfo); per datagram written: its source.
+// (SO_RXQ_OVFL) and the address the datagram came to (in6_pktinfo, and
+// in_pktinfo too for an IPv4 datagram on an IPv6 socket); per datagram
+// written: its source.
 var (
 	overflowCmsgLen = unix.CmsgSpace(4)
 	pktinfoCmsgLen  = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
-	readCmsgLen     = overflowCmsgLen + pktinfoCmsgLen
+	readCmsgLen     = overflowCmsgLen + pktinfoCmsgLen + unix.CmsgSpace(unix.SizeofInet4Pktinfo)
 )
 
 type batchConn struct {
 	rc      syscall.RawConn
 	v6      bool // an AF_INET6 socket: every address is a sockaddr_in6
+	v4info  bool // an AF_INET6 socket told IP_PKTINFO too, for its IPv4 datagrams
 	flags   batchFlags
 	bufs    [][]byte
 	rhdrs   []unix.Mmsghdr
@@ -90,6 +92,10 @@ func newBatchConn(conn any, bufs [][]byte, flags batchFlags) (*batchConn, error)
 			// with the address mapped.
 			if c.v6 {
 				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+				// IP_PKTINFO as well, where the kernel takes it on an IPv6
+				// socket: for a broadcast its spec_dst is the interface's
+				// address, where IPV6_PKTINFO has only the broadcast one.
+				c.v4info = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1) == nil
 			} else {
 				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
 			}
@@ -189,8 +195,8 @@ func (c *batchConn) control(b []byte, from *udpPath) {
 		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
 			pi := (*unix.Inet6Pktinfo)(unsafe.Pointer(&data[0]))
 			ip := netip.AddrFrom16(pi.Addr).Unmap()
-			if ip.IsMulticast() {
-				break // no source to answer from: the routing chooses
+			if ip.IsMulticast() || (ip.Is4() && c.v4info) {
+				break // no source to answer from (the routing chooses), or IP_PKTINFO's is better
 			}
 			if ip.Is6() && (ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast()) {
 				ip = ip.WithZone(strconv.Itoa(int(pi.Ifindex)))

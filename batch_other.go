@@ -17,8 +17,10 @@ import (
 // the address each datagram came to and names the source of each answer
 // through x/net's control messages, where the platform has them: IPv4 on
 // macOS (IP_PKTINFO) and IPv6 on macOS and the BSDs (IPV6_PKTINFO). Where
-// it has not (IPv4 on the BSDs, Windows), the routing chooses the source,
-// so a relay there should be bound to the address members dial.
+// it has not (IPv4 on the BSDs, IPv4 members of a [::] socket, whose
+// kernel ignores IPV6_PKTINFO for them, and Windows), the routing chooses
+// the source, so a relay there should be bound to the address members
+// dial.
 type batchConn struct {
 	c     *net.UDPConn
 	v6    bool
@@ -54,6 +56,12 @@ func (c *batchConn) read(in []inMsg) (int, error) {
 		return 0, nil
 	}
 	n, oobn, _, from, err := c.c.ReadMsgUDPAddrPort(c.bufs[0], c.oob)
+	if isMsgSize(err) {
+		// Windows: the datagram did not fit. Reported as a full buffer,
+		// which is one byte more than any datagram taken: dropped and
+		// counted as oversized, as a truncated read is elsewhere.
+		n, oobn, err = len(c.bufs[0]), 0, nil
+	}
 	if err != nil {
 		return 0, err
 	}

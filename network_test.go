@@ -8,6 +8,7 @@ package udpchat
 // lan_linux_test.go and lan6_linux_test.go.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -360,5 +361,80 @@ func TestIPv6MulticastNeedsMulticastInterface(t *testing.T) {
 		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), ifi.Name) {
 			t.Errorf("NewRelay multicasting to %s through %s: %v, want ErrInvalidOption naming the interface", g, ifi.Name, err)
 		}
+	}
+}
+
+// A wildcard relay answers a datagram sent to a broadcast address from
+// its address on that subnet: the broadcast address is no source.
+func TestWildcardAnswersBroadcastFromAddress(t *testing.T) {
+	for _, bind := range []string{"0.0.0.0", "[::]"} {
+		t.Run(bind, func(t *testing.T) {
+			if bind == "[::]" {
+				requireIPv6(t)
+			}
+			r := startRelay(t, WithAddr(bind+":0"))
+			port := r.Addr().(*net.UDPAddr).Port
+			lc := net.ListenConfig{Control: controlBroadcast}
+			c, err := lc.ListenPacket(context.Background(), "udp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			join := appendJoin(nil, 0, 5, 0, 4242, 1, &[cookieLen]byte{}, "alice")
+			if _, err := c.WriteTo(join, &net.UDPAddr{IP: net.IPv4(127, 255, 255, 255), Port: port}); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 2048)
+			c.SetReadDeadline(time.Now().Add(testTimeout))
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("no answer to a join sent to 127.255.255.255: %v (relay: %+v)", err, r.Stats())
+			}
+			var p packet
+			if want := fmt.Sprintf("127.0.0.1:%d", port); from.String() != want || decode(buf[:n], &p) != nil || p.typ != tCookie {
+				t.Errorf("answer from %s of type %d, want a cookie from %s", from, p.typ, want)
+			}
+		})
+	}
+}
+
+// Copies of a member's sealed datagrams sent from a third address ahead
+// of the originals (an attacker on the path that cannot drop them) are
+// challenged there and nothing more: the originals still count, and the
+// member chats on.
+func TestCopiesFromElsewhereDoNotStallMember(t *testing.T) {
+	r := startRelay(t, WithKey(key1))
+	p := newLossyProxy(t, r.Addr(), 1, impairment{}, impairment{})
+	alice, bob := twoMembers(t, p.Addr(), r.Addr().String(), WithKey(key1))
+	attacker := dialRaw(t, r.Addr())
+	tap := func(up bool, b []byte) {
+		if up {
+			attacker.c.Write(b)
+		}
+	}
+	p.tap.Store(&tap)
+	for i := range 5 {
+		chatBoth(t, alice, bob, fmt.Sprint("copied ", i))
+	}
+	p.tap.Store(nil)
+	st := r.Stats()
+	if st.DroppedReplayed != 0 || st.Migrated != 0 || st.DroppedUnvalidated == 0 {
+		t.Errorf("relay: %d dropped as replayed, %d migrations, %d unvalidated; want 0, 0 and some", st.DroppedReplayed, st.Migrated, st.DroppedUnvalidated)
+	}
+}
+
+// A wildcard relay must know the source its group copies leave from, to
+// announce it: a broadcast address of no subnet of this host has none.
+func TestWildcardBroadcastNeedsSource(t *testing.T) {
+	const bcast = "198.51.100.255" // TEST-NET-2's; NewRelay fails before sending
+	if broadcastSource(net.ParseIP(bcast)).IsValid() {
+		t.Skipf("this host is on %s's subnet", bcast)
+	}
+	r, err := NewRelay(WithAddr("0.0.0.0:0"), WithBroadcast(bcast+":2411"))
+	if err == nil {
+		r.Close()
+	}
+	if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), "subnet") {
+		t.Errorf("NewRelay on 0.0.0.0 broadcasting to %s: %v, want ErrInvalidOption about the subnet", bcast, err)
 	}
 }

@@ -23,7 +23,8 @@ type outbox struct {
 	// TCP estimates it (RFC 6298, from chats sent once): with many members
 	// a confirmation waits behind the fan-out of the chats before it, and
 	// a fixed timeout would resend what the relay already has.
-	srtt, rttvar time.Duration
+	srtt, rttvar  time.Duration
+	lastChallenge time.Time // the last challenge that had chats resent
 
 	window chan struct{} // one token per chat in flight, taken by Send
 	room   chan struct{} // the outbox shrank: a Send waiting for room may go on
@@ -253,16 +254,20 @@ func (o *outbox) prune() {
 	}
 }
 
-// challenged has the chats that went out a round trip ago or more and are
-// unconfirmed sent again at once, and reports whether there were any. The
-// relay challenged our new address: it dropped what came from there
-// unread, and the answer to the challenge, which goes first, moves our
-// session there before they arrive. (A forged challenge buys no more
-// than the fast resend does: each chat once per round trip.)
+// challenged has every unconfirmed chat that went out sent again at
+// once, and reports whether there were any. The relay challenged our new
+// address: it dropped what came from there unread, and the answer to the
+// challenge, which goes first, moves our session there before they
+// arrive. The relay challenges an address at most once per challengeGap,
+// and so much is taken here: a forged challenge buys no more.
 func (o *outbox) challenged(now time.Time) bool {
+	if !o.lastChallenge.IsZero() && now.Sub(o.lastChallenge) < challengeGap {
+		return false
+	}
+	o.lastChallenge = now
 	any := false
 	for _, c := range o.chats {
-		if !c.confirmed && !c.sentAt.IsZero() && now.Sub(c.sentAt) >= o.srtt && c.next.After(now) {
+		if !c.confirmed && !c.sentAt.IsZero() {
 			c.next, any = now, true
 		}
 	}

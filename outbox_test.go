@@ -164,32 +164,40 @@ func TestOutboxFastResend(t *testing.T) {
 	}
 }
 
-// A challenge makes due at once the unconfirmed chats that had a round
-// trip to be confirmed: not the confirmed, nor one sent just now, and a
-// second challenge within the round trip adds nothing.
+// A challenge makes due at once the unconfirmed chats that went out, not
+// the confirmed ones; a second challenge within challengeGap adds nothing,
+// one after it does.
 func TestOutboxChallenged(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	o := testOutbox(t, 10, 4)
-	o.srtt = 10 * time.Millisecond
-	for _, c := range o.chats[:3] {
+	for _, c := range o.chats {
 		o.sent(c, t0)
 	}
-	o.sent(o.chats[3], t0.Add(15*time.Millisecond))
-	o.ack(1, 1, t0.Add(5*time.Millisecond))
-	now := t0.Add(20 * time.Millisecond)
+	o.ack(1, 1, t0.Add(time.Millisecond))
+	resend := func(now time.Time) []uint64 {
+		var due []uint64
+		o.due(now, func(c *pendingChat) {
+			due = append(due, c.mseq)
+			o.sent(c, now)
+		})
+		return due
+	}
+	now := t0.Add(2 * time.Millisecond)
 	if !o.challenged(now) {
-		t.Fatal("challenged: nothing due, want chats 2 and 3")
+		t.Fatal("challenged: nothing due, want chats 2 to 4")
 	}
-	var due []uint64
-	o.due(now, func(c *pendingChat) {
-		due = append(due, c.mseq)
-		o.sent(c, now)
-	})
-	if !slices.Equal(due, []uint64{2, 3}) {
-		t.Errorf("due after a challenge: %v, want [2 3]", due)
+	if due := resend(now); !slices.Equal(due, []uint64{2, 3, 4}) {
+		t.Errorf("due after a challenge: %v, want [2 3 4]", due)
 	}
-	if o.challenged(now.Add(time.Millisecond)) {
-		t.Error("a second challenge within the round trip made chats due again")
+	if o.challenged(now.Add(challengeGap - time.Millisecond)) {
+		t.Error("a second challenge within challengeGap made chats due again")
+	}
+	later := now.Add(challengeGap)
+	if !o.challenged(later) {
+		t.Error("a challenge after challengeGap made nothing due")
+	}
+	if due := resend(later); !slices.Equal(due, []uint64{2, 3, 4}) {
+		t.Errorf("due after the next challenge: %v, want [2 3 4]", due)
 	}
 }
 

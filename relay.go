@@ -177,7 +177,9 @@ func (r *Relay) setupGroup() error {
 		if r.addr.IP.IsUnspecified() {
 			// Pinned, so that the source members are told of in WELCOME
 			// is the one the copies come from.
-			r.q.group.local = broadcastSource(b.IP)
+			if r.q.group.local = broadcastSource(b.IP); !r.q.group.local.IsValid() {
+				return fmt.Errorf("%w: relay broadcast to %s: no address of this host is in its subnet", ErrInvalidOption, b)
+			}
 		}
 		return nil
 	}
@@ -191,7 +193,9 @@ func (r *Relay) setupGroup() error {
 		return fmt.Errorf("%w: relay multicast to %s: interface %s has no MULTICAST flag", ErrInvalidOption, b, ifi.Name)
 	}
 	if r.addr.IP.IsUnspecified() {
-		r.q.group.local = interfaceSource(ifi, ga.Is4())
+		if r.q.group.local = interfaceSource(ifi, ga.Is4()); !r.q.group.local.IsValid() {
+			return fmt.Errorf("%w: relay multicast to %s: interface %s has no address of the group's family to send from", ErrInvalidOption, b, ifi.Name)
+		}
 	}
 	if ga.IsLinkLocalMulticast() && ga.Is6() {
 		// A link-scope group is the interface's: the zone says which.

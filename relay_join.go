@@ -32,7 +32,10 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 		// held: its NAT moved it while it had lost track of the relay.
 		moved := m.path.remote != src.remote && p.prevInc == r.inc && p.id == m.session
 		switch {
-		case m.path.remote != src.remote && !moved:
+		case m.path.remote != src.remote && (!moved || m.epoch != p.epoch):
+			// Another Member (an epoch of its own) may not take the name
+			// from another address, even naming the session: without a
+			// key, the session can be read on the path.
 			refuse(codeNameTaken)
 			return
 		case m.epoch == p.epoch:

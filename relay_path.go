@@ -17,6 +17,7 @@ package udpchat
 // the budget of what came from there.
 
 import (
+	"net/netip"
 	"time"
 )
 
@@ -26,32 +27,50 @@ import (
 // one.
 const challengeGap = 50 * time.Millisecond
 
+// probeLife is how long after the last challenge its answer is taken: a
+// round trip, with room for a slow link. An address that no longer speaks
+// for the member (a NAT mapping given to someone else) cannot answer an
+// old challenge later.
+const probeLife = 2 * time.Second
+
 // A pathProbe is a challenge under way for a member's new address.
 type pathProbe struct {
-	to     udpPath
+	to     netip.AddrPort // the zero AddrPort if there is none
 	token  uint64
 	budget int       // bytes received from to, less those sent to it
 	sent   time.Time // the last challenge; zero before the first
 }
 
+// answers reports whether a RESPONSE with token from `from` at now
+// answers the challenge.
+func (pr *pathProbe) answers(from netip.AddrPort, token uint64, now time.Time) bool {
+	return pr.to.IsValid() && pr.to == from && !pr.sent.IsZero() && now.Sub(pr.sent) <= probeLife && token == pr.token
+}
+
 // otherPath takes a datagram of m's session from an address that is not
 // m's: a challenge goes there, or the answer to one moves the session.
-func (r *protoRelay) otherPath(m *relayMember, p *packet, from udpPath, size int, now time.Time) {
-	pr := m.probe
+// Nothing else of it is acted on; count is its seal's counter (with a key),
+// recorded only if it moves the session.
+func (r *protoRelay) otherPath(m *relayMember, p *packet, from udpPath, size int, count uint64, now time.Time) {
+	r.stats.DroppedUnvalidated++
+	pr := &m.probe
 	if p.typ == tResponse {
-		if pr != nil && pr.to.remote == from.remote && pr.sent != (time.Time{}) && p.token == pr.token {
+		if pr.answers(from.remote, p.token, now) {
+			r.stats.DroppedUnvalidated--
+			if r.q.sealer != nil {
+				m.replay.fresh(count)
+			}
 			r.migrate(m, from, now)
 		} else {
-			r.stats.DroppedUnknown++ // stale, or a guess
 			debugDrop(r.cfg.logger, "path response that answers no challenge", from.remote)
 		}
 		return
 	}
-	if pr == nil || pr.to.remote != from.remote {
-		// The newest address is the one to try: a NAT does not give an
-		// old mapping back.
-		pr = &pathProbe{to: from, token: randomID()}
-		m.probe = pr
+	debugDrop(r.cfg.logger, "session's datagram from an address not its own", from.remote)
+	if pr.to != from.remote || (!pr.sent.IsZero() && now.Sub(pr.sent) > probeLife) {
+		// The newest address is the one to try (a NAT does not give an
+		// old mapping back), with a new token.
+		*pr = pathProbe{to: from.remote, token: randomID()}
 	}
 	pr.budget += size
 	n := tokenLen
@@ -71,7 +90,6 @@ func (r *protoRelay) otherPath(m *relayMember, p *packet, from udpPath, size int
 func (r *protoRelay) migrate(m *relayMember, to udpPath, now time.Time) {
 	old := m.path.remote
 	r.sessions.move(m, to)
-	m.probe = nil
 	m.lastHeard = now
 	r.stats.Migrated++
 	r.sendStatus(m)

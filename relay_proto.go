@@ -112,17 +112,20 @@ func (r *protoRelay) handle(b []byte, from udpPath, now time.Time) {
 		}
 		return
 	}
-	if r.q.sealer != nil && (salt != m.salt || !m.replay.fresh(count)) {
+	other := m.path.remote != from.remote
+	if r.q.sealer != nil && (salt != m.salt || (other && m.replay.replayed(count)) || (!other && !m.replay.fresh(count))) {
 		// Sealed by another sender with the key, or replayed: a Member
 		// seals every datagram anew, resent chats too.
 		r.stats.DroppedReplayed++
 		debugDrop(r.cfg.logger, "replayed", from.remote)
 		return
 	}
-	if m.path.remote != from.remote {
+	if other {
 		// The session's datagram from another address: its NAT moved
-		// it, or someone replays it from there (relay_path.go).
-		r.otherPath(m, &p, from, size, now)
+		// it, or someone replays it from there (relay_path.go). Its
+		// counter is not taken: a copy sent from elsewhere ahead of the
+		// member's own must not make the relay drop the original.
+		r.otherPath(m, &p, from, size, count, now)
 		return
 	}
 	m.lastHeard = now

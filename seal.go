@@ -117,6 +117,18 @@ type replay struct {
 	seen   uint64 // bit i: newest-i was seen
 }
 
+// replayed reports whether count was seen before, or is too old to
+// tell, without recording it.
+func (r *replay) replayed(count uint64) bool {
+	switch {
+	case count > r.newest:
+		return false
+	case r.newest-count >= replayWindow:
+		return true
+	}
+	return r.seen&(1<<(r.newest-count)) != 0
+}
+
 // fresh reports whether count is new, and records it.
 func (r *replay) fresh(count uint64) bool {
 	switch {

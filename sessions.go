@@ -25,8 +25,8 @@ type relayMember struct {
 	refused   uint64 // the last member seq refused, and why: a resent one
 	refusedAs byte   // is refused again, not confirmed
 	lastHeard time.Time
-	probe     *pathProbe // a challenge to the new address its datagrams come from; nil if none
-	idx       int        // position in sessionTable.list
+	probe     pathProbe // a challenge to the new address its datagrams come from, if any
+	idx       int       // position in sessionTable.list
 }
 
 // A sessionTable holds the relay's members four ways: by session (to take
@@ -88,5 +88,6 @@ func (t *sessionTable) namesAfter(name string) []string {
 // move points m, and its place in the fan-out, at a new path.
 func (t *sessionTable) move(m *relayMember, to udpPath) {
 	m.path = to
+	m.probe = pathProbe{} // a challenge to another address is void now
 	t.dsts[m.idx] = to
 }

@@ -1,6 +1,7 @@
 package udpchat
 
 import (
+	"errors"
 	"syscall"
 
 	"golang.org/x/sys/windows"
@@ -31,3 +32,7 @@ func setsockopts(c syscall.RawConn, opts ...int) error {
 	}
 	return serr
 }
+
+// isMsgSize reports a datagram longer than the buffer read into: Windows
+// fails the read (WSAEMSGSIZE) where others truncate it.
+func isMsgSize(err error) bool { return errors.Is(err, windows.WSAEMSGSIZE) }

@@ -81,7 +81,8 @@ type RelayStats struct {
 
 	DroppedMalformed       uint64 // not a udpchat datagram, bad version, bad length or field
 	DroppedOversized       uint64 // larger than the buffer size
-	DroppedUnknown         uint64 // from an unknown session, or a path response that answers no challenge
+	DroppedUnknown         uint64 // from an unknown session
+	DroppedUnvalidated     uint64 // a member's, from an address it has not shown to be its own (challenged there; see SECURITY.md)
 	DroppedDuplicate       uint64 // chat retransmissions that were already sequenced
 	DroppedRejected        uint64 // joins and chats refused with an error (name taken, too large, ...)
 	DroppedRateLimited     uint64 // chats beyond the member's rate limit (a Member resends them later)

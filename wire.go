@@ -161,19 +161,21 @@ func appendWelcome(b []byte, inc, nonce, session, joinSeq uint64, heartbeat, exp
 // Addr as zeros. A zone stays behind: it means nothing to the other end.
 func appendAddr16(b []byte, ip netip.Addr) []byte {
 	var a [16]byte
-	if ip.IsValid() {
+	if ip.IsValid() && !ip.IsUnspecified() {
 		a = ip.As16()
 	}
 	return append(b, a[:]...)
 }
 
-// addr16 reads what appendAddr16 wrote; zeros are the zero Addr.
-func addr16(b []byte) netip.Addr {
-	ip := netip.AddrFrom16([16]byte(b)).Unmap()
+// addr16 reads what appendAddr16 wrote; zeros are the zero Addr. An
+// unspecified address written otherwise (::ffff:0.0.0.0) is not canonical.
+func addr16(b []byte) (netip.Addr, bool) {
+	a := [16]byte(b)
+	ip := netip.AddrFrom16(a).Unmap()
 	if ip.IsUnspecified() {
-		return netip.Addr{}
+		return netip.Addr{}, a == [16]byte{}
 	}
-	return ip
+	return ip, true
 }
 
 func appendToken(b []byte, typ byte, id, token uint64) []byte {
@@ -318,14 +320,17 @@ func decode(b []byte, p *packet) error {
 		if p.heartbeat <= 0 || p.expiry < p.heartbeat || p.maxDatagram < minBufferSize || p.history < minHistory || p.history > maxHistory {
 			return errField
 		}
-		ip := addr16(body[38:54])
+		ip, ok := addr16(body[38:54])
+		src, srcOK := addr16(body[56:72])
 		switch port := binary.BigEndian.Uint16(body[54:]); {
+		case !ok || !srcOK:
+			return errField
 		case port != 0 && ip.IsValid():
 			p.group = netip.AddrPortFrom(ip, port)
 		case port != 0 || ip.IsValid():
 			return errField
 		}
-		p.groupSrc = addr16(body[56:72])
+		p.groupSrc = src
 	case tChat:
 		if len(body) < 8 {
 			return errLength

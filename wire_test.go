@@ -144,6 +144,16 @@ func TestDecodeRejects(t *testing.T) {
 		{"welcome zero heartbeat", appendWelcome(nil, 9, 1, 5, 1, 0, time.Second, 1024, 1024, netip.AddrPort{}, netip.Addr{}), errField},
 		{"welcome tiny buffer", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 10, netip.AddrPort{}, netip.Addr{}), errField},
 		{"welcome tiny history", appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1, 1024, netip.AddrPort{}, netip.Addr{}), errField},
+		{"welcome mapped zero source", func() []byte {
+			b := appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}, netip.Addr{})
+			b[welcomeLen-6], b[welcomeLen-5] = 0xff, 0xff // ::ffff:0.0.0.0, which reads as none
+			return b
+		}(), errField},
+		{"welcome mapped zero group", func() []byte {
+			b := appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}, netip.Addr{})
+			b[welcomeLen-24], b[welcomeLen-23] = 0xff, 0xff
+			return b
+		}(), errField},
 		{"roster empty name", appendName(appendRosterHeader(nil, 9, 1, false, nil), ""), errNameWire},
 		{"roster more=2", func() []byte { b := appendRosterHeader(nil, 9, 1, false, nil); b[headerLen+8] = 2; return b }(), errField},
 	} {
