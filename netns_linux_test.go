@@ -34,6 +34,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,6 +69,7 @@ type lanRole struct {
 	Broadcast string        `json:"broadcast,omitempty"` // WithBroadcast
 	Heartbeat time.Duration `json:"heartbeat,omitempty"` // WithHeartbeat (relay)
 	Interface string        `json:"interface,omitempty"` // WithInterface
+	Key       string        `json:"key,omitempty"`       // WithKey, in hex
 	// JoinWait bounds Join (default lanChildWait).
 	JoinWait time.Duration `json:"joinWait,omitempty"`
 }
@@ -160,6 +162,13 @@ func lanOptions(role lanRole) ([]Option, error) {
 	}
 	if role.Interface != "" {
 		opts = append(opts, WithInterface(role.Interface))
+	}
+	if role.Key != "" {
+		key, err := hex.DecodeString(role.Key)
+		if err != nil {
+			return nil, fmt.Errorf("key: %w", err)
+		}
+		opts = append(opts, WithKey(key))
 	}
 	return opts, nil
 }
