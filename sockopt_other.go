@@ -12,7 +12,3 @@ var errNoSockopt = errors.New("sharing a port and broadcasting are not supported
 func controlShared(network, address string, c syscall.RawConn) error { return errNoSockopt }
 
 func controlBroadcast(network, address string, c syscall.RawConn) error { return errNoSockopt }
-
-// isMsgSize reports a datagram longer than the buffer read into; here the
-// read truncates it instead, and the caller sees the full buffer.
-func isMsgSize(error) bool { return false }

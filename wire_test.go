@@ -36,6 +36,8 @@ func encode(p *packet) []byte {
 		return b
 	case tBye:
 		return appendBye(nil, p.id, p.session)
+	case tChallenge, tResponse:
+		return appendToken(nil, p.typ, p.id, p.token)
 	case tCookie:
 		return appendCookie(nil, p.id, p.nonce, &p.cookie)
 	case tLeave:
@@ -79,6 +81,8 @@ func seedDatagrams() [][]byte {
 		appendError(nil, 9, codeNameTaken, 1),
 		appendRosterReq(nil, 5, ""),
 		roster,
+		appendToken(nil, tChallenge, 9, 0xc0ffee),
+		appendToken(nil, tResponse, 5, 0xc0ffee),
 	}
 }
 
