@@ -111,7 +111,7 @@ func TestInboxEvents(t *testing.T) {
 	in.offer(1)
 	in.hold(earlyMsg{msg: Message{Seq: 1, Kind: KindJoin, From: "alice"}})
 	in.advance(r)
-	if got := rosterNames(r.list()); !slices.Equal(got, []string{"alice", "bob"}) {
+	if got := rosterNames(r.list("")); !slices.Equal(got, []string{"alice", "bob"}) {
 		t.Errorf("roster %v", got)
 	}
 }

@@ -87,8 +87,9 @@ type memberMode interface {
 	// join waits until the member is in the group, or returns why not
 	// (having closed the member).
 	join(ctx context.Context) error
-	// send sends a valid UTF-8 text (Send).
-	send(ctx context.Context, text string) error
+	// send sends a valid UTF-8 text (Send), to the room or, with to set,
+	// to that member alone (SendTo).
+	send(ctx context.Context, to, text string) error
 	// handle takes one datagram from the relay, at most maxDatagram long.
 	handle(b []byte, now time.Time)
 	// tick does what is due at now and returns how long until something
@@ -195,7 +196,28 @@ func (m *Member) Send(ctx context.Context, text string) error {
 	if err := ctx.Err(); err != nil {
 		return err // sends nothing
 	}
-	return m.mode.send(ctx, text)
+	return m.mode.send(ctx, "", text)
+}
+
+// SendTo sends text to the member of the room called name alone, as a
+// KindPrivate message, and returns once the relay has accepted it: the
+// two of them receive it, each once, in its place in the room's order; no
+// other member receives any of it. If the room has no such member, it
+// returns an error matching ErrNoSuchMember. Otherwise it behaves as Send
+// (the recipient's name counts against the buffer size too). Plain text
+// has no private messages: SendTo returns an error matching
+// errors.ErrUnsupported.
+func (m *Member) SendTo(ctx context.Context, name, text string) error {
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("%w: %w", ErrNoSuchMember, err)
+	}
+	if !utf8.ValidString(text) {
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidText)
+	}
+	if err := ctx.Err(); err != nil {
+		return err // sends nothing
+	}
+	return m.mode.send(ctx, name, text)
 }
 
 // Receive returns the next message in the relay's order: chat messages and
@@ -245,6 +267,9 @@ func (m *Member) Members() []MemberInfo {
 
 // Name returns the member's name.
 func (m *Member) Name() string { return m.name }
+
+// Room returns the member's room: "" is the main room (see WithRoom).
+func (m *Member) Room() string { return m.cfg.room }
 
 // Stats returns a snapshot of the member's counters.
 func (m *Member) Stats() MemberStats {

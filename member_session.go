@@ -47,7 +47,7 @@ func newMemberSession(m *Member) *memberSession {
 }
 
 // send sends a chat and waits until the relay has sequenced it (see Send).
-func (m *memberSession) send(ctx context.Context, text string) error {
+func (m *memberSession) send(ctx context.Context, to, text string) error {
 	m.mu.Lock()
 	limit := min(m.cfg.bufferSize, m.maxDatagram)
 	m.mu.Unlock()
@@ -129,7 +129,7 @@ func (m *memberSession) send(ctx context.Context, text string) error {
 }
 
 // members returns the group's members as the roster knows them.
-func (m *memberSession) members() []MemberInfo { return m.roster.list() }
+func (m *memberSession) members() []MemberInfo { return m.roster.list(m.cfg.room) }
 
 // received asks for more now that Receive made room.
 func (m *memberSession) received(now time.Time) { m.advance(now) }

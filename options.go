@@ -21,6 +21,7 @@ const (
 	DefaultExpiry      = 3*DefaultHeartbeat + time.Second
 	DefaultHistory     = 1024
 	DefaultMaxMembers  = 1024
+	DefaultMaxRooms    = 64 // each busy room holds up to WithHistory datagrams
 	DefaultQueueSize   = 1024
 	DefaultRateLimit   = 100       // chat messages per second per member
 	DefaultByteLimit   = 128 << 10 // bytes of chat datagrams per second per member
@@ -32,6 +33,7 @@ const (
 	minHistory    = 2 * readBatchSize
 	maxHistory    = 1 << 20
 	maxMaxMembers = 1 << 16
+	maxMaxRooms   = 1 << 16
 	maxSockBuffer = 1 << 30
 )
 
@@ -52,6 +54,8 @@ type config struct {
 	expiry     time.Duration
 	history    int
 	maxMembers int
+	maxRooms   int
+	room       string // WithRoom; "": the main room
 	queueSize  int
 	rateMsgs   float64 // per second; 0: no limit
 	rateBytes  float64
@@ -74,6 +78,7 @@ func newConfig(s side, opts []Option) (*config, error) {
 		heartbeat:  DefaultHeartbeat,
 		history:    DefaultHistory,
 		maxMembers: DefaultMaxMembers,
+		maxRooms:   DefaultMaxRooms,
 		queueSize:  DefaultQueueSize,
 		rateMsgs:   DefaultRateLimit,
 		rateBytes:  DefaultByteLimit,
@@ -101,6 +106,9 @@ func newConfig(s side, opts []Option) (*config, error) {
 		case c.expirySet:
 			return nil, fmt.Errorf("%w: WithExpiry applies to the relay only (and to members with WithPlainText)", ErrInvalidOption)
 		}
+	}
+	if c.plainText && c.room != "" {
+		return nil, fmt.Errorf("%w: WithRoom and WithPlainText: plain text has no rooms", ErrInvalidOption)
 	}
 	if c.plainText && c.keys != nil {
 		return nil, fmt.Errorf("%w: WithPlainText and WithKey: plain text is not sealed", ErrInvalidOption)
@@ -238,72 +246,30 @@ func WithInterface(name string) Option {
 	}
 }
 
+// WithRoom names the room a member joins (default "", the main room).
+// Member only. Each room of a relay is a group of its own: its own order,
+// members, history and repairs, and names unique within it, so alice may
+// be in two rooms, through two Members. A room exists while it has
+// members. Room names follow the rules of member names; plain text has no
+// rooms.
+func WithRoom(name string) Option {
+	return func(c *config) error {
+		if c.side != sideMember {
+			return fmt.Errorf("%w: WithRoom applies to members only", ErrInvalidOption)
+		}
+		if err := checkRoom(name); err != nil {
+			return fmt.Errorf("%w: WithRoom: %w", ErrInvalidOption, err)
+		}
+		c.room = name
+		return nil
+	}
+}
+
 // WithLogger sets where the library logs (relay and member). By default it is
 // silent: library code never prints.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		c.logger = l
-		return nil
-	}
-}
-
-// WithHeartbeat sets how often members send a heartbeat to the relay
-// (default 1s). Relay only (but see WithPlainText): members learn the
-// interval in the handshake. It must be at least 10ms.
-func WithHeartbeat(d time.Duration) Option {
-	return func(c *config) error {
-		if d < 10*time.Millisecond || d > time.Hour {
-			return fmt.Errorf("%w: WithHeartbeat(%v): want 10ms to 1h", ErrInvalidOption, d)
-		}
-		c.heartbeat, c.heartbeatSet = d, true
-		return nil
-	}
-}
-
-// WithExpiry sets how long the relay waits for any datagram from a member
-// before it removes the member and announces that it left (default three
-// heartbeats plus one second). Members use the same span, learnt in the
-// handshake, to decide that the relay is gone and join again. Relay only
-// (but see WithPlainText); it must be at least two heartbeats.
-func WithExpiry(d time.Duration) Option {
-	return func(c *config) error {
-		if d <= 0 || d > 24*time.Hour {
-			return fmt.Errorf("%w: WithExpiry(%v): want a positive duration up to 24h", ErrInvalidOption, d)
-		}
-		c.expiry, c.expirySet = d, true
-		return nil
-	}
-}
-
-// WithHistory sets how many recent messages the relay keeps to repair
-// members' losses (default 1024, at least 128). Relay only. The relay keeps
-// history × buffer size bytes for it.
-func WithHistory(n int) Option {
-	return func(c *config) error {
-		if err := relayOnly(c, "WithHistory"); err != nil {
-			return err
-		}
-		if n < minHistory || n > maxHistory {
-			return fmt.Errorf("%w: WithHistory(%d): want %d to %d", ErrInvalidOption, n, minHistory, maxHistory)
-		}
-		c.history = n
-		return nil
-	}
-}
-
-// WithMaxMembers caps the group's size (default 1024); the next Join fails
-// with ErrRelayFull. Relay only. With WithPlainText it caps the addresses
-// lines are forwarded to, and the names listed, and the one heard from
-// longest ago gives way to a new one.
-func WithMaxMembers(n int) Option {
-	return func(c *config) error {
-		if err := relayOnly(c, "WithMaxMembers"); err != nil {
-			return err
-		}
-		if n < 1 || n > maxMaxMembers {
-			return fmt.Errorf("%w: WithMaxMembers(%d): want 1 to %d", ErrInvalidOption, n, maxMaxMembers)
-		}
-		c.maxMembers = n
 		return nil
 	}
 }
@@ -323,32 +289,6 @@ func WithQueueSize(n int) Option {
 			return fmt.Errorf("%w: WithQueueSize(%d): want 1 to %d", ErrInvalidOption, n, maxHistory)
 		}
 		c.queueSize = n
-		return nil
-	}
-}
-
-// WithRateLimit limits each member's chat datagrams to messages per second
-// and bytes per second, with bursts of two seconds' worth (default 100
-// messages and 128 KiB). Relay only. The relay drops and counts what goes
-// beyond; a Member resends it later, so a member that sends too fast is
-// slowed down rather than losing messages, while a flood from a hostile
-// client is cut to the rate and leaves the others' share alone. 0 turns a
-// limit off; a byte rate must be at least 32753 (half the largest
-// datagram), so that a burst holds any datagram. With WithPlainText the
-// limits apply to each source address's lines, keepalives included.
-func WithRateLimit(messages, bytes int) Option {
-	return func(c *config) error {
-		if err := relayOnly(c, "WithRateLimit"); err != nil {
-			return err
-		}
-		if messages < 0 || bytes < 0 {
-			return fmt.Errorf("%w: WithRateLimit(%d, %d): want limits of 0 (none) or more", ErrInvalidOption, messages, bytes)
-		}
-		if bytes > 0 && bytes < maxBufferSize/2 {
-			// A burst must hold at least one datagram of any size.
-			return fmt.Errorf("%w: WithRateLimit(%d, %d): want at least %d bytes per second", ErrInvalidOption, messages, bytes, maxBufferSize/2)
-		}
-		c.rateMsgs, c.rateBytes = float64(messages), float64(bytes)
 		return nil
 	}
 }
@@ -437,22 +377,4 @@ func (c *config) sealOverhead() int {
 		return 0
 	}
 	return sealOverhead
-}
-
-// WithNameRule adds a rule for members' names, checked by the relay after
-// the built-in ones (1 to 32 bytes of UTF-8, no control or bidi characters, no ':',
-// no space at either end). A join whose name the rule refuses fails with
-// ErrInvalidName; with WithPlainText, a line from such a name is dropped
-// and counted in DroppedRejected. Relay only.
-func WithNameRule(rule func(name string) error) Option {
-	return func(c *config) error {
-		if err := relayOnly(c, "WithNameRule"); err != nil {
-			return err
-		}
-		if rule == nil {
-			return fmt.Errorf("%w: WithNameRule(nil)", ErrInvalidOption)
-		}
-		c.nameRule = rule
-		return nil
-	}
 }

@@ -2,6 +2,7 @@ package udpchat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -81,7 +82,10 @@ func (m *plainMember) handle(b []byte, now time.Time) {
 
 // send sends "name: text\n": with the newline, as nc sends lines, tools
 // that print what arrives show one line each.
-func (m *plainMember) send(ctx context.Context, text string) error {
+func (m *plainMember) send(ctx context.Context, to, text string) error {
+	if to != "" {
+		return fmt.Errorf("udpchat: private message to %q: %w in plain text", to, errors.ErrUnsupported)
+	}
 	if text == "" {
 		return fmt.Errorf("%w: an empty line only tells a plain relay that the member listens", ErrInvalidText)
 	}

@@ -191,6 +191,14 @@ func (r *plainRelay) sweep(now time.Time) {
 	}
 }
 
+// rooms lists the one room plain text has, if anyone is in it.
+func (r *plainRelay) rooms() []RoomInfo {
+	if len(r.names) == 0 {
+		return nil
+	}
+	return []RoomInfo{{Members: len(r.names)}}
+}
+
 // members lists the names heard within the expiry span.
 func (r *plainRelay) members() []MemberInfo {
 	out := make([]MemberInfo, 0, len(r.names))

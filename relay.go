@@ -52,7 +52,8 @@ type relayMode interface {
 	batchDone(now time.Time)
 	// sweep forgets whoever has been silent for the expiry span.
 	sweep(now time.Time)
-	members() []MemberInfo // sorted by name
+	members() []MemberInfo // sorted by room, then name
+	rooms() []RoomInfo     // sorted by name
 	count() int
 	// close tells whom it can that the relay is going away.
 	close()
@@ -250,11 +251,20 @@ func (r *Relay) groupSource() netip.Addr {
 // Addr returns the address the relay is bound to.
 func (r *Relay) Addr() net.Addr { return r.addr }
 
-// Members returns the current members, sorted by name.
+// Members returns the current members of every room, sorted by room and
+// then by name.
 func (r *Relay) Members() []MemberInfo {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.mode.members()
+}
+
+// Rooms returns the rooms that have members, sorted by name. A plain-text
+// relay has one, the main room "".
+func (r *Relay) Rooms() []RoomInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mode.rooms()
 }
 
 // Stats returns a snapshot of the relay's counters.

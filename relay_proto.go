@@ -242,3 +242,10 @@ func (r *protoRelay) sweep(now time.Time) {
 		r.remove(m, now)
 	}
 }
+
+func (r *protoRelay) rooms() []RoomInfo {
+	if r.sessions.len() == 0 {
+		return nil
+	}
+	return []RoomInfo{{Members: r.sessions.len()}}
+}

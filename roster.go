@@ -134,11 +134,11 @@ func (r *roster) intern(name []byte) string {
 }
 
 // list returns the members present, sorted by name.
-func (r *roster) list() []MemberInfo {
+func (r *roster) list(room string) []MemberInfo {
 	out := make([]MemberInfo, 0, len(r.entries))
 	for name, e := range r.entries {
 		if e.present {
-			out = append(out, MemberInfo{Name: name})
+			out = append(out, MemberInfo{Name: name, Room: room})
 		}
 	}
 	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })

@@ -9,9 +9,10 @@ import (
 	"unicode/utf8"
 )
 
-// Kind says what a Message is: KindChat, KindJoin or KindLeave, numbered
-// by the relay in the group's order; or KindLost or KindRejoined, the
-// member's own news about its link to the relay, with Seq 0.
+// Kind says what a Message is: KindChat, KindJoin, KindLeave or
+// KindPrivate, numbered by the relay in the room's order; or KindLost or
+// KindRejoined, the member's own news about its link to the relay, with
+// Seq 0.
 type Kind uint8
 
 // The kinds of Message a member receives.
@@ -25,6 +26,10 @@ const (
 	// restart, a member that was in the group and has not come back
 	// within the expiry span is reported as left with Seq 0.
 	KindLeave Kind = 3
+	// KindPrivate is a private message (see Member.SendTo): From said Text
+	// to To alone. Only the two of them receive it; it takes its Seq in
+	// the room's order, which the others' Receive skips (see doc.go).
+	KindPrivate Kind = 4
 	// KindLost says the member lost its relay: it went silent for the
 	// expiry span, or said it holds no session for the member (it
 	// restarted, expired the member, or closed). Text says which. The
@@ -37,7 +42,8 @@ const (
 	KindRejoined Kind = 6
 )
 
-// String returns "chat", "join", "leave", "lost", "rejoined" or "kind(N)".
+// String returns "chat", "join", "leave", "private", "lost", "rejoined"
+// or "kind(N)".
 func (k Kind) String() string {
 	switch k {
 	case KindChat:
@@ -46,6 +52,8 @@ func (k Kind) String() string {
 		return "join"
 	case KindLeave:
 		return "leave"
+	case KindPrivate:
+		return "private"
 	case KindLost:
 		return "lost"
 	case KindRejoined:
@@ -54,19 +62,27 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// Message is one entry of the group's conversation, as sequenced by the relay.
+// Message is one entry of a room's conversation, as sequenced by the relay.
 type Message struct {
-	Seq  uint64    // position in the relay's order; consecutive within one relay incarnation (see doc.go); 0 for KindLost and KindRejoined
-	Kind Kind      // chat, join, leave, or news about the member's own link
+	Seq  uint64    // position in the room's order; consecutive within one incarnation of the room, but for others' private messages (see doc.go); 0 for KindLost and KindRejoined
+	Kind Kind      // chat, join, leave, private, or news about the member's own link
 	From string    // the member's name, stamped by the relay
+	To   string    // for KindPrivate: the recipient; empty otherwise
 	Text string    // the chat text; empty for join and leave
 	Time time.Time // when the relay sequenced the message (relay clock); for Seq 0, when the member noticed (its clock)
 }
 
-// MemberInfo describes one member of the group.
+// MemberInfo describes one member of a room.
 type MemberInfo struct {
-	Name string   // the member's name, unique in the group
+	Name string   // the member's name, unique in its room
 	Addr net.Addr // the member's address as the relay sees it
+	Room string   // the member's room; "" is the main room
+}
+
+// RoomInfo describes one room of a relay.
+type RoomInfo struct {
+	Name    string // "" is the main room
+	Members int
 }
 
 // RelayStats are a relay's counters since NewRelay. Dropped* count
@@ -115,7 +131,8 @@ var (
 	ErrInvalidName      = errors.New("udpchat: invalid name")
 	ErrInvalidText      = errors.New("udpchat: invalid text")
 	ErrRelayUnreachable = errors.New("udpchat: relay unreachable")
-	ErrRelayFull        = errors.New("udpchat: relay has reached its member limit")
+	ErrRelayFull        = errors.New("udpchat: relay full")
+	ErrNoSuchMember     = errors.New("udpchat: no such member in the room")
 	ErrGap              = errors.New("udpchat: messages lost")
 	ErrInvalidOption    = errors.New("udpchat: invalid option")
 )
@@ -178,3 +195,15 @@ func checkName(name string) error {
 
 // nameRules says what a name may be, for the errors that refuse one.
 const nameRules = "a name is 1 to 32 bytes of UTF-8, with no control characters (bidi controls included), no ':' and no space at either end"
+
+// checkRoom enforces the room name rules: "" (the main room), or what
+// checkName allows.
+func checkRoom(room string) error {
+	if room == "" {
+		return nil
+	}
+	if err := checkName(room); err != nil {
+		return fmt.Errorf("room: %w", err)
+	}
+	return nil
+}
