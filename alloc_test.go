@@ -66,18 +66,25 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			}
 			for i := range 10 {
 				r.handleAt(seal(cookieJoin(r, member(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i))), member(i), now)
-				m := r.proto().sessions.byName[fmt.Sprint("m", i)]
+				m := r.proto().main().byName[fmt.Sprint("m", i)]
 				if m == nil {
 					t.Fatalf("m%d did not join", i)
 				}
-				r.proto().sessions.dsts[m.idx] = to
+				r.proto().main().dsts[m.idx] = to
 				sess = append(sess, m.session)
 			}
 			r.q.flush()
 			mseq := uint64(1)
+			// Steady state: the room's history has grown to its size and
+			// every slot holds a datagram of this size.
+			for range 2 * r.cfg.history {
+				r.handleAt(seal(appendChat(nil, sess[0], mseq, "", "hello there")), member(0), now)
+				r.q.flush()
+				mseq++
+			}
 			before, errs := r.stats.Sequenced, r.stats.DroppedSendErrors
 			allocs := testing.AllocsPerRun(200, func() {
-				r.handleAt(seal(appendChat(nil, sess[0], mseq, "hello there")), member(0), now)
+				r.handleAt(seal(appendChat(nil, sess[0], mseq, "", "hello there")), member(0), now)
 				r.q.flush()
 				mseq++
 			})
@@ -86,7 +93,7 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			}
 			// The chat datagram and its seal are built by the test, outside
 			// the relay: subtract them.
-			own := testing.AllocsPerRun(200, func() { seal(appendChat(nil, sess[0], mseq, "hello there")) })
+			own := testing.AllocsPerRun(200, func() { seal(appendChat(nil, sess[0], mseq, "", "hello there")) })
 			if allocs-own > 0 {
 				t.Errorf("the relay allocates %v times per chat fanned out to 10 members", allocs-own)
 			}
@@ -106,7 +113,8 @@ func TestMemberReceiveAllocates(t *testing.T) {
 	join(t, r, "alice") // a sender the member knows, as senders are
 	expect(t, m, KindJoin, "alice", "")
 	r.mu.Lock()
-	inc, speaker := r.proto().inc, r.proto().sessions.byName["alice"]
+	speaker := r.proto().main().byName["alice"]
+	inc := speaker.room.inc
 	r.mu.Unlock()
 	m.mu.Lock()
 	next := m.in.next
@@ -115,7 +123,7 @@ func TestMemberReceiveAllocates(t *testing.T) {
 	const runs = 500
 	ds := make([][]byte, runs+1)
 	for i := range ds {
-		ds[i] = appendDeliver(nil, inc, next+uint64(i), time.Now().UnixNano(), speaker.epoch, 1000+uint64(i), KindChat, "alice", []byte("hello there"))
+		ds[i] = appendDeliver(nil, inc, next+uint64(i), time.Now().UnixNano(), speaker.epoch, 1000+uint64(i), KindChat, "alice", "", []byte("hello there"))
 	}
 	ctx := context.Background()
 	i := 0

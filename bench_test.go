@@ -21,14 +21,14 @@ func BenchmarkEncodeDeliver(b *testing.B) {
 	b.ReportAllocs()
 	buf := make([]byte, 0, DefaultBufferSize)
 	for i := 0; b.Loop(); i++ {
-		buf = appendDeliver(buf[:0], 9, uint64(i), 1, 7, uint64(i), KindChat, "alice", benchText)
+		buf = appendDeliver(buf[:0], 9, uint64(i), 1, 7, uint64(i), KindChat, "alice", "", benchText)
 	}
 	b.SetBytes(int64(len(buf)))
 }
 
 func BenchmarkDecodeDeliver(b *testing.B) {
 	b.ReportAllocs()
-	d := appendDeliver(nil, 9, 3, 1, 7, 1, KindChat, "alice", benchText)
+	d := appendDeliver(nil, 9, 3, 1, 7, 1, KindChat, "alice", "", benchText)
 	b.SetBytes(int64(len(d)))
 	var p packet
 	for b.Loop() {
@@ -42,10 +42,10 @@ func BenchmarkSealDeliver(b *testing.B) {
 	b.ReportAllocs()
 	s := newSealer(mustKeyring(b, key1))
 	buf := make([]byte, sealOverhead+deliverHdrLen+5+len(benchText))
-	d := appendDeliver(buf[sealPrefix(s):sealPrefix(s)], 9, 3, 1, 7, 1, KindChat, "alice", benchText)
+	d := appendDeliver(buf[sealPrefix(s):sealPrefix(s)], 9, 3, 1, 7, 1, KindChat, "alice", "", benchText)
 	b.SetBytes(int64(len(d)))
 	for b.Loop() {
-		d = appendDeliver(buf[sealPrefix(s):sealPrefix(s)], 9, 3, 1, 7, 1, KindChat, "alice", benchText)
+		d = appendDeliver(buf[sealPrefix(s):sealPrefix(s)], 9, 3, 1, 7, 1, KindChat, "alice", "", benchText)
 		s.sealInPlace(buf[:0], len(d))
 	}
 }
@@ -80,7 +80,7 @@ func BenchmarkRelayFanout(b *testing.B) {
 					requireIPv6(b)
 				}
 				r, sess := fanoutRelay(b, n, rc.bind, rc.sink, rc.local)
-				from := r.proto().sessions.list[0].path.remote
+				from := r.proto().main().list[0].path.remote
 				chats := make([][]byte, 1024)
 				r.mu.Lock()
 				defer r.mu.Unlock()
@@ -89,7 +89,7 @@ func BenchmarkRelayFanout(b *testing.B) {
 					if i%len(chats) == 0 {
 						b.StopTimer()
 						for j := range chats {
-							chats[j] = appendChat(chats[j][:0], sess, uint64(i+j+1), string(benchText))
+							chats[j] = appendChat(chats[j][:0], sess, uint64(i+j+1), "", string(benchText))
 						}
 						b.StartTimer()
 					}
@@ -109,7 +109,7 @@ func BenchmarkRelayFanout(b *testing.B) {
 			}
 			defer c.Close()
 			sink := fanoutSink(b, "127.0.0.1:0")
-			d := appendDeliver(nil, 9, 3, 1, 7, 1, KindChat, "alice", benchText)
+			d := appendDeliver(nil, 9, 3, 1, 7, 1, KindChat, "alice", "", benchText)
 			b.ReportAllocs()
 			for b.Loop() {
 				for range n {
@@ -153,14 +153,14 @@ func fanoutRelay(b *testing.B, n int, bind, sink, local string) (*Relay, uint64)
 	for i := range n {
 		from := netip.AddrPortFrom(to.remote.Addr(), uint16(10000+i))
 		r.handleAt(cookieJoin(r, from, uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from, now)
-		m := r.proto().sessions.byName[fmt.Sprint("m", i)]
+		m := r.proto().main().byName[fmt.Sprint("m", i)]
 		if m == nil {
 			b.Fatalf("member %d did not join", i)
 		}
-		r.proto().sessions.dsts[m.idx] = to
+		r.proto().main().dsts[m.idx] = to
 		r.q.flush()
 	}
-	return r, r.proto().sessions.list[0].session
+	return r, r.proto().main().list[0].session
 }
 
 // BenchmarkMemberReceive measures a member's path for one message, from
@@ -178,8 +178,8 @@ func BenchmarkMemberReceive(b *testing.B) {
 	r.mu.Lock()
 	from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 2}), 9)
 	r.handleAt(cookieJoin(r, from, 1, 1, "speaker"), from, time.Now())
-	speaker := r.proto().sessions.byName["speaker"]
-	r.proto().sessions.dsts[speaker.idx] = udpPath{remote: fanoutSink(b, "127.0.0.1:0")}
+	speaker := r.proto().main().byName["speaker"]
+	r.proto().main().dsts[speaker.idx] = udpPath{remote: fanoutSink(b, "127.0.0.1:0")}
 	r.q.flush()
 	r.mu.Unlock()
 	if msg, err := m.Receive(ctx); err != nil || msg.Kind != KindJoin {

@@ -118,6 +118,17 @@ func (in *inbox) offer(seq uint64) (dup, keep bool) {
 	return false, seq-in.next < uint64(in.queue.cap())
 }
 
+// skip takes the relay's word that seq is a private message between other
+// members: its turn passes with nothing to receive. It reports whether
+// seq is a duplicate (taken, or held, already).
+func (in *inbox) skip(seq uint64) (dup bool) {
+	dup, keep := in.offer(seq)
+	if keep {
+		in.early[seq] = earlyMsg{msg: Message{Seq: seq}}
+	}
+	return dup
+}
+
 // hold keeps e until its turn.
 func (in *inbox) hold(e earlyMsg) { in.early[e.msg.Seq] = e }
 
@@ -136,6 +147,13 @@ func (in *inbox) advance(r *roster) (dups uint64) {
 		delete(in.early, in.next)
 		in.next++
 		switch {
+		case e.msg.Kind == 0:
+			continue // a SKIP: another's private message
+		case e.msg.Kind == KindPrivate:
+			if !in.firstCopy(e) {
+				dups++
+				continue
+			}
 		case e.msg.Kind != KindChat:
 			back := e.msg.Kind == KindJoin && e.mseq == joinBack && r.carries(e.msg.From)
 			r.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)

@@ -369,7 +369,7 @@ func TestGoneKeepsHeldMessages(t *testing.T) {
 	bob.mu.Unlock()
 	now := time.Now().UnixNano()
 	for s := n + 1; s <= n+5; s++ {
-		bob.handle(appendDeliver(nil, inc, s, now, 9, s, KindChat, "zed", []byte(fmt.Sprint(s))), netip.AddrPort{}, false)
+		bob.handle(appendDeliver(nil, inc, s, now, 9, s, KindChat, "zed", "", []byte(fmt.Sprint(s))), netip.AddrPort{}, false)
 	}
 	bob.handle(appendU64Pair(nil, tGone, inc, n, n+5), netip.AddrPort{}, false)
 	_, err := bob.Receive(ctxT(t))

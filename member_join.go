@@ -6,6 +6,7 @@ package udpchat
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -103,7 +104,9 @@ func (m *memberSession) relayError(p *packet, now time.Time) {
 		case codeNameTaken:
 			err = ErrNameTaken
 		case codeFull:
-			err = ErrRelayFull
+			err = fmt.Errorf("%w: member limit", ErrRelayFull)
+		case codeRoomsFull:
+			err = fmt.Errorf("%w: room limit, and room %q is not open", ErrRelayFull, m.cfg.room)
 		case codeBadName:
 			err = ErrInvalidName
 		default:
@@ -112,7 +115,7 @@ func (m *memberSession) relayError(p *packet, now time.Time) {
 		}
 		// On a rejoin the name may still be held by our own expired
 		// session for a while; keep trying for two expiry spans.
-		if !m.rejoinSince.IsZero() && err != ErrInvalidName && now.Sub(m.rejoinSince) < 2*m.expiry {
+		if !m.rejoinSince.IsZero() && !errors.Is(err, ErrInvalidName) && now.Sub(m.rejoinSince) < 2*m.expiry {
 			return
 		}
 		m.fail(fmt.Errorf("%w: joining as %q", err, m.name))
@@ -127,6 +130,8 @@ func (m *memberSession) relayError(p *packet, now time.Time) {
 		err = ErrMessageTooLarge
 	case codeInvalidText:
 		err = ErrInvalidText
+	case codeNoSuchMember:
+		err = ErrNoSuchMember
 	default:
 		err = fmt.Errorf("udpchat: relay refused the message (code %d)", p.code)
 	}

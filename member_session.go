@@ -51,8 +51,8 @@ func (m *memberSession) send(ctx context.Context, to, text string) error {
 	m.mu.Lock()
 	limit := min(m.cfg.bufferSize, m.maxDatagram)
 	m.mu.Unlock()
-	if size := deliverHdrLen + len(m.name) + len(text) + m.cfg.sealOverhead(); size > limit {
-		return fmt.Errorf("%w: %d bytes with header and name, limit %d", ErrMessageTooLarge, size, limit)
+	if size := deliverLen(m.name, to, len(text)) + m.cfg.sealOverhead(); size > limit {
+		return fmt.Errorf("%w: %d bytes with header and names, limit %d", ErrMessageTooLarge, size, limit)
 	}
 	select {
 	case m.out.window <- struct{}{}:
@@ -100,7 +100,7 @@ func (m *memberSession) send(ctx context.Context, to, text string) error {
 		return err
 	}
 	now := time.Now()
-	p := m.out.newChat(text)
+	p := m.out.newChat(to, text)
 	done := p.ch // p.done is cleared under m.mu once answered
 	if m.out.add(p) && m.state == stateJoined {
 		m.sendChat(p, now)
@@ -228,6 +228,14 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 		}
 	case tGone:
 		m.gone(p.ranges[0][0], p.ranges[0][1], now)
+	case tSkip:
+		// A private message between others took the seq: nothing to
+		// receive, and nothing lost.
+		if m.in.skip(p.seq) {
+			m.stats.Duplicates++
+			return
+		}
+		m.advance(now)
 	case tChallenge:
 		// Our datagrams reach the relay from a new address (a NAT gave
 		// us a new mapping): the answer, from there, moves our session.
@@ -265,7 +273,7 @@ func (m *memberSession) notify(kind Kind, from, text string, now time.Time) {
 
 // deliver takes a deliver datagram into the ordered stream.
 func (m *memberSession) deliver(p *packet, now time.Time) {
-	if p.kind == KindChat && p.epoch == m.out.epoch && p.seq >= m.in.ackFrom && string(p.name) == m.name {
+	if (p.kind == KindChat || p.kind == KindPrivate) && p.epoch == m.out.epoch && p.seq >= m.in.ackFrom && string(p.name) == m.name {
 		m.ack(p.mseq, p.seq, now)
 	}
 	dup, keep := m.in.offer(p.seq)
@@ -279,6 +287,7 @@ func (m *memberSession) deliver(p *packet, now time.Time) {
 				Seq:  p.seq,
 				Kind: p.kind,
 				From: m.roster.intern(p.name),
+				To:   m.privateTo(p),
 				Text: string(p.text),
 				Time: time.Unix(0, p.unixNano),
 			},
@@ -287,6 +296,18 @@ func (m *memberSession) deliver(p *packet, now time.Time) {
 		})
 	}
 	m.advance(now)
+}
+
+// privateTo returns the recipient of a private message: our own name, or
+// the name of the member we sent it to.
+func (m *memberSession) privateTo(p *packet) string {
+	switch {
+	case p.kind != KindPrivate:
+		return ""
+	case string(p.to) == m.name:
+		return m.name
+	}
+	return m.roster.intern(p.to)
 }
 
 // advance moves messages that are next in order into the queue while it
@@ -366,7 +387,7 @@ func (m *memberSession) sendChat(c *pendingChat, now time.Time) {
 	// Built after room for the seal's header, and sealed where it lies:
 	// a chat costs one allocation, the datagram.
 	p := sealPrefix(m.sealer)
-	m.writePrefixed(appendChat(make([]byte, p, p+chatHdrLen+len(c.text)+16), m.session, c.mseq, c.text))
+	m.writePrefixed(appendChat(make([]byte, p, p+chatHdrLen+len(c.to)+len(c.text)+16), m.session, c.mseq, c.to, c.text))
 	if m.out.sent(c, now) {
 		m.stats.Retransmitted++
 	}
@@ -392,7 +413,7 @@ func (m *memberSession) tick(now time.Time) time.Duration {
 			return time.Hour
 		}
 		if !now.Before(m.joinNext) {
-			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+64), m.session, m.nonce, m.inc, m.out.epoch, m.out.first(), &m.cookie, m.name))
+			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+2*maxNameLen), m.session, m.nonce, m.inc, m.out.epoch, m.out.first(), &m.cookie, m.name, m.cfg.room))
 			m.joinNext = now.Add(m.joinBackoff)
 			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
 		}

@@ -35,6 +35,7 @@ type outbox struct {
 // that it can be resent to a new relay if this one dies first.
 type pendingChat struct {
 	mseq      uint64
+	to        string // the recipient of a private message; "" for the room
 	text      string
 	ch        chan error // the chat's own answer channel, buffered, kept across reuse
 	done      chan error // ch while a Send waits for the answer; nil once answered
@@ -67,9 +68,10 @@ func (o *outbox) full() bool { return len(o.chats) >= o.cap() }
 // nearlyFull reports whether the outbox is three quarters full.
 func (o *outbox) nearlyFull() bool { return 4*len(o.chats) >= 3*o.cap() }
 
-// newChat returns a chat for text, ready for add: a pruned one if there is
-// one, so that a busy sender allocates none.
-func (o *outbox) newChat(text string) *pendingChat {
+// newChat returns a chat for text (to the member called to, if set), ready
+// for add: a pruned one if there is one, so that a busy sender allocates
+// none.
+func (o *outbox) newChat(to, text string) *pendingChat {
 	var c *pendingChat
 	if n := len(o.free); n > 0 {
 		c, o.free[n-1] = o.free[n-1], nil
@@ -87,7 +89,7 @@ func (o *outbox) newChat(text string) *pendingChat {
 	if c.ch == nil {
 		c.ch = make(chan error, 1)
 	}
-	c.text, c.done, c.rto = text, c.ch, o.rto()
+	c.to, c.text, c.done, c.rto = to, text, c.ch, o.rto()
 	return c
 }
 

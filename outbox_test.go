@@ -356,14 +356,14 @@ func TestOutboxReuseKeepsUntakenAnswers(t *testing.T) {
 	o := newOutbox()
 	o.history = 64
 	o.window <- struct{}{} // A's place, as Send takes it
-	a := o.newChat("too large")
+	a := o.newChat("", "too large")
 	o.add(a)
 	aDone := a.done
 	if !o.refuse(a.mseq, ErrMessageTooLarge) { // refused, and pruned at once
 		t.Fatal("refuse found no chat")
 	}
 	o.window <- struct{}{}
-	b := o.newChat("next") // reuses a's struct
+	b := o.newChat("", "next") // reuses a's struct
 	if b == a && b.ch == aDone {
 		t.Fatal("the reused chat shares the channel that holds A's answer")
 	}
@@ -388,7 +388,7 @@ func TestOutboxRoundTrip(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	for i := range 20 { // confirmations that take 200ms: a long fan-out
 		o.window <- struct{}{}
-		c := o.newChat("x")
+		c := o.newChat("", "x")
 		o.add(c)
 		at := t0.Add(time.Duration(i) * time.Second)
 		o.sent(c, at)
@@ -399,7 +399,7 @@ func TestOutboxRoundTrip(t *testing.T) {
 	}
 	// A chat sent twice says nothing of the round trip (Karn).
 	o.window <- struct{}{}
-	c := o.newChat("y")
+	c := o.newChat("", "y")
 	o.add(c)
 	o.sent(c, t0)
 	o.sent(c, t0.Add(time.Second))

@@ -16,6 +16,8 @@ type plainRelay struct {
 	cfg      *config
 	addr     *net.UDPAddr // the relay's own
 	q        *sendQueue
+	hist     *history // where each line waits for the flush
+	group    udpPath  // WithBroadcast's target; remote invalid without
 	stats    *RelayStats
 	limit    *rateLimiter
 	sources  map[netip.AddrPort]*plainSource
@@ -24,11 +26,13 @@ type plainRelay struct {
 	localIPs []netip.Addr // of this host, for a relay bound to a wildcard address
 }
 
-func newPlainRelay(cfg *config, addr *net.UDPAddr, q *sendQueue, stats *RelayStats, limit *rateLimiter) *plainRelay {
+func newPlainRelay(cfg *config, addr *net.UDPAddr, q *sendQueue, stats *RelayStats, limit *rateLimiter, group udpPath) *plainRelay {
 	r := &plainRelay{
 		cfg:     cfg,
 		addr:    addr,
 		q:       q,
+		hist:    newHistory(cfg.history, cfg.bufferSize),
+		group:   group,
 		stats:   stats,
 		limit:   limit,
 		sources: make(map[netip.AddrPort]*plainSource),
@@ -85,7 +89,7 @@ func (r *plainRelay) handle(b []byte, path udpPath, now time.Time) {
 		debugDrop(r.cfg.logger, "name refused by the name rule", from)
 		return
 	}
-	if !r.q.group.remote.IsValid() && r.isSelf(from) {
+	if !r.group.remote.IsValid() && r.isSelf(from) {
 		// Forged: were the relay to send to itself, each line would come
 		// back to be forwarded again. (In broadcast mode the classic
 		// clients share the relay's port and send from its address.)
@@ -122,8 +126,8 @@ func (r *plainRelay) handle(b []byte, path udpPath, now time.Time) {
 	if len(text) == 0 {
 		return // "name:" says only that its sender listens
 	}
-	_, buf := r.q.next()
-	r.q.fanout(append(buf, b...), r.dsts)
+	_, buf := r.q.next(r.hist, len(b))
+	r.q.fanout(r.hist, append(buf, b...), r.dsts, r.group)
 }
 
 // isSelf reports whether addr is the relay's own.

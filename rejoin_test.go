@@ -280,7 +280,7 @@ func expireWhileDeaf(t *testing.T, r *Relay, alice, bob *Member, text string) <-
 	expect(t, bob, KindChat, alice.Name(), text)
 	r.mu.Lock()
 	r.stats.Expired++
-	r.proto().remove(r.proto().sessions.byName[alice.Name()], time.Now())
+	r.proto().remove(r.proto().main().byName[alice.Name()], time.Now())
 	r.q.flush()
 	r.mu.Unlock()
 	expect(t, bob, KindLeave, alice.Name(), "")

@@ -38,6 +38,7 @@ type Relay struct {
 	mode    relayMode    // the protocol, or plain text
 	q       *sendQueue   // writes: through the fan-out twin, or bc
 	limit   *rateLimiter // shared by the modes' senders
+	group   udpPath      // WithBroadcast's target; remote invalid without
 	stats   RelayStats
 }
 
@@ -134,7 +135,7 @@ func (r *Relay) open(c net.PacketConn) error {
 	if err := setBuffers(c, cfg); err != nil {
 		return fmt.Errorf("udpchat: relay socket: %w", err)
 	}
-	r.q = newSendQueue(r.bc, cfg.history, cfg.bufferSize, s, &r.stats, cfg.logger)
+	r.q = newSendQueue(r.bc, cfg.bufferSize, s, &r.stats, cfg.logger)
 	var took []inDatagram
 	if !cfg.sharesPort() {
 		if r.fan, took, err = openFanout(r.conn, cfg); err != nil {
@@ -154,9 +155,9 @@ func (r *Relay) open(c net.PacketConn) error {
 		}
 	}
 	if cfg.plainText {
-		r.mode = newPlainRelay(cfg, r.addr, r.q, &r.stats, r.limit)
+		r.mode = newPlainRelay(cfg, r.addr, r.q, &r.stats, r.limit, r.group)
 	} else {
-		r.mode = newProtoRelay(cfg, r.q, &r.stats, r.limit, r.groupSource())
+		r.mode = newProtoRelay(cfg, r.q, &r.stats, r.limit, r.group, r.groupSource())
 	}
 	// What reached the twin before it was connected was for the relay.
 	r.mu.Lock()
@@ -173,12 +174,12 @@ func (r *Relay) open(c net.PacketConn) error {
 func (r *Relay) setupGroup() error {
 	b := r.cfg.broadcast
 	ga, _ := netip.AddrFromSlice(b.IP)
-	r.q.group = udpPath{remote: netip.AddrPortFrom(ga.Unmap(), uint16(b.Port))}
+	r.group = udpPath{remote: netip.AddrPortFrom(ga.Unmap(), uint16(b.Port))}
 	if !b.IP.IsMulticast() {
 		if r.addr.IP.IsUnspecified() {
 			// Pinned, so that the source members are told of in WELCOME
 			// is the one the copies come from.
-			if r.q.group.local = broadcastSource(b.IP); !r.q.group.local.IsValid() {
+			if r.group.local = broadcastSource(b.IP); !r.group.local.IsValid() {
 				return fmt.Errorf("%w: relay broadcast to %s: no address of this host is in its subnet", ErrInvalidOption, b)
 			}
 		}
@@ -194,13 +195,13 @@ func (r *Relay) setupGroup() error {
 		return fmt.Errorf("%w: relay multicast to %s: interface %s has no MULTICAST flag", ErrInvalidOption, b, ifi.Name)
 	}
 	if r.addr.IP.IsUnspecified() {
-		if r.q.group.local = interfaceSource(ifi, ga.Is4()); !r.q.group.local.IsValid() {
+		if r.group.local = interfaceSource(ifi, ga.Is4()); !r.group.local.IsValid() {
 			return fmt.Errorf("%w: relay multicast to %s: interface %s has no address of the group's family to send from", ErrInvalidOption, b, ifi.Name)
 		}
 	}
 	if ga.IsLinkLocalMulticast() && ga.Is6() {
 		// A link-scope group is the interface's: the zone says which.
-		r.q.group.remote = netip.AddrPortFrom(ga.WithZone(strconv.Itoa(ifi.Index)), uint16(b.Port))
+		r.group.remote = netip.AddrPortFrom(ga.WithZone(strconv.Itoa(ifi.Index)), uint16(b.Port))
 	}
 	for _, c := range []net.PacketConn{r.conn, r.fan} {
 		if c == nil {
@@ -241,8 +242,8 @@ func setMulticast(c net.PacketConn, v4 bool, ifi *net.Interface) error {
 // members are told in WELCOME: the relay's own, or the one pinned for a
 // relay bound to a wildcard address.
 func (r *Relay) groupSource() netip.Addr {
-	if r.q.group.local.IsValid() || !r.q.group.remote.IsValid() {
-		return r.q.group.local
+	if r.group.local.IsValid() || !r.group.remote.IsValid() {
+		return r.group.local
 	}
 	a, _ := netip.AddrFromSlice(r.addr.IP)
 	return a.Unmap()

@@ -1,6 +1,7 @@
 package udpchat
 
-// A member's chats, repairs and roster requests, on the relay.
+// A member's chats and private messages, repairs and roster requests, on
+// the relay.
 
 import (
 	"time"
@@ -36,7 +37,8 @@ func (r *protoRelay) handleChat(m *relayMember, p *packet, now time.Time) {
 			if m.ahead == nil {
 				m.ahead = make(map[uint64][]byte)
 			}
-			m.ahead[p.mseq] = append([]byte(nil), p.text...)
+			// Kept as it came: the recipient's name, then the text.
+			m.ahead[p.mseq] = append(appendName(nil, string(p.to)), p.text...)
 			r.stats.Reordered++
 		}
 		// Telling the member where the relay stands lets it resend the
@@ -44,26 +46,36 @@ func (r *protoRelay) handleChat(m *relayMember, p *packet, now time.Time) {
 		r.sendStatus(m)
 		return
 	}
-	r.acceptChat(m, p.mseq, p.text, now)
+	r.acceptChat(m, p.mseq, p.to, p.text, now)
 	for len(m.ahead) > 0 {
-		text, ok := m.ahead[m.nextMseq]
+		b, ok := m.ahead[m.nextMseq]
 		if !ok {
 			break
 		}
 		delete(m.ahead, m.nextMseq)
-		r.acceptChat(m, m.nextMseq, text, now)
+		to, text, _ := splitName(b)
+		r.acceptChat(m, m.nextMseq, to, text, now)
 	}
 }
 
-// acceptChat sequences the member's next chat or refuses it; either way
-// the member seq is used up.
-func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, text []byte, now time.Time) {
+// acceptChat sequences the member's next chat (to the room, or to the
+// member called to) or refuses it; either way the member seq is used up.
+func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, to, text []byte, now time.Time) {
 	m.nextMseq++
+	var dst *relayMember
+	if len(to) > 0 {
+		if dst = m.room.members.byName[string(to)]; dst == nil {
+			r.refuse(m, mseq, codeNoSuchMember)
+			return
+		}
+	}
 	switch {
 	case !utf8.Valid(text):
 		r.refuse(m, mseq, codeInvalidText)
-	case deliverHdrLen+len(m.name)+len(text)+r.cfg.sealOverhead() > r.cfg.bufferSize:
+	case deliverLen(m.name, string(to), len(text))+r.cfg.sealOverhead() > r.cfg.bufferSize:
 		r.refuse(m, mseq, codeTooLarge)
+	case dst != nil:
+		r.sequencePrivate(m, dst, mseq, text, now)
 	default:
 		r.sequence(KindChat, m, mseq, text, now)
 	}
@@ -72,28 +84,31 @@ func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, text []byte, now ti
 func (r *protoRelay) refuse(m *relayMember, mseq uint64, code byte) {
 	r.stats.DroppedRejected++
 	m.refused, m.refusedAs = mseq, code
-	r.q.reply(m.path, appendError(r.q.replyBuf(headerLen+9), r.inc, code, mseq))
+	r.q.reply(m.path, appendError(r.q.replyBuf(headerLen+9), m.room.inc, code, mseq))
 }
 
 func (r *protoRelay) sendStatus(m *relayMember) {
-	r.q.reply(m.path, appendStatus(r.q.replyBuf(headerLen+32), r.inc, r.q.seq, m.nextMseq-1, r.stable, r.prunable))
+	rm := m.room
+	r.q.reply(m.path, appendStatus(r.q.replyBuf(headerLen+32), rm.inc, rm.hist.seq, m.nextMseq-1, rm.stable, rm.prunable))
 }
 
 func (r *protoRelay) handleNack(m *relayMember, p *packet, now time.Time) {
 	budget := r.limit.repairs(&m.buckets, maxRepairPerNak, now)
 	start := budget
 	defer func() { r.limit.spendRepairs(&m.buckets, start-budget) }()
-	oldest := r.q.oldestSeq()
+	rm := m.room
+	h := rm.hist
+	oldest := h.oldest()
 	for _, rg := range p.ranges[:p.nranges] {
-		first, last := rg[0], min(rg[1], r.q.seq)
+		first, last := rg[0], min(rg[1], h.seq)
 		if first < oldest {
 			// Everything before oldest is gone, not just what was asked
 			// for: the member skips the whole loss at once.
-			r.q.reply(m.path, appendU64Pair(r.q.replyBuf(headerLen+16), tGone, r.inc, first, oldest-1))
+			r.q.reply(m.path, appendU64Pair(r.q.replyBuf(headerLen+16), tGone, rm.inc, first, oldest-1))
 			first = oldest
 		}
 		for s := first; s <= last && budget > 0; s++ {
-			r.q.resend(s, m.path)
+			r.q.resend(h, s, h.forMember(s, m.name, m.epoch), m.path)
 			r.stats.Retransmitted++
 			budget--
 		}
@@ -101,10 +116,11 @@ func (r *protoRelay) handleNack(m *relayMember, p *packet, now time.Time) {
 }
 
 func (r *protoRelay) handleRosterReq(m *relayMember, after []byte) {
-	names := r.sessions.namesAfter(string(after))
+	rm := m.room
+	names := rm.members.namesAfter(string(after))
 	// A page holds as many names as fit the buffer.
 	b := r.q.replyBuf(r.cfg.bufferSize)
-	b = appendRosterHeader(b, r.inc, r.q.seq, false, after)
+	b = appendRosterHeader(b, rm.inc, rm.hist.seq, false, after)
 	moreAt := len(b) - 2 - len(after)
 	i := 0
 	for ; i < len(names) && len(b)+1+len(names[i])+r.cfg.sealOverhead() <= r.cfg.bufferSize; i++ {

@@ -1,10 +1,12 @@
 package udpchat
 
 // Joining, on the relay: a stateless cookie round trip proves the joiner
-// receives at its address; then the name is checked, the session made (or
-// renewed, for the same member again) and the join announced.
+// receives at its address; then the room and name are checked, the session
+// made (or renewed, for the same member again) and the join announced in
+// the room.
 
 import (
+	"net/netip"
 	"time"
 )
 
@@ -27,10 +29,11 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 		r.stats.DroppedRejected++
 		r.q.reply(src, appendError(r.q.replyBuf(headerLen+9), r.inc, code, p.nonce))
 	}
-	if m := r.sessions.byName[string(p.name)]; m != nil {
+	rm := r.byRoom[string(p.room)]
+	if m := rm.member(p.name); m != nil {
 		// The same member proves it from a new address by the session it
 		// held: its NAT moved it while it had lost track of the relay.
-		moved := m.path.remote != src.remote && p.prevInc == r.inc && p.id == m.session
+		moved := m.path.remote != src.remote && p.prevInc == rm.inc && p.id == m.session
 		switch {
 		case m.path.remote != src.remote && (!moved || m.epoch != p.epoch):
 			// Another Member (an epoch of its own) may not take the name
@@ -58,7 +61,7 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 				r.stats.Migrated++
 				r.cfg.logger.Info("udpchat member moved", "name", m.name, "from", m.path.remote, "to", src.remote)
 			}
-			r.sessions.move(m, src)
+			rm.members.move(m, src)
 			r.sendWelcome(m)
 			return
 		}
@@ -66,12 +69,16 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 		r.remove(m, now)
 	}
 	name := string(p.name)
-	if err := checkName(name); err != nil || (r.cfg.nameRule != nil && r.cfg.nameRule(name) != nil) {
+	if err := checkName(name); err != nil || (r.cfg.nameRule != nil && r.cfg.nameRule(name) != nil) || checkRoom(string(p.room)) != nil {
 		refuse(codeBadName)
 		return
 	}
-	if r.sessions.len() >= r.cfg.maxMembers {
+	if len(r.sessions) >= r.cfg.maxMembers {
 		refuse(codeFull)
+		return
+	}
+	if rm == nil && len(r.byRoom) >= r.cfg.maxRooms {
+		refuse(codeRoomsFull)
 		return
 	}
 	if r.cookies.used(p.nonce) {
@@ -82,26 +89,33 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 		return
 	}
 	r.cookies.record(p.nonce)
+	if rm == nil {
+		rm = newRoom(string(p.room), r.cfg.history, r.cfg.bufferSize, udpPath{})
+		if rm.name == "" {
+			rm.group = r.group
+		}
+		r.byRoom[rm.name] = rm
+	}
 	// A new member has everything before its join. A member coming back
-	// to this relay (it was expired) keeps its place and reports it in its
+	// to this room (it was expired) keeps its place and reports it in its
 	// next heartbeat; until then it must not move stable on.
-	joinSeq, progress, knows := r.q.seq+1, r.q.seq, r.stable
+	joinSeq, progress, knows := rm.hist.seq+1, rm.hist.seq, rm.stable
 	switch {
-	case p.prevInc == r.inc:
-		progress, knows = r.stable, 0
+	case p.prevInc == rm.inc:
+		progress, knows = rm.stable, 0
 	case p.prevInc != 0:
-		// A member of the relay this one replaced: it has seen none of
-		// this incarnation's messages, so it starts from the first. What
-		// history no longer holds it learns through GONE.
+		// A member of the relay this one replaced, or of the room before
+		// it emptied: it has seen none of this incarnation's messages, so
+		// it starts from the first. What history no longer holds it learns
+		// through GONE.
 		joinSeq, progress, knows = 1, 0, 0
 	}
 	// A member that comes back resends the chats it keeps: those this
-	// relay sequenced before are confirmed, not sequenced again.
+	// relay sequenced before are confirmed, not sequenced again. (Only
+	// this relay knows the session the JOIN names.)
 	nextMseq := p.mseq
-	if p.prevInc == r.inc {
-		if n, ok := r.departed.rejoin(p.id, p.epoch); ok {
-			nextMseq = max(nextMseq, n)
-		}
+	if n, ok := r.departed.rejoin(p.id, p.epoch); ok {
+		nextMseq = max(nextMseq, n)
 	}
 	m := &relayMember{
 		name:      name,
@@ -117,23 +131,30 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 		nextMseq:  nextMseq,
 		buckets:   r.limit.join(src.remote.Addr(), name, now),
 		lastHeard: now,
+		room:      rm,
 	}
-	r.sessions.add(m)
+	r.sessions[m.session] = m
+	rm.members.add(m)
 	// The welcome goes out before the join event, so the member knows its
 	// session when the event arrives.
 	r.sendWelcome(m)
 	// A member of the relay this one replaced is marked as coming back:
 	// members that still list it from before take its join silently.
 	var back uint64
-	if p.prevInc != 0 && p.prevInc != r.inc {
+	if p.prevInc != 0 && p.prevInc != rm.inc {
 		back = joinBack
 	}
 	r.sequence(KindJoin, m, back, nil, now)
-	r.cfg.logger.Info("udpchat member joined", "name", name, "addr", src.remote)
+	r.cfg.logger.Info("udpchat member joined", "name", name, "room", rm.name, "addr", src.remote)
 }
 
 func (r *protoRelay) sendWelcome(m *relayMember) {
-	b := appendWelcome(r.q.replyBuf(welcomeLen), r.inc, m.nonce, m.session, m.joinSeq,
-		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, r.q.group.remote, r.groupSrc)
+	rm := m.room
+	var src netip.Addr
+	if rm.group.remote.IsValid() {
+		src = r.groupSrc
+	}
+	b := appendWelcome(r.q.replyBuf(welcomeLen), rm.inc, m.nonce, m.session, m.joinSeq,
+		r.cfg.heartbeat, r.cfg.expiry, r.cfg.history, r.cfg.bufferSize, rm.group.remote, src)
 	r.q.reply(m.path, b)
 }

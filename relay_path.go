@@ -80,7 +80,7 @@ func (r *protoRelay) otherPath(m *relayMember, p *packet, from udpPath, size int
 	if pr.budget >= n && now.Sub(pr.sent) >= challengeGap {
 		pr.budget -= n
 		pr.sent = now
-		r.q.reply(from, appendToken(r.q.replyBuf(tokenLen), tChallenge, r.inc, pr.token))
+		r.q.reply(from, appendToken(r.q.replyBuf(tokenLen), tChallenge, m.room.inc, pr.token))
 	}
 }
 
@@ -89,7 +89,7 @@ func (r *protoRelay) otherPath(m *relayMember, p *packet, from udpPath, size int
 // what went to its old address meanwhile.
 func (r *protoRelay) migrate(m *relayMember, to udpPath, now time.Time) {
 	old := m.path.remote
-	r.sessions.move(m, to)
+	m.room.members.move(m, to)
 	m.lastHeard = now
 	r.stats.Migrated++
 	r.sendStatus(m)

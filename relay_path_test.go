@@ -38,7 +38,7 @@ func newPathRelay(t *testing.T) *pathRelay {
 	r.q.w = w
 	pr := &pathRelay{t: t, r: r, w: w, now: time.Now()}
 	pr.send(cookieJoin(r, pathHome, 1, aliceEpoch, "alice"), pathHome)
-	if pr.alice = r.proto().sessions.byName["alice"]; pr.alice == nil {
+	if pr.alice = r.proto().main().byName["alice"]; pr.alice == nil {
 		t.Fatal("alice did not join")
 	}
 	return pr
@@ -80,7 +80,7 @@ func (pr *pathRelay) wantAt(want netip.AddrPort, migrated uint64) {
 	if got := pr.alice.path.remote; got != want {
 		pr.t.Errorf("alice at %s, want %s", got, want)
 	}
-	if got := pr.r.proto().sessions.dsts[pr.alice.idx].remote; got != want {
+	if got := pr.r.proto().main().dsts[pr.alice.idx].remote; got != want {
 		pr.t.Errorf("alice's fan-out goes to %s, want %s", got, want)
 	}
 	if got := pr.r.stats.Migrated; got != migrated {
@@ -149,7 +149,7 @@ func TestRejoinMovesSession(t *testing.T) {
 	token := pr.challenge(pathThird)
 	rejoin := func(from netip.AddrPort, nonce, epoch uint64) []sent {
 		_, c := pr.r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, pr.now)
-		return pr.send(appendJoin(nil, pr.alice.session, nonce, pr.r.proto().inc, epoch, 1, &c, "alice"), from)
+		return pr.send(appendJoin(nil, pr.alice.session, nonce, pr.alice.room.inc, epoch, 1, &c, "alice", ""), from)
 	}
 
 	sent := rejoin(pathMoved, 2, aliceEpoch+1)

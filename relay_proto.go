@@ -1,34 +1,36 @@
 package udpchat
 
 import (
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 )
 
 // protoRelay is the relay's side of the udpchat protocol: it admits
-// members (relay_join.go), sequences their chats and repairs their losses
-// (relay_chat.go), expires the silent, and works out which messages every
-// member has. The Relay runs it under its mutex; it sends through the
-// Relay's send queue.
+// members to their rooms (relay_join.go), sequences their chats and
+// repairs their losses (relay_chat.go), expires the silent, and works out
+// which messages every member of a room has (room.go). The Relay runs it
+// under its mutex; it sends through the Relay's send queue.
 type protoRelay struct {
-	cfg       *config
-	inc       uint64 // incarnation: random per NewRelay, so members notice a restart
-	q         *sendQueue
-	stats     *RelayStats
-	limit     *rateLimiter
-	cookies   *cookieJar
-	sessions  *sessionTable
-	departed  departedOrigins // how far members who left were sequenced
-	stable    uint64          // every member has every seq up to this (or history lost it)
-	prunable  uint64          // every member knows stable reached this: senders may forget it
-	unsettled bool            // a progress report came since stable and prunable were worked out
-	owed      []*relayMember  // members whose reports the end of the batch answers
-	opened    []byte          // an opened datagram, with a key
-	groupSrc  netip.Addr      // where the group's copies come from, for WELCOME
+	cfg      *config
+	inc      uint64 // incarnation: random per NewRelay, in what it sends before a session exists
+	q        *sendQueue
+	stats    *RelayStats
+	limit    *rateLimiter
+	cookies  *cookieJar
+	sessions map[uint64]*relayMember // every room's members, by session
+	byRoom   map[string]*room        // the rooms that have members
+	departed departedOrigins         // how far members who left were sequenced
+	owed     []*relayMember          // members whose reports the end of the batch answers
+	opened   []byte                  // an opened datagram, with a key
+	group    udpPath                 // the broadcast or multicast target of the main room; remote invalid if none
+	groupSrc netip.Addr              // where the group's copies come from, for WELCOME
 }
 
-func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimiter, groupSrc netip.Addr) *protoRelay {
+func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimiter, group udpPath, groupSrc netip.Addr) *protoRelay {
 	r := &protoRelay{
 		cfg:      cfg,
 		inc:      randomID(),
@@ -36,7 +38,9 @@ func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimi
 		stats:    stats,
 		limit:    limit,
 		cookies:  newCookieJar(),
-		sessions: newSessionTable(),
+		sessions: make(map[uint64]*relayMember),
+		byRoom:   make(map[string]*room),
+		group:    group,
 		groupSrc: groupSrc,
 	}
 	if cfg.keys != nil {
@@ -45,22 +49,44 @@ func newProtoRelay(cfg *config, q *sendQueue, stats *RelayStats, limit *rateLimi
 	return r
 }
 
-func (r *protoRelay) count() int { return r.sessions.len() }
+func (r *protoRelay) count() int { return len(r.sessions) }
 
 func (r *protoRelay) members() []MemberInfo {
-	out := make([]MemberInfo, 0, r.sessions.len())
-	for _, n := range r.sessions.names {
-		m := r.sessions.byName[n]
-		out = append(out, MemberInfo{Name: n, Addr: net.UDPAddrFromAddrPort(m.path.remote)})
+	out := make([]MemberInfo, 0, len(r.sessions))
+	for _, rm := range r.sortedRooms() {
+		for _, n := range rm.members.names {
+			m := rm.members.byName[n]
+			out = append(out, MemberInfo{Name: n, Addr: net.UDPAddrFromAddrPort(m.path.remote), Room: rm.name})
+		}
 	}
 	return out
 }
 
+func (r *protoRelay) rooms() []RoomInfo {
+	rooms := r.sortedRooms()
+	out := make([]RoomInfo, len(rooms))
+	for i, rm := range rooms {
+		out[i] = RoomInfo{Name: rm.name, Members: rm.members.len()}
+	}
+	return out
+}
+
+func (r *protoRelay) sortedRooms() []*room {
+	rooms := slices.Collect(maps.Values(r.byRoom))
+	slices.SortFunc(rooms, func(a, b *room) int { return strings.Compare(a.name, b.name) })
+	return rooms
+}
+
 // close tells every member that the relay is going away.
 func (r *protoRelay) close() {
-	for _, m := range r.sessions.list {
-		r.q.reply(m.path, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
+	for _, m := range r.sessions {
+		r.sendBye(m)
 	}
+}
+
+// sendBye tells m the relay holds its session no more.
+func (r *protoRelay) sendBye(m *relayMember) {
+	r.q.reply(m.path, appendBye(r.q.replyBuf(byeLen), m.room.inc, m.session))
 }
 
 // handle takes one datagram: counted, and no larger than the buffer.
@@ -99,7 +125,7 @@ func (r *protoRelay) handle(b []byte, from udpPath, now time.Time) {
 		debugDrop(r.cfg.logger, "relay-bound datagram of a member-bound type", from.remote)
 		return
 	}
-	m := r.sessions.bySession[p.id]
+	m := r.sessions[p.id]
 	if m == nil {
 		r.stats.DroppedUnknown++
 		debugDrop(r.cfg.logger, "unknown session", from.remote)
@@ -133,13 +159,14 @@ func (r *protoRelay) handle(b []byte, from udpPath, now time.Time) {
 	case tChat:
 		r.handleChat(m, &p, now)
 	case tHeartbeat:
-		if p.seq > m.progress && p.seq <= r.q.seq+1 {
+		rm := m.room
+		if p.seq > m.progress && p.seq <= rm.hist.seq+1 {
 			m.progress = p.seq - 1
 		}
-		m.knows = max(m.knows, min(p.stable, r.stable))
+		m.knows = max(m.knows, min(p.stable, rm.stable))
 		// The answer waits for the end of the batch, where stable and
 		// prunable are worked out once for all the batch's reports.
-		r.unsettled = true
+		rm.unsettled = true
 		if !m.owed {
 			m.owed = true
 			r.owed = append(r.owed, m)
@@ -153,40 +180,69 @@ func (r *protoRelay) handle(b []byte, from udpPath, now time.Time) {
 		}
 		r.handleRosterReq(m, p.name)
 	case tLeave:
-		r.q.reply(m.path, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
+		r.sendBye(m)
 		r.remove(m, now)
 	}
 }
 
-// sequence assigns the next seq to a message, keeps it in history and fans
-// it out to every member.
+// sequence assigns the next seq of from's room to a message, keeps it in
+// the room's history and fans it out to every member of the room.
 func (r *protoRelay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte, now time.Time) {
-	seq, buf := r.q.next()
-	r.q.fanout(appendDeliver(buf, r.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, text), r.sessions.dsts)
-	if h := uint64(len(r.q.history)); seq > r.stable+h+h/8 {
+	rm := from.room
+	seq, buf := r.q.next(rm.hist, deliverLen(from.name, "", len(text)))
+	r.q.fanout(rm.hist, appendDeliver(buf, rm.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, "", text), rm.members.dsts, rm.group)
+	r.settleIfBehind(rm)
+}
+
+// sequencePrivate sequences a private message from one member of a room
+// to another (or to itself): the two get it, every other member of the
+// room a SKIP for its seq.
+func (r *protoRelay) sequencePrivate(from, to *relayMember, mseq uint64, text []byte, now time.Time) {
+	rm := from.room
+	seq, buf := r.q.next(rm.hist, deliverLen(from.name, to.name, len(text))+skipRoom)
+	b := appendDeliver(buf, rm.inc, seq, now.UnixNano(), from.epoch, mseq, KindPrivate, from.name, to.name, text)
+	r.q.fanoutPrivate(rm.hist, rm.inc, b, rm.members.dsts, [2]int{from.idx, to.idx}, party{from.name, from.epoch}, party{to.name, to.epoch})
+	r.settleIfBehind(rm)
+}
+
+func (r *protoRelay) settleIfBehind(rm *room) {
+	if rm.behind() {
 		// History is dropping what some member lacks: stable moves on
 		// without that member's report.
-		r.settle()
+		rm.settle(r.tellStatus)
 	}
 }
 
-// remove drops a member and announces that it left.
+// tellStatus sends m a STATUS it did not ask for (room.settle).
+func (r *protoRelay) tellStatus(m *relayMember) { r.sendStatus(m) }
+
+// remove drops a member and announces that it left; a room left empty is
+// forgotten.
 func (r *protoRelay) remove(m *relayMember, now time.Time) {
-	r.sessions.remove(m)
+	rm := m.room
+	rm.members.remove(m)
+	delete(r.sessions, m.session)
 	r.departed.leave(m.session, m.epoch, m.nextMseq)
 	r.limit.leave(m.path.remote.Addr(), m.name, m.buckets)
-	r.sequence(KindLeave, m, 0, nil, now)
-	r.cfg.logger.Info("udpchat member left", "name", m.name, "addr", m.path.remote)
+	if rm.members.len() == 0 {
+		delete(r.byRoom, rm.name)
+	} else {
+		r.sequence(KindLeave, m, 0, nil, now)
+	}
+	r.cfg.logger.Info("udpchat member left", "name", m.name, "room", rm.name, "addr", m.path.remote)
 }
 
-// batchDone works out stable and prunable if a progress report came in
-// the batch just handled, and answers each report with a STATUS.
+// batchDone works out stable and prunable of each room a progress report
+// came from in the batch just handled, and answers each report with a
+// STATUS.
 func (r *protoRelay) batchDone(time.Time) {
-	if r.unsettled {
-		r.settle()
+	for _, m := range r.owed {
+		if rm := m.room; rm.unsettled && r.sessions[m.session] == m {
+			rm.settle(r.tellStatus)
+		}
 	}
 	for i, m := range r.owed {
-		if m.owed && r.sessions.bySession[m.session] == m {
+		if m.owed && r.sessions[m.session] == m {
 			r.sendStatus(m)
 		}
 		m.owed, r.owed[i] = false, nil
@@ -194,40 +250,12 @@ func (r *protoRelay) batchDone(time.Time) {
 	r.owed = r.owed[:0]
 }
 
-// settle works out which seqs every member has (stable) and which every
-// member knows to be stable (prunable), from their progress reports: a
-// walk over every member, once per batch at most while reports come in.
-func (r *protoRelay) settle() {
-	r.unsettled = false
-	stable, prunable := r.q.seq, r.stable
-	step := uint64(len(r.q.history) / 8)
-	for _, m := range r.sessions.list {
-		stable = min(stable, m.progress)
-		prunable = min(prunable, m.knows)
-		if m.knows+2*step <= r.stable && m.told+2*step <= r.stable {
-			// A member that is not taking messages (its application is
-			// slow) reports nothing: tell it where stable is, so that its
-			// answer lets senders forget what history has dropped anyway.
-			r.sendStatus(m)
-			m.told = r.stable
-		}
-	}
-	// What history no longer holds cannot be repaired by anyone. A member
-	// behind that learns of it from stable, and only once every member
-	// has, senders forget: so a member that lacks what senders forgot
-	// knows it, should the relay die.
-	r.stable = max(stable, r.q.oldestSeq()-1)
-	r.prunable = max(r.prunable, prunable)
-}
-
 // sweep expires members that have been silent for longer than the expiry,
-// and works out which seqs every member has (stable): senders keep their
-// chats until then, to resend them to a new relay should this one die.
+// and works out which seqs every member of each room has (stable): senders
+// keep their chats until then, to resend them to a new relay should this
+// one die.
 func (r *protoRelay) sweep(now time.Time) {
-	defer r.settle()
-	// Backwards, because remove moves the last member into the hole.
-	for i := len(r.sessions.list) - 1; i >= 0; i-- {
-		m := r.sessions.list[i]
+	for _, m := range r.sessions {
 		if now.Sub(m.lastHeard) <= r.cfg.expiry {
 			continue
 		}
@@ -238,14 +266,10 @@ func (r *protoRelay) sweep(now time.Time) {
 		// bringing back a member that left.)
 		r.cookies.forget(m.nonce)
 		// If it is alive after all, BYE makes it join again.
-		r.q.reply(m.path, appendBye(r.q.replyBuf(byeLen), r.inc, m.session))
+		r.sendBye(m)
 		r.remove(m, now)
 	}
-}
-
-func (r *protoRelay) rooms() []RoomInfo {
-	if r.sessions.len() == 0 {
-		return nil
+	for _, rm := range r.byRoom {
+		rm.settle(r.tellStatus)
 	}
-	return []RoomInfo{{Members: r.sessions.len()}}
 }

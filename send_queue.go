@@ -7,25 +7,21 @@ import (
 )
 
 // A sendQueue holds the relay's outgoing datagrams until the next
-// sendmmsg, and the history ring of deliver datagrams: the relay numbers
-// each message (seq), builds its datagram once in the message's history
-// slot, and queues the same bytes for every member. Replies are built in
-// a slab that lives until the flush.
+// sendmmsg. Deliver datagrams are built once, in a room's history, and the
+// same bytes are queued for every member; replies are built in a slab that
+// lives until the flush. Nothing is copied and nothing allocates in steady
+// state.
 //
-// Queued datagrams point into history, so a slot may not be reused while
-// one is queued: next flushes first. Nothing is copied and nothing
-// allocates in steady state.
+// Queued deliver datagrams point into their history, so a history slot may
+// not be reused while one is queued: slotBuf flushes first.
 type sendQueue struct {
-	w       datagramWriter
-	out     []outMsg // queued for the next flush
-	oldest  uint64   // the oldest seq whose history slot out refers to; 0: none
-	slab    []byte   // replies queued in out live here until the flush
-	history [][]byte // deliver datagrams by seq % len, each with capacity bufferSize
-	seq     uint64   // the last seq assigned
-	group   udpPath  // broadcast or multicast target; remote invalid in unicast mode
-	sealer  *sealer  // nil without a key
-	stats   *RelayStats
-	logger  *slog.Logger
+	w      datagramWriter
+	out    []outMsg   // queued for the next flush
+	pinned []*history // histories whose slots out refers to
+	slab   []byte     // replies queued in out live here until the flush
+	sealer *sealer    // nil without a key
+	stats  *RelayStats
+	logger *slog.Logger
 }
 
 // A datagramWriter sends a batch: a batchConn, or a test's fake.
@@ -35,69 +31,101 @@ type datagramWriter interface {
 	write(out []outMsg) (int, error)
 }
 
-func newSendQueue(w datagramWriter, history, bufferSize int, s *sealer, stats *RelayStats, logger *slog.Logger) *sendQueue {
-	q := &sendQueue{
-		w:       w,
-		out:     make([]outMsg, 0, writeBatchSize),
-		slab:    make([]byte, 0, 64*bufferSize),
-		history: make([][]byte, history),
-		sealer:  s,
-		stats:   stats,
-		logger:  logger,
+func newSendQueue(w datagramWriter, bufferSize int, s *sealer, stats *RelayStats, logger *slog.Logger) *sendQueue {
+	return &sendQueue{
+		w:      w,
+		out:    make([]outMsg, 0, writeBatchSize),
+		slab:   make([]byte, 0, 64*bufferSize),
+		sealer: s,
+		stats:  stats,
+		logger: logger,
 	}
-	hist := make([]byte, history*bufferSize)
-	for i := range q.history {
-		q.history[i] = hist[i*bufferSize : i*bufferSize : (i+1)*bufferSize]
-	}
-	return q
 }
 
-// next assigns the next seq and returns it with an empty buffer in its
-// history slot, after room for the seal's header. The caller builds the
-// datagram there and passes it to fanout.
-func (q *sendQueue) next() (seq uint64, buf []byte) {
-	q.seq++
+// next assigns h's next seq and returns it with an empty buffer in its
+// slot, with room for n bytes and the seal, after room for the seal's
+// header. The caller builds the datagram there and passes it to fanout.
+func (q *sendQueue) next(h *history, n int) (seq uint64, buf []byte) {
+	seq = h.next()
 	q.stats.Sequenced++
-	if h := uint64(len(q.history)); q.oldest != 0 && q.seq >= q.oldest+h {
+	if h.queued != 0 && seq >= h.queued+uint64(len(h.slots)) {
 		q.flush() // the slot about to be reused is still queued
 	}
 	p := sealPrefix(q.sealer)
-	return q.seq, q.history[q.slot(q.seq)][p:p]
-}
-
-func (q *sendQueue) slot(seq uint64) uint64 { return seq % uint64(len(q.history)) }
-
-// oldestSeq returns the oldest seq still in history.
-func (q *sendQueue) oldestSeq() uint64 {
-	if h := uint64(len(q.history)); q.seq > h {
-		return q.seq - h + 1
-	}
-	return 1
-}
-
-// fanout seals b, built in the newest seq's slot by next, keeps it in
-// history and queues it for every address in dsts, or once for the group.
-func (q *sendQueue) fanout(b []byte, dsts []udpPath) {
-	i := q.slot(q.seq)
+	over := 0
 	if q.sealer != nil {
-		// Sealed once: the fan-out and every repair send the same bytes.
-		b = q.sealer.sealInPlace(q.history[i][:0], len(b))
+		over = sealOverhead
 	}
-	q.history[i] = b
-	if q.group.remote.IsValid() {
-		q.resend(q.seq, q.group)
+	return seq, h.buf(seq, n+over)[p:p]
+}
+
+// pin records that out refers to h's slot of seq.
+func (q *sendQueue) pin(h *history, seq uint64) {
+	if h.queued == 0 {
+		q.pinned = append(q.pinned, h)
+		h.queued = seq
+	}
+	h.queued = min(h.queued, seq)
+}
+
+// fanout seals b, built in h's newest slot by next, keeps it there and
+// queues it for every address in dsts, or once for group if it is valid.
+func (q *sendQueue) fanout(h *history, b []byte, dsts []udpPath, group udpPath) {
+	s := h.slot(h.seq)
+	s.b = q.sealAt(s.b, b)
+	if group.remote.IsValid() {
+		q.resend(h, h.seq, s.b, group)
 		q.stats.Delivered++
 		return
 	}
-	if q.oldest == 0 {
-		q.oldest = q.seq
+	q.pin(h, h.seq)
+	q.queueAll(s.b, dsts)
+	q.stats.Delivered += uint64(len(dsts))
+}
+
+// fanoutPrivate seals b, a private message built in h's newest slot by
+// next (with room for skipRoom more), builds and seals its SKIP after it,
+// keeps both there, and queues b for the parties' paths and the SKIP for
+// every other address of dsts: those at the indexes in parties are left
+// out. inc is the room's incarnation.
+func (q *sendQueue) fanoutPrivate(h *history, inc uint64, b []byte, dsts []udpPath, parties [2]int, from, to party) {
+	s := h.slot(h.seq)
+	s.b = q.sealAt(s.b, b)
+	rest := s.b[len(s.b):len(s.b):cap(s.b)]
+	p := sealPrefix(q.sealer)
+	s.skip = q.sealAt(rest, appendSkip(rest[p:p], inc, h.seq))
+	s.from, s.to = from, to
+	q.pin(h, h.seq)
+	i, j := min(parties[0], parties[1]), max(parties[0], parties[1])
+	q.queue(s.b, dsts[i])
+	if j != i {
+		q.queue(s.b, dsts[j])
 	}
-	// The same bytes to every member, a batch at a time.
-	n := uint64(len(dsts))
+	q.queueAll(s.skip, dsts[:i])
+	if j != i {
+		q.queueAll(s.skip, dsts[i+1:j])
+	}
+	q.queueAll(s.skip, dsts[j+1:])
+	q.stats.Delivered += uint64(len(dsts))
+}
+
+// skipRoom is what a private message's slot needs besides its DELIVER.
+const skipRoom = skipLen + sealOverhead
+
+// sealAt seals b, which lies in slot buffer buf after sealPrefix bytes,
+// and returns it as it goes out.
+func (q *sendQueue) sealAt(buf, b []byte) []byte {
+	if q.sealer == nil {
+		return b
+	}
+	return q.sealer.sealInPlace(buf[:0], len(b))
+}
+
+// queueAll queues b for every address in dsts, a batch at a time.
+func (q *sendQueue) queueAll(b []byte, dsts []udpPath) {
 	for len(dsts) > 0 {
 		if len(q.out) == cap(q.out) {
 			q.flush()
-			q.oldest = q.seq
 		}
 		k := min(len(dsts), cap(q.out)-len(q.out))
 		for _, to := range dsts[:k] {
@@ -105,18 +133,15 @@ func (q *sendQueue) fanout(b []byte, dsts []udpPath) {
 		}
 		dsts = dsts[k:]
 	}
-	q.stats.Delivered += n
 }
 
-// resend queues the deliver datagram of seq, which history holds, for dst.
-func (q *sendQueue) resend(seq uint64, dst udpPath) {
+// resend queues b, which h's slot of seq holds, for dst.
+func (q *sendQueue) resend(h *history, seq uint64, b []byte, dst udpPath) {
 	if len(q.out) == cap(q.out) {
 		q.flush()
 	}
-	if q.oldest == 0 || seq < q.oldest {
-		q.oldest = seq
-	}
-	q.queue(q.history[q.slot(seq)], dst)
+	q.pin(h, seq)
+	q.out = append(q.out, outMsg{b, dst})
 }
 
 // replyBuf returns an empty buffer with room for n bytes in the slab,
@@ -173,5 +198,8 @@ func (q *sendQueue) flush() {
 	clear(q.out)
 	q.out = q.out[:0]
 	q.slab = q.slab[:0]
-	q.oldest = 0
+	for i, h := range q.pinned {
+		h.queued, q.pinned[i] = 0, nil
+	}
+	q.pinned = q.pinned[:0]
 }

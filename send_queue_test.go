@@ -43,9 +43,9 @@ func (w *fakeWriter) write(out []outMsg) (int, error) {
 	return len(out), nil
 }
 
-func testQueue(w datagramWriter, history int, s *sealer) (*sendQueue, *RelayStats) {
+func testQueue(w datagramWriter, history int, s *sealer) (*sendQueue, *history, *RelayStats) {
 	var st RelayStats
-	return newSendQueue(w, history, 256, s, &st, slog.New(slog.DiscardHandler)), &st
+	return newSendQueue(w, 256, s, &st, slog.New(slog.DiscardHandler)), newHistory(history, 256+skipRoom), &st
 }
 
 func addrs(n int) []udpPath {
@@ -57,8 +57,8 @@ func addrs(n int) []udpPath {
 }
 
 // seqMsg builds a datagram that names its seq, in the slot next gave.
-func seqMsg(q *sendQueue) []byte {
-	seq, buf := q.next()
+func seqMsg(q *sendQueue, h *history) []byte {
+	seq, buf := q.next(h, 8)
 	return binary.BigEndian.AppendUint64(buf, seq)
 }
 
@@ -73,10 +73,10 @@ func TestSendQueueNeverOverwritesQueued(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("history %d members %d msgs %d", tt.history, tt.members, tt.msgs), func(t *testing.T) {
 			w := &fakeWriter{}
-			q, st := testQueue(w, tt.history, nil)
+			q, h, st := testQueue(w, tt.history, nil)
 			dsts := addrs(tt.members)
 			for range tt.msgs {
-				q.fanout(seqMsg(q), dsts)
+				q.fanout(h, seqMsg(q, h), dsts, udpPath{})
 			}
 			q.flush()
 			if len(w.sent) != tt.members*tt.msgs {
@@ -98,18 +98,18 @@ func TestSendQueueNeverOverwritesQueued(t *testing.T) {
 // A repair of an old seq pins its slot too.
 func TestSendQueueResendPinsSlot(t *testing.T) {
 	w := &fakeWriter{}
-	q, _ := testQueue(w, 8, nil)
+	q, h, _ := testQueue(w, 8, nil)
 	for range 8 {
-		q.fanout(seqMsg(q), nil)
+		q.fanout(h, seqMsg(q, h), nil, udpPath{})
 	}
-	if got := q.oldestSeq(); got != 1 {
+	if got := h.oldest(); got != 1 {
 		t.Fatalf("oldest = %d, want 1", got)
 	}
 	to := addrs(1)[0]
-	q.resend(1, to)
-	q.fanout(seqMsg(q), nil) // seq 9 reuses seq 1's slot
-	if q.oldestSeq() != 2 {
-		t.Fatalf("oldest = %d, want 2", q.oldestSeq())
+	q.resend(h, 1, h.slot(1).b, to)
+	q.fanout(h, seqMsg(q, h), nil, udpPath{}) // seq 9 reuses seq 1's slot
+	if h.oldest() != 2 {
+		t.Fatalf("oldest = %d, want 2", h.oldest())
 	}
 	q.flush()
 	if len(w.sent) != 1 || binary.BigEndian.Uint64(w.sent[0].b) != 1 {
@@ -120,17 +120,17 @@ func TestSendQueueResendPinsSlot(t *testing.T) {
 // In broadcast mode each message goes once, to the group.
 func TestSendQueueGroup(t *testing.T) {
 	w := &fakeWriter{}
-	q, st := testQueue(w, 8, nil)
-	q.group = udpPath{remote: netip.MustParseAddrPort("127.255.255.255:2411")}
+	q, h, st := testQueue(w, 8, nil)
+	group := udpPath{remote: netip.MustParseAddrPort("127.255.255.255:2411")}
 	for range 3 {
-		q.fanout(seqMsg(q), addrs(5))
+		q.fanout(h, seqMsg(q, h), addrs(5), group)
 	}
 	q.flush()
 	if len(w.sent) != 3 || st.Delivered != 3 {
 		t.Fatalf("sent %d, delivered %d; want 3 each", len(w.sent), st.Delivered)
 	}
 	for _, s := range w.sent {
-		if s.to != q.group {
+		if s.to != group {
 			t.Fatalf("sent to %v, not the group", s.to)
 		}
 	}
@@ -145,8 +145,8 @@ func TestSendQueueErrors(t *testing.T) {
 		}
 		return nil
 	}}
-	q, st := testQueue(w, 8, nil)
-	q.fanout(seqMsg(q), addrs(4))
+	q, h, st := testQueue(w, 8, nil)
+	q.fanout(h, seqMsg(q, h), addrs(4), udpPath{})
 	q.flush()
 	if len(w.sent) != 3 || st.DroppedSendErrors != 1 {
 		t.Fatalf("sent %d, send errors %d; want 3 and 1", len(w.sent), st.DroppedSendErrors)
@@ -156,8 +156,8 @@ func TestSendQueueErrors(t *testing.T) {
 	}
 
 	closed := &fakeWriter{fail: func(int) error { return fmt.Errorf("write: %w", net.ErrClosed) }}
-	q, st = testQueue(closed, 8, nil)
-	q.fanout(seqMsg(q), addrs(4))
+	q, h, st = testQueue(closed, 8, nil)
+	q.fanout(h, seqMsg(q, h), addrs(4), udpPath{})
 	q.flush()
 	if closed.flushes != 1 || st.DroppedSendErrors != 0 || len(q.out) != 0 {
 		t.Fatalf("closed socket: %d writes, %d errors, %d still queued", closed.flushes, st.DroppedSendErrors, len(q.out))
@@ -168,7 +168,7 @@ func TestSendQueueErrors(t *testing.T) {
 // before the reply is built, never after.
 func TestSendQueueReplies(t *testing.T) {
 	w := &fakeWriter{}
-	q, _ := testQueue(w, 8, nil)
+	q, _, _ := testQueue(w, 8, nil)
 	to := addrs(1)[0]
 	n := 0
 	for cap(q.slab)-len(q.slab) >= 100 {
@@ -203,10 +203,10 @@ func TestSendQueueSeals(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &fakeWriter{}
-	q, _ := testQueue(w, 8, newSealer(ring))
-	q.fanout(seqMsg(q), addrs(2))
+	q, h, _ := testQueue(w, 8, newSealer(ring))
+	q.fanout(h, seqMsg(q, h), addrs(2), udpPath{})
 	q.reply(addrs(1)[0], append(q.replyBuf(5), "hello"...))
-	q.resend(1, addrs(1)[0])
+	q.resend(h, 1, h.slot(1).b, addrs(1)[0])
 	q.flush()
 	if len(w.sent) != 4 {
 		t.Fatalf("sent %d, want 4", len(w.sent))
@@ -235,7 +235,7 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	long := strings.Repeat("L", 200)
 	const n = 200
 	for i := 1; i <= n; i++ {
-		raw.send(appendChat(nil, w.session, uint64(i), fmt.Sprintf("%03d%s", i, long)))
+		raw.send(appendChat(nil, w.session, uint64(i), "", fmt.Sprintf("%03d%s", i, long)))
 		for raw.readType(tDeliver).mseq != uint64(i) {
 		}
 	}
@@ -244,13 +244,14 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	}
 	// The NACK and the chat in one batch, as Serve handles a ReadBatch.
 	r.mu.Lock()
-	seq, oldest := r.q.seq, r.q.oldestSeq()
+	h := r.proto().byRoom[""].hist
+	seq, oldest := h.seq, h.oldest()
 	bob.mu.Lock()
 	nack := appendU64Pair(nil, tNack, bob.mode.(*memberSession).session, oldest, oldest)
 	bob.mu.Unlock()
 	now := time.Now()
-	r.handleAt(nack, r.proto().sessions.byName["bob"].path.remote, now)
-	r.handleAt(appendChat(nil, w.session, n+1, "short"), r.proto().sessions.byName["raw"].path.remote, now)
+	r.handleAt(nack, r.proto().main().byName["bob"].path.remote, now)
+	r.handleAt(appendChat(nil, w.session, n+1, "", "short"), r.proto().main().byName["raw"].path.remote, now)
 	r.q.flush()
 	r.mu.Unlock()
 
@@ -284,18 +285,18 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 	}
 	for i := range 3 {
 		r.handleAt(cookieJoin(r, from(i), uint64(i+1), uint64(i+1), fmt.Sprint("m", i)), from(i), now)
-		sess = append(sess, r.proto().sessions.byName[fmt.Sprint("m", i)].session)
+		sess = append(sess, r.proto().main().byName[fmt.Sprint("m", i)].session)
 	}
 	r.q.flush()
 	for i := range 3 {
 		for ms := uint64(2); ms <= sendWindow; ms++ {
-			r.handleAt(appendChat(nil, sess[i], ms, "x"), from(i), now)
+			r.handleAt(appendChat(nil, sess[i], ms, "", "x"), from(i), now)
 		}
 	}
 	r.q.flush()
 	sent := r.stats.Sequenced
 	for i := range 3 {
-		r.handleAt(appendChat(nil, sess[i], 1, "x"), from(i), now) // releases 64 each
+		r.handleAt(appendChat(nil, sess[i], 1, "", "x"), from(i), now) // releases 64 each
 	}
 	seen := map[uint64]bool{}
 	for _, m := range r.q.out {

@@ -26,34 +26,29 @@ type relayMember struct {
 	refusedAs byte   // is refused again, not confirmed
 	lastHeard time.Time
 	probe     pathProbe // a challenge to the new address its datagrams come from, if any
-	idx       int       // position in sessionTable.list
+	idx       int       // position in its room's sessionTable.list
+	room      *room
 }
 
-// A sessionTable holds the relay's members four ways: by session (to take
-// their datagrams), by name (names are unique), in a list whose addresses
-// sit side by side in dsts for the fan-out loop, and their names sorted for
-// roster pages. add and remove keep the four in step.
+// A sessionTable holds a room's members three ways: by name (names are
+// unique in a room), in a list whose addresses sit side by side in dsts
+// for the fan-out loop, and their names sorted for roster pages. add and
+// remove keep the three in step.
 type sessionTable struct {
-	bySession map[uint64]*relayMember
-	byName    map[string]*relayMember
-	list      []*relayMember // index kept in relayMember.idx
-	dsts      []udpPath      // list's paths, in list's order
-	names     []string       // sorted
-}
-
-func newSessionTable() *sessionTable {
-	return &sessionTable{
-		bySession: make(map[uint64]*relayMember),
-		byName:    make(map[string]*relayMember),
-	}
+	byName map[string]*relayMember
+	list   []*relayMember // index kept in relayMember.idx
+	dsts   []udpPath      // list's paths, in list's order
+	names  []string       // sorted
 }
 
 func (t *sessionTable) len() int { return len(t.list) }
 
-// add takes in m, whose name and session are not in the table.
+// add takes in m, whose name is not in the table.
 func (t *sessionTable) add(m *relayMember) {
 	m.idx = len(t.list)
-	t.bySession[m.session] = m
+	if t.byName == nil {
+		t.byName = make(map[string]*relayMember)
+	}
 	t.byName[m.name] = m
 	t.list = append(t.list, m)
 	t.dsts = append(t.dsts, m.path)
@@ -64,7 +59,6 @@ func (t *sessionTable) add(m *relayMember) {
 // remove drops m. The last member moves into its place in list and dsts,
 // so that a removal costs no shift of a long list.
 func (t *sessionTable) remove(m *relayMember) {
-	delete(t.bySession, m.session)
 	delete(t.byName, m.name)
 	end := len(t.list) - 1
 	last := t.list[end]

@@ -336,12 +336,12 @@ func (rc *rawClient) joinRaw(name string) packet {
 // returns the relay's answer to that, which must be of type want.
 func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 	rc.t.Helper()
-	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, &[cookieLen]byte{}, name))
+	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, &[cookieLen]byte{}, name, ""))
 	c := rc.readType(tCookie)
 	if c.nonce != nonce {
 		rc.t.Fatalf("cookie for nonce %d, want %d", c.nonce, nonce)
 	}
-	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, &c.cookie, name))
+	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, &c.cookie, name, ""))
 	return rc.readType(want)
 }
 
@@ -350,7 +350,7 @@ func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 func cookieJoin(r *Relay, from netip.AddrPort, nonce, epoch uint64, name string) []byte {
 	now := time.Now()
 	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, now)
-	return appendJoin(nil, 0, nonce, 0, epoch, 1, &c, name)
+	return appendJoin(nil, 0, nonce, 0, epoch, 1, &c, name, "")
 }
 
 func TestExpirySilentMember(t *testing.T) {
@@ -449,15 +449,15 @@ func TestMessageSize(t *testing.T) {
 	// text. Nothing of them is delivered.
 	rc := dialRaw(t, r.Addr())
 	w := rc.joinRaw("raw")
-	rc.send(appendChat(nil, w.session, 1, strings.Repeat("z", 256-chatHdrLen)))
+	rc.send(appendChat(nil, w.session, 1, "", strings.Repeat("z", 256-chatHdrLen)))
 	if p := rc.readType(tError); p.code != codeTooLarge || p.ref != 1 {
 		t.Errorf("oversized deliver: relay answered code %d ref %d", p.code, p.ref)
 	}
-	rc.send(appendChat(nil, w.session, 2, "\xff\xfe"))
+	rc.send(appendChat(nil, w.session, 2, "", "\xff\xfe"))
 	if p := rc.readType(tError); p.code != codeInvalidText || p.ref != 2 {
 		t.Errorf("invalid text: relay answered code %d ref %d", p.code, p.ref)
 	}
-	rc.send(appendChat(nil, w.session, 3, "ok"))
+	rc.send(appendChat(nil, w.session, 3, "", "ok"))
 	expect(t, m, KindJoin, "bob", "")
 	expect(t, m, KindJoin, "raw", "")
 	expect(t, m, KindChat, "raw", "ok")
@@ -626,7 +626,7 @@ func TestJunkDatagrams(t *testing.T) {
 
 	// A genuine chat of alice's, as an eavesdropper would capture it.
 	alice.mu.Lock()
-	genuine := appendChat(nil, alice.mode.(*memberSession).session, alice.out.mseq+1, "captured")
+	genuine := appendChat(nil, alice.mode.(*memberSession).session, alice.out.mseq+1, "", "captured")
 	alice.mu.Unlock()
 
 	attacker := dialRaw(t, r.Addr())
@@ -645,8 +645,8 @@ func TestJunkDatagrams(t *testing.T) {
 		b[i/8] ^= 1 << (i % 8) // every single-bit flip
 		spray(b)
 	}
-	spray(make([]byte, 600))                                       // oversized
-	spray(appendDeliver(nil, 1, 1, 0, 1, 0, KindChat, "eve", nil)) // member-bound type
+	spray(make([]byte, 600))                                           // oversized
+	spray(appendDeliver(nil, 1, 1, 0, 1, 0, KindChat, "eve", "", nil)) // member-bound type
 	spray([]byte("alice: plain text is not the protocol"))
 	for i := range 200 {
 		spray(fmt.Appendf(nil, "UC\x01%c%s", byte(i), strings.Repeat("?", i%40)))
@@ -847,6 +847,36 @@ func TestMulticastLoopback(t *testing.T) {
 // proto and plainMode reach the relay's mode, for tests that look inside.
 func (r *Relay) proto() *protoRelay     { return r.mode.(*protoRelay) }
 func (r *Relay) plainMode() *plainRelay { return r.mode.(*plainRelay) }
+
+// main returns the member table of the main room (empty if it is not open).
+func (r *protoRelay) main() *sessionTable {
+	if rm := r.byRoom[""]; rm != nil {
+		return &rm.members
+	}
+	return &sessionTable{}
+}
+
+// check reports whether the relay's views of its members disagree: the
+// sessions, each room's tables, the rooms.
+func (r *protoRelay) check() error {
+	n := 0
+	for name, rm := range r.byRoom {
+		t := &rm.members
+		if rm.name != name || t.len() == 0 || len(t.byName) != t.len() || len(t.dsts) != t.len() || len(t.names) != t.len() {
+			return fmt.Errorf("room %q out of step: %d list, %d names, %d paths, %d sorted", name, t.len(), len(t.byName), len(t.dsts), len(t.names))
+		}
+		for i, m := range t.list {
+			if m.idx != i || m.room != rm || r.sessions[m.session] != m || t.byName[m.name] != m || t.dsts[i] != m.path {
+				return fmt.Errorf("member %q of room %q indexed wrongly", m.name, name)
+			}
+		}
+		n += t.len()
+	}
+	if n != len(r.sessions) {
+		return fmt.Errorf("%d sessions, %d members in rooms", len(r.sessions), n)
+	}
+	return nil
+}
 
 // A Send whose context is already done returns its error and sends
 // nothing: the next chat the others receive is the one sent after.

@@ -8,25 +8,26 @@ import (
 	"time"
 )
 
-// The wire protocol, version 1. Every datagram starts with a 12-byte header:
+// The wire protocol, version 2. Every datagram starts with a 12-byte header:
 //
-//	magic "UC" | version 1 | type | id (uint64)
+//	magic "UC" | version 2 | type | id (uint64)
 //
 // id is the member's session for datagrams to the relay (in a join, the
 // session it held with its previous relay, 0 if none) and
-// the relay's incarnation for datagrams from it. Integers are big-endian.
+// the incarnation of the member's room for datagrams from the relay (of
+// the relay itself for those it sends before there is a session). Integers are big-endian.
 // The bodies, by type, are in the table below and in doc.go.
 const (
-	wireVersion = 1
+	wireVersion = 2
 	headerLen   = 12
 	joinMinLen  = 64 // joins are padded so that no answer to one is larger
 )
 
 const (
-	tJoin      byte = 1  // m→r (id: the session held with the previous incarnation, 0 if none) nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, cookie [16] (zero if none), name len u8, name, zero padding to 64 bytes
+	tJoin      byte = 1  // m→r (id: the session held with the previous incarnation, 0 if none) nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, cookie [16] (zero if none), name len u8, name, room len u8, room, zero padding to 64 bytes
 	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, history u32, max datagram u16, group IPv6 [16] (IPv4 mapped), group port u16, group source IPv6 [16]
-	tChat      byte = 3  // m→r member seq u64, text
-	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, text
+	tChat      byte = 3  // m→r member seq u64, recipient len u8, recipient (none: to the room), text
+	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, (private: recipient len u8, recipient), text
 	tHeartbeat byte = 5  // m→r next expected seq u64, stable seq the member knows u64
 	tStatus    byte = 6  // r→m last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
 	tNack      byte = 7  // m→r 1 to 8 ranges of first u64, last u64
@@ -39,25 +40,29 @@ const (
 	tCookie    byte = 14 // r→m nonce u64, cookie [16]: join again with it
 	tChallenge byte = 15 // r→m token u64: a session's datagram came from a new address; answer from it
 	tResponse  byte = 16 // m→r token u64: the answer, which moves the session to the address it comes from
+	tSkip      byte = 17 // r→m seq u64: a private message between other members took this seq
 )
 
 // Error codes carried by tError.
 const (
-	codeNameTaken   byte = 1
-	codeFull        byte = 2
-	codeBadName     byte = 3
-	codeTooLarge    byte = 4
-	codeInvalidText byte = 5
+	codeNameTaken    byte = 1
+	codeFull         byte = 2
+	codeBadName      byte = 3
+	codeTooLarge     byte = 4
+	codeInvalidText  byte = 5
+	codeNoSuchMember byte = 6
+	codeRoomsFull    byte = 7
 )
 
 const (
 	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 16 + 2 + 16
 	tokenLen      = headerLen + 8 // challenge, response
+	skipLen       = headerLen + 8
 	byeLen        = headerLen + 8
 	cookieLen     = 16
 	cookieMsgLen  = headerLen + 8 + cookieLen
 	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1
-	chatHdrLen    = headerLen + 8
+	chatHdrLen    = headerLen + 8 + 1
 	maxNackRanges = 8
 
 	// joinBack, in the member seq of a KindJoin deliver, says that the
@@ -84,6 +89,8 @@ type packet struct {
 	typ  byte
 	id   uint64
 	name []byte // join, deliver, roster request, roster (after)
+	room []byte // join
+	to   []byte // chat, deliver: the recipient of a private message
 
 	nonce    uint64          // join, welcome
 	prevInc  uint64          // join: the incarnation the member was in before, or 0
@@ -92,7 +99,7 @@ type packet struct {
 	stable   uint64          // heartbeat (as known), status: every member has every seq up to this
 	prunable uint64          // status: every member knows that stable passed this
 	session  uint64          // welcome, bye
-	seq      uint64          // welcome (join seq), deliver, heartbeat (next), status (last), roster
+	seq      uint64          // welcome (join seq), deliver, heartbeat (next), status (last), roster, skip
 	mseq     uint64          // join (first), chat, deliver, status (last sequenced)
 	unixNano int64           // deliver
 	kind     Kind            // deliver
@@ -128,7 +135,7 @@ func appendName(b []byte, name string) []byte {
 // appendJoin builds a JOIN. prevSession is the session the member held
 // with the relay of prevInc: a relay of that incarnation trusts what it
 // remembers of the member only from the one who held the session.
-func appendJoin(b []byte, prevSession, nonce, prevInc, epoch, firstMseq uint64, cookie *[cookieLen]byte, name string) []byte {
+func appendJoin(b []byte, prevSession, nonce, prevInc, epoch, firstMseq uint64, cookie *[cookieLen]byte, name, room string) []byte {
 	start := len(b)
 	b = appendHeader(b, tJoin, prevSession)
 	b = binary.BigEndian.AppendUint64(b, nonce)
@@ -137,6 +144,7 @@ func appendJoin(b []byte, prevSession, nonce, prevInc, epoch, firstMseq uint64, 
 	b = binary.BigEndian.AppendUint64(b, firstMseq)
 	b = append(b, cookie[:]...)
 	b = appendName(b, name)
+	b = appendName(b, room)
 	for len(b)-start < joinMinLen {
 		b = append(b, 0)
 	}
@@ -183,13 +191,18 @@ func appendToken(b []byte, typ byte, id, token uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, token)
 }
 
-func appendChat(b []byte, session, mseq uint64, text string) []byte {
+// appendChat builds a CHAT: to the room, or with to set, a private
+// message to that member.
+func appendChat(b []byte, session, mseq uint64, to, text string) []byte {
 	b = appendHeader(b, tChat, session)
 	b = binary.BigEndian.AppendUint64(b, mseq)
+	b = appendName(b, to)
 	return append(b, text...)
 }
 
-func appendDeliver(b []byte, inc, seq uint64, unixNano int64, epoch, mseq uint64, kind Kind, name string, text []byte) []byte {
+// appendDeliver builds a DELIVER; to is the recipient of a KindPrivate
+// message, and must be empty for any other kind.
+func appendDeliver(b []byte, inc, seq uint64, unixNano int64, epoch, mseq uint64, kind Kind, name, to string, text []byte) []byte {
 	b = appendHeader(b, tDeliver, inc)
 	b = binary.BigEndian.AppendUint64(b, seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(unixNano))
@@ -197,7 +210,20 @@ func appendDeliver(b []byte, inc, seq uint64, unixNano int64, epoch, mseq uint64
 	b = binary.BigEndian.AppendUint64(b, mseq)
 	b = append(b, byte(kind))
 	b = appendName(b, name)
+	if kind == KindPrivate {
+		b = appendName(b, to)
+	}
 	return append(b, text...)
+}
+
+// deliverLen is the length of a DELIVER of text from a member called name
+// (to the member called to, for a private message), unsealed.
+func deliverLen(name, to string, text int) int {
+	n := deliverHdrLen + len(name) + text
+	if to != "" {
+		n += 1 + len(to)
+	}
+	return n
 }
 
 func appendU64Pair(b []byte, typ byte, id, x, y uint64) []byte {
@@ -210,6 +236,11 @@ func appendCookie(b []byte, inc, nonce uint64, cookie *[cookieLen]byte) []byte {
 	b = appendHeader(b, tCookie, inc)
 	b = binary.BigEndian.AppendUint64(b, nonce)
 	return append(b, cookie[:]...)
+}
+
+func appendSkip(b []byte, inc, seq uint64) []byte {
+	b = appendHeader(b, tSkip, inc)
+	return binary.BigEndian.AppendUint64(b, seq)
 }
 
 func appendBye(b []byte, inc, session uint64) []byte {
@@ -294,7 +325,11 @@ func decode(b []byte, p *packet) error {
 			return errField
 		}
 		p.cookie = [cookieLen]byte(body[32 : 32+cookieLen])
-		name, pad, err := splitName(body[32+cookieLen:])
+		name, rest, err := splitName(body[32+cookieLen:])
+		if err != nil {
+			return err
+		}
+		room, pad, err := splitName(rest)
 		if err != nil {
 			return err
 		}
@@ -307,7 +342,7 @@ func decode(b []byte, p *packet) error {
 				return errField
 			}
 		}
-		p.name = name
+		p.name, p.room = name, room
 	case tWelcome:
 		if err := fixed(welcomeLen - headerLen); err != nil {
 			return err
@@ -332,17 +367,21 @@ func decode(b []byte, p *packet) error {
 		}
 		p.groupSrc = src
 	case tChat:
-		if len(body) < 8 {
+		if len(body) < chatHdrLen-headerLen {
 			return errLength
 		}
-		p.mseq, p.text = u64(0), body[8:]
+		to, text, err := splitName(body[8:])
+		if err != nil {
+			return err
+		}
+		p.mseq, p.to, p.text = u64(0), to, text
 	case tDeliver:
 		if len(body) < deliverHdrLen-headerLen {
 			return errLength
 		}
 		p.seq, p.unixNano, p.epoch, p.mseq = u64(0), int64(u64(8)), u64(16), u64(24)
 		p.kind = Kind(body[32])
-		if p.kind < KindChat || p.kind > KindLeave {
+		if p.kind < KindChat || p.kind > KindPrivate {
 			return errField
 		}
 		name, rest, err := splitName(body[33:])
@@ -351,6 +390,14 @@ func decode(b []byte, p *packet) error {
 		}
 		if len(name) == 0 {
 			return errNameWire
+		}
+		if p.kind == KindPrivate {
+			if p.to, rest, err = splitName(rest); err != nil {
+				return err
+			}
+			if len(p.to) == 0 {
+				return errNameWire
+			}
 		}
 		p.name, p.text = name, rest
 	case tHeartbeat:
@@ -386,6 +433,13 @@ func decode(b []byte, p *packet) error {
 			return err
 		}
 		p.session = u64(0)
+	case tSkip:
+		if err := fixed(8); err != nil {
+			return err
+		}
+		if p.seq = u64(0); p.seq == 0 {
+			return errField
+		}
 	case tCookie:
 		if err := fixed(cookieMsgLen - headerLen); err != nil {
 			return err

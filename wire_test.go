@@ -17,13 +17,13 @@ import (
 func encode(p *packet) []byte {
 	switch p.typ {
 	case tJoin:
-		return appendJoin(nil, p.id, p.nonce, p.prevInc, p.epoch, p.mseq, &p.cookie, string(p.name))
+		return appendJoin(nil, p.id, p.nonce, p.prevInc, p.epoch, p.mseq, &p.cookie, string(p.name), "")
 	case tWelcome:
 		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.history, p.maxDatagram, p.group, p.groupSrc)
 	case tChat:
-		return appendChat(nil, p.id, p.mseq, string(p.text))
+		return appendChat(nil, p.id, p.mseq, "", string(p.text))
 	case tDeliver:
-		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.epoch, p.mseq, p.kind, string(p.name), p.text)
+		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.epoch, p.mseq, p.kind, string(p.name), "", p.text)
 	case tStatus:
 		return appendStatus(nil, p.id, p.seq, p.mseq, p.stable, p.prunable)
 	case tHeartbeat:
@@ -62,16 +62,16 @@ func seedDatagrams() [][]byte {
 		nack = append(nack, appendU64Pair(nil, 0, 0, r[0], r[1])[headerLen:]...)
 	}
 	return [][]byte{
-		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "alice"),
-		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{1, 2, 3}, "alice"),
+		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "alice", ""),
+		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{1, 2, 3}, "alice", ""),
 		appendCookie(nil, 9, 1, &[cookieLen]byte{4, 5, 6}),
-		appendJoin(nil, 0, 1, 99, 7, 12, &[cookieLen]byte{}, "a-very-long-name-of-32-bytes-xyz"),
+		appendJoin(nil, 0, 1, 99, 7, 12, &[cookieLen]byte{}, "a-very-long-name-of-32-bytes-xyz", ""),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}, netip.Addr{}),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, group, netip.Addr{}),
-		appendChat(nil, 5, 1, "hello"),
-		appendChat(nil, 5, 2, ""),
-		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 7, 1, KindChat, "alice", []byte("hello")),
-		appendDeliver(nil, 9, 4, 0, 7, 0, KindJoin, "bob", nil),
+		appendChat(nil, 5, 1, "", "hello"),
+		appendChat(nil, 5, 2, "", ""),
+		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 7, 1, KindChat, "alice", "", []byte("hello")),
+		appendDeliver(nil, 9, 4, 0, 7, 0, KindJoin, "bob", "", nil),
 		appendHeartbeat(nil, 5, 3, 2),
 		appendStatus(nil, 9, 10, 2, 8, 7),
 		nack,
@@ -111,7 +111,7 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	valid := appendChat(nil, 5, 1, "hi")
+	valid := appendChat(nil, 5, 1, "", "hi")
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -119,28 +119,28 @@ func TestDecodeRejects(t *testing.T) {
 	}{
 		{"empty", nil, errShort},
 		{"magic", append([]byte("XC"), valid[2:]...), errMagic},
-		{"version", append([]byte{'U', 'C', 2}, valid[3:]...), errVersion},
+		{"version", append([]byte{'U', 'C', 1}, valid[3:]...), errVersion},
 		{"type", appendHeader(nil, 200, 1), errType},
 		{"heartbeat without body", appendHeader(nil, tHeartbeat, 5), errLength},
-		{"join epoch zero", appendJoin(nil, 0, 1, 0, 0, 1, &[cookieLen]byte{}, "al"), errField},
-		{"join first seq zero", appendJoin(nil, 0, 1, 0, 7, 0, &[cookieLen]byte{}, "al"), errField},
-		{"join too short", appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "alice")[:joinMinLen-1], errLength},
+		{"join epoch zero", appendJoin(nil, 0, 1, 0, 0, 1, &[cookieLen]byte{}, "al", ""), errField},
+		{"join first seq zero", appendJoin(nil, 0, 1, 0, 7, 0, &[cookieLen]byte{}, "al", ""), errField},
+		{"join too short", appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "alice", "")[:joinMinLen-1], errLength},
 		{"join padding not zero", func() []byte {
-			b := appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "al")
+			b := appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "a", "")
 			b[len(b)-1] = 1
 			return b
 		}(), errField},
 		{"join name past end", func() []byte {
-			b := appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "al")
+			b := appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "al", "")
 			b[headerLen+32+cookieLen] = 60
 			return b
 		}(), errNameWire},
 		{"deliver kind", func() []byte {
-			b := appendDeliver(nil, 9, 1, 0, 7, 0, KindChat, "a", nil)
+			b := appendDeliver(nil, 9, 1, 0, 7, 0, KindChat, "a", "", nil)
 			b[headerLen+32] = 9
 			return b
 		}(), errField},
-		{"deliver empty name", appendDeliver(nil, 9, 1, 0, 7, 0, KindChat, "", nil), errNameWire},
+		{"deliver empty name", appendDeliver(nil, 9, 1, 0, 7, 0, KindChat, "", "", nil), errNameWire},
 		{"nack backwards", appendU64Pair(nil, tNack, 5, 9, 3), errField},
 		{"nack zero", appendU64Pair(nil, tNack, 5, 0, 3), errField},
 		{"nack ragged", append(appendU64Pair(nil, tNack, 5, 1, 3), 1), errLength},
@@ -226,9 +226,9 @@ func FuzzRelayHandle(f *testing.F) {
 	r.mu.Lock()
 	r.handleAt(cookieJoin(r, member, 1, 7, "alice"), member, now)
 	r.q.flush()
-	session := r.proto().sessions.byName["alice"].session
+	session := r.proto().main().byName["alice"].session
 	r.mu.Unlock()
-	f.Add(appendChat(nil, session, 1, "hi"), false)
+	f.Add(appendChat(nil, session, 1, "", "hi"), false)
 	f.Add(appendU64Pair(nil, tNack, session, 1, 3), false)
 	f.Fuzz(func(t *testing.T, b []byte, fromStranger bool) {
 		from := member
@@ -240,13 +240,8 @@ func FuzzRelayHandle(f *testing.F) {
 		r.handleAt(b, from, now)
 		r.mode.batchDone(now)
 		r.q.flush()
-		if len(r.proto().sessions.list) != len(r.proto().sessions.bySession) || len(r.proto().sessions.list) != len(r.proto().sessions.byName) || len(r.proto().sessions.list) != len(r.proto().sessions.names) {
-			t.Fatalf("relay state out of step: %d list, %d sessions, %d names, %d sorted", len(r.proto().sessions.list), len(r.proto().sessions.bySession), len(r.proto().sessions.byName), len(r.proto().sessions.names))
-		}
-		for i, m := range r.proto().sessions.list {
-			if m.idx != i || r.proto().sessions.bySession[m.session] != m || r.proto().sessions.byName[m.name] != m {
-				t.Fatalf("member %q indexed wrongly", m.name)
-			}
+		if err := r.proto().check(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

@@ -13,11 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The udpchat wire protocol, version 1, as doc.go and wire.go give it. The
+// The udpchat wire protocol, version 2, as doc.go and wire.go give it. The
 // package's codec is unexported, so the benchmark speaks the few datagrams
 // it needs itself: header "UC" | version | type | id u64, big-endian.
 const (
-	wireVersion   = 1
+	wireVersion   = 2
 	tJoin         = 1
 	tWelcome      = 2
 	tChat         = 3
@@ -40,7 +40,7 @@ func appendHeader(b []byte, typ byte, id uint64) []byte {
 // appendJoin appends a first JOIN (cookie nil) or one that echoes the
 // relay's cookie. A new member has no previous incarnation and starts its
 // member seqs at 1.
-func appendJoin(b []byte, nonce, epoch uint64, cookie []byte, name string) []byte {
+func appendJoin(b []byte, nonce, epoch uint64, cookie []byte, name, room string) []byte {
 	start := len(b)
 	b = appendHeader(b, tJoin, 0)
 	b = binary.BigEndian.AppendUint64(b, nonce)
@@ -54,6 +54,8 @@ func appendJoin(b []byte, nonce, epoch uint64, cookie []byte, name string) []byt
 	b = append(b, cookie...)
 	b = append(b, byte(len(name)))
 	b = append(b, name...)
+	b = append(b, byte(len(room)))
+	b = append(b, room...)
 	for len(b)-start < joinMinLen {
 		b = append(b, 0)
 	}
@@ -66,6 +68,7 @@ func appendJoin(b []byte, nonce, epoch uint64, cookie []byte, name string) []byt
 func appendChat(b []byte, session uint64, name string) []byte {
 	b = appendHeader(b, tChat, session)
 	b = binary.BigEndian.AppendUint64(b, 0)
+	b = append(b, 0) // no recipient: to the room
 	for range payloadSize - deliverHdrLen - len(name) {
 		b = append(b, 'x')
 	}
@@ -92,6 +95,7 @@ type joinReq struct {
 	state   atomic.Uint32
 	fd      int
 	name    string
+	room    string
 	nonce   uint64
 	epoch   uint64
 	session uint64
@@ -159,7 +163,7 @@ func (j *joiner) handle(fd int, b []byte) {
 	}
 	switch b[3] {
 	case tCookie:
-		j.scratch = appendJoin(j.scratch[:0], r.nonce, r.epoch, b[headerLen+8:], r.name)
+		j.scratch = appendJoin(j.scratch[:0], r.nonce, r.epoch, b[headerLen+8:], r.name, r.room)
 		if sendTo(fd, j.scratch, &j.relay) != nil {
 			j.errs.Add(1) // the retry resends
 		}
@@ -191,7 +195,7 @@ func (j *joiner) join(from, to, window int, timeout time.Duration) error {
 	defer retry.Stop()
 	buf := make([]byte, 0, 128)
 	send := func(r *joinReq) error {
-		buf = appendJoin(buf[:0], r.nonce, r.epoch, nil, r.name)
+		buf = appendJoin(buf[:0], r.nonce, r.epoch, nil, r.name, r.room)
 		return sendTo(r.fd, buf, &j.relay)
 	}
 	next, done, inflight, progress := from, 0, 0, false

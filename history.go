@@ -1,0 +1,102 @@
+package udpchat
+
+// A history is one room's numbered deliver datagrams: the relay gives each
+// message the room's next seq and builds its datagram once, in the seq's
+// slot, where the fan-out and every repair send it from. It keeps the
+// newest max of them.
+//
+// It grows with the room's traffic, so that a quiet room costs little: the
+// ring starts with a few slots and doubles (before it first wraps) up to
+// max, and a slot's buffer is sized to its first datagram, then to the
+// full buffer size the first time a datagram outgrows it. From then on
+// slots are reused: a busy room allocates nothing per message.
+//
+// The send queue may still hold a slot's bytes (queued, below); it flushes
+// before next reuses a slot it holds.
+type history struct {
+	seq    uint64 // the last seq assigned
+	slots  []slot // by seq % len(slots)
+	max    int    // slots at most (WithHistory)
+	full   int    // the largest buffer a slot needs
+	queued uint64 // the oldest seq the send queue holds bytes of; 0: none
+}
+
+// A slot holds one message's datagram and, for a private message, the
+// SKIP its other members are sent instead, and who may have the message.
+type slot struct {
+	b    []byte // the DELIVER, sealed with a key
+	skip []byte // a private message's SKIP (after b in the same buffer); nil otherwise
+	from party
+	to   party
+}
+
+// A party of a private message: a member's name and epoch. A repair of the
+// message goes to the member who holds both, in any session.
+type party struct {
+	name  string
+	epoch uint64
+}
+
+// minSlots and minSlotBuf are where a history's ring and a slot's buffer
+// start.
+const (
+	minSlots   = 4
+	minSlotBuf = 128
+)
+
+func newHistory(max, full int) *history { return &history{max: max, full: full} }
+
+// next assigns the next seq, growing the ring while it has not wrapped.
+func (h *history) next() uint64 {
+	h.seq++
+	if n := len(h.slots); h.seq > uint64(n) && n < h.max {
+		// Seqs 1 to n fill the ring without wrapping; only seq n sits at
+		// index 0, which in the larger ring is n.
+		slots := make([]slot, min(max(2*n, minSlots), h.max))
+		if n > 0 {
+			copy(slots[1:n], h.slots[1:n])
+			slots[n] = h.slots[0]
+		}
+		h.slots = slots
+	}
+	return h.seq
+}
+
+func (h *history) slot(seq uint64) *slot { return &h.slots[seq%uint64(len(h.slots))] }
+
+// buf returns the empty buffer of seq's slot, with room for n bytes. The
+// slot's earlier datagram is forgotten.
+func (h *history) buf(seq uint64, n int) []byte {
+	s := h.slot(seq)
+	if cap(s.b) < n {
+		size := max(n, minSlotBuf)
+		if cap(s.b) > 0 {
+			// It has outgrown its first size: grow once, for good.
+			size = max(n, h.full)
+		}
+		s.b = make([]byte, 0, size)
+	}
+	*s = slot{b: s.b[:0]}
+	return s.b
+}
+
+// oldest returns the oldest seq still held.
+func (h *history) oldest() uint64 {
+	if n := uint64(len(h.slots)); h.seq > n {
+		return h.seq - n + 1
+	}
+	return 1
+}
+
+// holds reports whether seq is still held.
+func (h *history) holds(seq uint64) bool { return seq >= h.oldest() && seq <= h.seq && seq > 0 }
+
+// forMember returns what the member of name and epoch is to be sent for seq: the
+// DELIVER, or the SKIP of a private message between others.
+func (h *history) forMember(seq uint64, name string, epoch uint64) []byte {
+	s := h.slot(seq)
+	if s.skip == nil || s.from == (party{name, epoch}) || s.to == (party{name, epoch}) {
+		return s.b
+	}
+	return s.skip
+}

@@ -1,0 +1,72 @@
+package udpchat
+
+// A room is one group of a relay: its members, the order of its messages
+// (its history) and how far every member has them. Rooms share the
+// relay's socket, send queue, cookies and rate limits, and nothing else:
+// nothing of one room reaches a member of another. A room exists while it
+// has members; one that empties is forgotten, and the next member to join
+// opens it anew, with a new incarnation and Seq from 1.
+type room struct {
+	name      string
+	inc       uint64 // random per room opened: its members tell a new one from the old
+	members   sessionTable
+	hist      *history
+	group     udpPath // the relay's broadcast or multicast target, for the main room; remote invalid otherwise
+	stable    uint64  // every member has every seq up to this (or history lost it)
+	prunable  uint64  // every member knows stable reached this: senders may forget it
+	unsettled bool    // a progress report came since stable and prunable were worked out
+}
+
+func newRoom(name string, history, bufferSize int, group udpPath) *room {
+	return &room{
+		name:  name,
+		inc:   randomID(),
+		hist:  newHistory(history, bufferSize+skipRoom),
+		group: group,
+	}
+}
+
+// settle works out which seqs every member has (stable) and which every
+// member knows to be stable (prunable), from their progress reports: a
+// walk over the room's members, once per batch at most while reports come
+// in. tell is called for each member that should hear where stable is
+// though it did not ask.
+func (rm *room) settle(tell func(*relayMember)) {
+	rm.unsettled = false
+	h := rm.hist
+	stable, prunable := h.seq, rm.stable
+	step := uint64(h.max / 8)
+	for _, m := range rm.members.list {
+		stable = min(stable, m.progress)
+		prunable = min(prunable, m.knows)
+		if m.knows+2*step <= rm.stable && m.told+2*step <= rm.stable {
+			// A member that is not taking messages (its application is
+			// slow) reports nothing: tell it where stable is, so that its
+			// answer lets senders forget what history has dropped anyway.
+			tell(m)
+			m.told = rm.stable
+		}
+	}
+	// What history no longer holds cannot be repaired by anyone. A member
+	// behind that learns of it from stable, and only once every member
+	// has, senders forget: so a member that lacks what senders forgot
+	// knows it, should the relay die.
+	rm.stable = max(stable, h.oldest()-1)
+	rm.prunable = max(rm.prunable, prunable)
+}
+
+// behind reports whether history is dropping what some member lacks, so
+// that stable must move on without that member's report.
+func (rm *room) behind() bool {
+	n := uint64(len(rm.hist.slots))
+	return rm.hist.seq > rm.stable+n+n/8
+}
+
+// member returns the member of the room called name, if there is one. A
+// nil room has none.
+func (rm *room) member(name []byte) *relayMember {
+	if rm == nil {
+		return nil
+	}
+	return rm.members.byName[string(name)]
+}
