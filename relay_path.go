@@ -27,24 +27,21 @@ import (
 // one.
 const challengeGap = 50 * time.Millisecond
 
-// probeLife is how long after the last challenge its answer is taken: a
-// round trip, with room for a slow link. An address that no longer speaks
+// probeLife is how long after a challenge its answer is taken (to within
+// a pathTick): a round trip, with room for a slow link. An address that no longer speaks
 // for the member (a NAT mapping given to someone else) cannot answer an
 // old challenge later.
 const probeLife = 2 * time.Second
 
-// A pathProbe is a challenge under way for a member's new address.
+// A pathProbe is what the relay spends on challenges to a member's new
+// address: the bytes it may still send there. The challenge's token holds
+// nothing the relay must keep (cookieJar.pathToken), so a datagram from a
+// third address, which takes the probe over, cannot void the member's
+// answer.
 type pathProbe struct {
 	to     netip.AddrPort // the zero AddrPort if there is none
-	token  uint64
-	budget int       // bytes received from to, less those sent to it
-	sent   time.Time // the last challenge; zero before the first
-}
-
-// answers reports whether a RESPONSE with token from `from` at now
-// answers the challenge.
-func (pr *pathProbe) answers(from netip.AddrPort, token uint64, now time.Time) bool {
-	return pr.to.IsValid() && pr.to == from && !pr.sent.IsZero() && now.Sub(pr.sent) <= probeLife && token == pr.token
+	budget int            // bytes received from to, less those sent to it
+	sent   time.Time      // the last challenge; zero before the first
 }
 
 // otherPath takes a datagram of m's session from an address that is not
@@ -55,7 +52,7 @@ func (r *protoRelay) otherPath(m *relayMember, p *packet, from udpPath, size int
 	r.stats.DroppedUnvalidated++
 	pr := &m.probe
 	if p.typ == tResponse {
-		if pr.answers(from.remote, p.token, now) {
+		if r.cookies.checkPathToken(p.token, m.session, from.remote, now, probeLife) {
 			r.stats.DroppedUnvalidated--
 			if r.q.sealer != nil {
 				m.replay.fresh(count)
@@ -67,10 +64,10 @@ func (r *protoRelay) otherPath(m *relayMember, p *packet, from udpPath, size int
 		return
 	}
 	debugDrop(r.cfg.logger, "session's datagram from an address not its own", from.remote)
-	if pr.to != from.remote || (!pr.sent.IsZero() && now.Sub(pr.sent) > probeLife) {
-		// The newest address is the one to try (a NAT does not give an
-		// old mapping back), with a new token.
-		*pr = pathProbe{to: from.remote, token: randomID()}
+	if pr.to != from.remote {
+		// The newest address is the one to try: a NAT does not give an
+		// old mapping back.
+		*pr = pathProbe{to: from.remote}
 	}
 	pr.budget += size
 	n := tokenLen
@@ -80,7 +77,8 @@ func (r *protoRelay) otherPath(m *relayMember, p *packet, from udpPath, size int
 	if pr.budget >= n && now.Sub(pr.sent) >= challengeGap {
 		pr.budget -= n
 		pr.sent = now
-		r.q.reply(from, appendToken(r.q.replyBuf(tokenLen), tChallenge, m.room.inc, pr.token))
+		token := r.cookies.pathToken(m.session, from.remote, now)
+		r.q.reply(from, appendToken(r.q.replyBuf(tokenLen), tChallenge, m.room.inc, token))
 	}
 }
 
