@@ -33,6 +33,7 @@ type batchConn struct {
 	rnames  []unix.RawSockaddrInet6 // large enough for either family
 	oob     []byte                  // readCmsgLen per read buffer; nil without control messages
 	dropped uint32                  // the kernel's count, from the newest SO_RXQ_OVFL seen
+	zones   map[uint32]string       // interface indexes as zones, made once each (Itoa allocates past 99)
 
 	whdrs  []unix.Mmsghdr
 	wiovs  []unix.Iovec
@@ -145,7 +146,7 @@ func (c *batchConn) read(in []inMsg) (int, error) {
 			// the largest datagram they take, so a full one is too large.
 			in[i].n = len(c.bufs[i])
 		}
-		in[i].from = udpPath{remote: sockaddrAddrPort(&c.rnames[i], h.Hdr.Namelen)}
+		in[i].from = udpPath{remote: c.sockaddrAddrPort(&c.rnames[i], h.Hdr.Namelen)}
 		if c.oob != nil && h.Hdr.Controllen > 0 {
 			c.control(c.oob[i*readCmsgLen:i*readCmsgLen+int(h.Hdr.Controllen)], &in[i].from)
 		}
@@ -156,7 +157,7 @@ func (c *batchConn) read(in []inMsg) (int, error) {
 // sockaddrAddrPort reads a sockaddr_in or sockaddr_in6, unmapped; an IPv6
 // address with a scope (a link-local one) carries its interface index as
 // its zone.
-func sockaddrAddrPort(sa *unix.RawSockaddrInet6, namelen uint32) netip.AddrPort {
+func (c *batchConn) sockaddrAddrPort(sa *unix.RawSockaddrInet6, namelen uint32) netip.AddrPort {
 	port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
 	switch {
 	case sa.Family == unix.AF_INET && namelen >= unix.SizeofSockaddrInet4:
@@ -165,9 +166,7 @@ func sockaddrAddrPort(sa *unix.RawSockaddrInet6, namelen uint32) netip.AddrPort 
 	case sa.Family == unix.AF_INET6 && namelen >= unix.SizeofSockaddrInet6:
 		ip := netip.AddrFrom16(sa.Addr).Unmap()
 		if sa.Scope_id != 0 && ip.Is6() {
-			// Itoa of a small number does not allocate; nor does the zone
-			// of an address seen before.
-			ip = ip.WithZone(strconv.Itoa(int(sa.Scope_id)))
+			ip = ip.WithZone(c.zone(sa.Scope_id))
 		}
 		return netip.AddrPortFrom(ip, port)
 	}
@@ -199,12 +198,26 @@ func (c *batchConn) control(b []byte, from *udpPath) {
 				break // no source to answer from (the routing chooses), or IP_PKTINFO's is better
 			}
 			if ip.Is6() && (ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast()) {
-				ip = ip.WithZone(strconv.Itoa(int(pi.Ifindex)))
+				ip = ip.WithZone(c.zone(pi.Ifindex))
 			}
 			from.local = ip
 		}
 		b = b[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(b)):]
 	}
+}
+
+// zone returns the zone of interface index i, made once: the zone of an
+// address seen before does not allocate either.
+func (c *batchConn) zone(i uint32) string {
+	z, ok := c.zones[i]
+	if !ok {
+		if c.zones == nil {
+			c.zones = make(map[uint32]string)
+		}
+		z = strconv.Itoa(int(i))
+		c.zones[i] = z
+	}
+	return z
 }
 
 func (c *batchConn) drops() uint64 { return uint64(c.dropped) }

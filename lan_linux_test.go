@@ -292,7 +292,7 @@ func testLANFanOut(t *testing.T, group string) {
 func TestLANFanOutLoss(t *testing.T) {
 	requireLAN(t)
 	if _, err := exec.LookPath("bridge"); err != nil {
-		t.Skipf("needs iproute2's bridge: %v", err)
+		lanSkip(t, "needs iproute2's bridge: %v", err)
 	}
 	for _, tc := range []struct{ name, group, in string }{
 		{"broadcast", "10.231.7.255:24100", "IpExt.InBcastPkts"},
@@ -497,6 +497,28 @@ func TestLANMultiHomed(t *testing.T) {
 		if st := bob.memberStats(); st.Dropped > 0 {
 			t.Errorf("bob dropped %d fan-out copies from 10.231.7.1, having dialled 10.232.7.1: %+v", st.Dropped, st)
 		}
+	})
+
+	// The same over IPv6 (IPV6_PKTINFO): a relay on [::] that carol reaches
+	// at its eth1 address through its eth0 answers her from that address,
+	// not from eth0's, which her connected socket would drop.
+	t.Run("relay on [::] reached at its other address", func(t *testing.T) {
+		l := l.on(t)
+		l.addIPv6("eth0", map[string]string{"h1": "fd31::1", "h2": "fd31::2", "h3": "fd31::3"})
+		l.addIPv6("eth1", map[string]string{"h1": "fd32::1", "h2": "fd32::2"})
+		l.ip("-n", l.ns("h3"), "-6", "route", "add", "fd32::/64", "via", "fd31::1", "dev", "eth0")
+		_, addr := l.startRelay("h1", lanRole{Addr: "[::]:0", Heartbeat: lanHeartbeat})
+		_, port, _ := strings.Cut(strings.TrimPrefix(addr, "[::]"), ":")
+		alice := l.join("h2", "alice", "[fd31::1]:"+port, lanRole{})
+		role := lanRole{Role: "member", Name: "carol", Addr: "[fd32::1]:" + port, JoinWait: 2 * time.Second}
+		carol := startProc(t, l.ns("h3"), "carol@h3", role)
+		carol.name = "carol"
+		if _, e := carol.waitEv(0, "joined", "joinerr"); e.Ev == "joinerr" {
+			t.Fatalf("carol: Join through the relay's other IPv6 address: %s", e.Err)
+		}
+		ms := []*lanProc{alice, carol}
+		from := joinSeq(t, ms, "carol")
+		chatCheck(t, l, ms, from)
 	})
 }
 

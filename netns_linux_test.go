@@ -559,7 +559,7 @@ var lanCount atomic.Int32
 // requireLAN skips the test where it cannot build namespaces.
 // lanSkip skips a LAN test that cannot run here, or fails it where the
 // LAN tests must run (UDPCHAT_REQUIRE_LAN is set, as .ci/run does as root).
-func lanSkip(t *testing.T, format string, args ...any) {
+func lanSkip(t testing.TB, format string, args ...any) {
 	t.Helper()
 	if os.Getenv("UDPCHAT_REQUIRE_LAN") != "" {
 		t.Fatalf(format, args...)

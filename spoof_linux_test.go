@@ -28,7 +28,7 @@ func newSpoofer(t testing.TB) *spoofer {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_UDP)
 	if err != nil {
-		t.Skipf("raw socket: %v", err)
+		lanSkip(t, "raw socket: %v", err)
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
 	return &spoofer{t, fd}
