@@ -65,8 +65,10 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 			r.sendWelcome(m)
 			return
 		}
-		// Another Member on the same socket address: the old one is gone.
+		// Another Member on the same socket address: the old one is gone,
+		// and with it the room, if it was alone there.
 		r.remove(m, now)
+		rm = r.byRoom[string(p.room)]
 	}
 	name := string(p.name)
 	if err := checkName(name); err != nil || (r.cfg.nameRule != nil && r.cfg.nameRule(name) != nil) || checkRoom(string(p.room)) != nil {

@@ -429,3 +429,31 @@ func TestRoomsSurviveRestart(t *testing.T) {
 	}
 	waitFor(t, func() bool { return fmt.Sprint(r2.Rooms()) == "[{ 1} {ops 2}]" }, "both rooms on the new relay")
 }
+
+// A new Member on the address of the only member of a room (a program
+// restarted on a fixed port) takes its place: the old one leaves, which
+// empties the room, and the new one opens it again.
+func TestRoomReplacedByNewMemberOnSameAddress(t *testing.T) {
+	r, err := NewRelay(WithAddr("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from := netip.MustParseAddrPort("127.0.0.1:40009")
+	for nonce := range uint64(2) {
+		_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce+1, time.Now())
+		r.handleAt(appendJoin(nil, 0, nonce+1, 0, 100+nonce, 1, &c, "alice", "ops"), from, time.Now())
+		r.q.flush()
+	}
+	if err := r.proto().check(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(r.mode.rooms()); got != "[{ops 1}]" {
+		t.Fatalf("rooms %s, want ops with alice", got)
+	}
+	if m := r.proto().byRoom["ops"].members.byName["alice"]; m == nil || m.epoch != 101 {
+		t.Fatalf("ops holds %+v, want the new alice", m)
+	}
+}
