@@ -1,6 +1,7 @@
 // Package udpchat is group chat over UDP: a Relay receives chat datagrams
-// from Members and delivers every message to every member, in one order,
-// without losing any silently.
+// from Members and delivers every message to every member of their room,
+// in one order, without losing any silently; a member may also send a
+// private message to one other member of its room.
 //
 // A server runs a relay (here on the default address, 127.0.0.1:2410):
 //
@@ -18,23 +19,51 @@
 //	err = m.Send(ctx, "hello")
 //	msg, err := m.Receive(ctx) // msg.Seq, msg.Kind, msg.From, msg.Text
 //
-// ARCHITECTURE.md in the repository maps the code.
+// Rooms and private messages:
+//
+//	m, err := udpchat.Join(ctx, "alice", udpchat.WithRoom("ops"))
+//	err = m.SendTo(ctx, "bob", "psst") // KindPrivate, From alice, To bob
+//
+// ARCHITECTURE.md in the repository maps the code; SCALING.md says how far
+// one relay goes and how rooms spread over several (RelayFor).
 //
 // # Model
 //
-// A relay (NewRelay, then Serve) owns one UDP socket. A member (Join) owns
-// its own unicast socket, connected to the relay. Joining is a handshake:
-// the relay answers a JOIN with a WELCOME that gives the member a random
-// session id, and the member then loads the member list. Names are unique
-// in the group; every member receives join and leave events as messages of
-// KindJoin and KindLeave, including its own join.
+// A relay (NewRelay, then Serve) owns one UDP socket and serves rooms. A
+// member (Join) owns its own unicast socket, connected to the relay, and
+// is in one room (WithRoom; "" is the main room); a program in several
+// rooms holds one Member per room. Each room is a group of its own: what
+// follows of "the group" holds per room, and nothing of one room reaches a
+// member of another. A room exists while it has members (at most
+// WithMaxRooms of them; WithMaxMembers counts every room's members); one
+// that empties is forgotten, and the next member to join opens it anew,
+// with a new incarnation: Seq starts again at 1, and a member that comes
+// back to it meets it as it would a restarted relay.
 //
-// The relay stamps every message with the next sequence number (Message.Seq)
-// and its own clock, keeps it in a history ring, and sends the same encoded
-// datagram to every member: one unicast copy per member, or, with
-// WithBroadcast, one copy to a broadcast address or multicast group.
-// Members hand messages to Receive strictly in sequence order, so all
-// members see the same messages in the same order.
+// Joining is a handshake: the relay answers a JOIN with a WELCOME that
+// gives the member a random session id, and the member then loads the
+// member list. Names are unique in the room; every member receives join
+// and leave events as messages of KindJoin and KindLeave, including its
+// own join.
+//
+// The relay stamps every message with the room's next sequence number
+// (Message.Seq) and its own clock, keeps it in the room's history ring, and
+// sends the same encoded datagram to every member of the room: one unicast
+// copy per member, or, with WithBroadcast, one copy to a broadcast address
+// or multicast group (the main room's: other rooms are served by unicast,
+// since every member of a host that listens on the group would hear
+// them). Members hand messages to Receive strictly in sequence order, so
+// all members see the same messages in the same order.
+//
+// A private message (SendTo) takes the room's next seq too, and travels
+// like a chat to its two parties only, sender and recipient (by unicast
+// even in broadcast mode); every other member of the room is sent a SKIP
+// of that seq instead, 20 bytes (53 sealed) whatever the message, so that
+// its Receive goes on to the next seq with nothing lost and nothing to
+// repair. Repairs follow the same rule: the relay resends the message to
+// a member with the name and epoch of a party, the SKIP to anyone else.
+// The recipient receives it once, in its place among the room's messages,
+// and so does the sender's copy.
 //
 // # Delivery
 //
@@ -80,7 +109,8 @@
 //
 // Receive tells a member of its own link in order, with Seq 0: KindLost
 // when the relay went silent or said goodbye, KindRejoined when the member
-// is back ("same relay", or "new relay" after a restart). A restarted relay
+// is back ("same relay", or "new relay" after a restart, or when its room
+// had emptied and began anew). A restarted relay
 // marks the join of each member of the old one that comes back; a member
 // that still lists that name from before the restart takes the mark
 // silently, so no KindJoin reads as someone new arriving, while a member
@@ -95,12 +125,14 @@
 // newest 65,536 departures, found by the departed session, which the JOIN
 // names), so it confirms those it sequenced before
 // instead of sequencing them again, and Seq stays consecutive. Seq can
-// skip a number in three cases only, and Receive returns nothing for it,
-// all after a restart but the last: the marked join of a member that came
-// back, for members that still list it; a chat resent to the new relay,
-// which members that had it from the old relay skip (counted in
-// MemberStats.Duplicates); and a chat resent after more than 65,536 other
-// members left while its sender was away.
+// skip a number in four cases only, and Receive returns nothing for it:
+// a private message between two other members of the room (the relay
+// said so with a SKIP); and, after a restart, the marked join of a member
+// that came back, for members that still list it, or a chat resent to the
+// new relay, which members that had it from the old relay skip (counted
+// in MemberStats.Duplicates); and a chat resent after more than 65,536
+// other members left while its sender was away. Anything else missing is
+// a *GapError.
 //
 // # Sockets
 //
@@ -129,7 +161,9 @@
 // The relay forwards each line unchanged to every address it has heard a
 // line from within the expiry span, or once to the WithBroadcast address;
 // "name:" with no text only keeps its sender on that list. There is no
-// handshake, order, recovery, name ownership or key.
+// handshake, order, recovery, name ownership, room, private message or
+// key: WithRoom with WithPlainText is an invalid option, and SendTo
+// returns an error matching errors.ErrUnsupported.
 //
 // # Untrusted input
 //
@@ -140,9 +174,11 @@
 // from its session's address, and a BYE only for the session it names, so
 // a stranger cannot speak for a member or end its session. A member whose
 // address changes (a NAT's new mapping) keeps its session: the relay
-// challenges the new address with a random token, sending it no more bytes
-// than it received from there, and moves the session when the token comes
-// back from it (QUIC's path validation). A join is a two-step exchange: the relay answers the first
+// challenges the new address with a token (an HMAC, under the cookie
+// secrets, of the time, the session and that address, so the relay keeps
+// none), sending it no more bytes than it received from there, and moves
+// the session when the token comes back from it within two seconds
+// (QUIC's path validation). A join is a two-step exchange: the relay answers the first
 // JOIN with a COOKIE, an HMAC-SHA256 over the joiner's address, the join's
 // nonce and a 30-second slot, keyed with a random secret that changes every
 // slot; only a JOIN that echoes a cookie of the current or the previous
@@ -152,24 +188,27 @@
 // session with more bytes than that datagram (joins are padded to 64
 // bytes).
 //
-// # Wire protocol, version 1
+// # Wire protocol, version 2
 //
 // Every datagram starts with a 12-byte header; integers are big-endian:
 //
-//	"UC" | version (1) | type | id (uint64)
+//	"UC" | version (2) | type | id (uint64)
 //
 // id is the member's session in datagrams to the relay (in a JOIN, the
-// session it held with its previous relay, or 0) and the relay's
-// incarnation in datagrams from it. The bodies by type:
+// session it held with its previous relay, or 0) and the incarnation of the
+// member's room in datagrams from it (of the relay itself in COOKIE, in
+// ERROR answering a JOIN, and in BYE to an unknown session). Names and room
+// names are a u8 length and the bytes. The bodies by type:
 //
 //	1  JOIN       m→r  nonce u64, previous incarnation u64, epoch u64, first member seq u64,
-//	                   cookie [16] (zero at first), name (u8 length + bytes), zero padding to 64 bytes
+//	                   cookie [16] (zero at first), name, room ("" the main room), zero padding to 64 bytes
 //	2  WELCOME    r→m  nonce u64, session u64, first seq u64, heartbeat ms u32, expiry ms u32,
 //	                   history u32, buffer size u16, group address [16] + port u16 (zero in unicast
 //	                   mode), the group copies' source address [16] (zero: the relay's own);
 //	                   IPv4 addresses as IPv4-mapped IPv6
-//	3  CHAT       m→r  member seq u64, text (UTF-8, to the end)
-//	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name, text
+//	3  CHAT       m→r  member seq u64, recipient (empty: to the room), text (UTF-8, to the end)
+//	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name,
+//	                   recipient (kind 4, private, only), text
 //	                   (the member seq of a join is 1 for a member back from the relay this one replaced)
 //	5  HEARTBEAT  m→r  next seq expected u64, stable seq known u64
 //	6  STATUS     r→m  last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
@@ -179,18 +218,21 @@
 //	8  GONE       r→m  first u64, last u64: no longer in history
 //	9  LEAVE      m→r  -
 //	10 BYE        r→m  session u64: the relay holds no such session (closing, left, expired, unknown)
-//	11 ERROR      r→m  code u8 (1 name taken, 2 full, 3 bad name, 4 too large, 5 bad text), ref u64 (nonce or member seq)
+//	11 ERROR      r→m  code u8 (1 name taken, 2 full, 3 bad name or room, 4 too large, 5 bad text,
+//	                   6 no such member, 7 no room for another room), ref u64 (nonce or member seq)
 //	12 ROSTERREQ  m→r  name: list the members whose names sort after it
 //	13 ROSTER     r→m  seq u64, more u8, the request's name, then names
 //	14 COOKIE     r→m  nonce u64, cookie [16]: join again with it
 //	15 CHALLENGE  r→m  token u64: a datagram of this session came from this new address
 //	16 RESPONSE   m→r  token u64: the answer, from the new address, which moves the session there
+//	17 SKIP       r→m  seq u64: a private message between other members took this seq
 //
 // With a group key (WithKey) each of these datagrams travels sealed with
 // AES-GCM, as "UC" | version | 0x80 | key id | nonce [12] | ciphertext |
 // tag [16]; SECURITY.md has the details.
 //
-// A deliver datagram takes 46 bytes plus the sender's name plus the text,
-// so with the default 1024-byte buffer a member named "alice" can send 973
-// bytes of text. Names are at most 32 bytes.
+// A deliver datagram takes 46 bytes plus the sender's name plus the text
+// (a private one 1 more, plus the recipient's name), so with the default
+// 1024-byte buffer a member named "alice" can send 973 bytes of text.
+// Names are at most 32 bytes.
 package udpchat

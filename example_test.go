@@ -123,3 +123,64 @@ func ExampleRelay_Serve() {
 	// context deadline exceeded
 	// <nil>
 }
+
+// Rooms and a private message: alice and bob talk in "ops", where bob
+// whispers to alice; carol, in the main room, hears none of it.
+func ExampleMember_SendTo() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	relay, err := udpchat.NewRelay(udpchat.WithAddr("127.0.0.1:0"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer relay.Close()
+	go relay.Serve(ctx)
+	at := udpchat.WithAddr(relay.Addr().String())
+	ops := udpchat.WithRoom("ops")
+	alice, err := udpchat.Join(ctx, "alice", at, ops)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer alice.Close()
+	bob, err := udpchat.Join(ctx, "bob", at, ops)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer bob.Close()
+	carol, err := udpchat.Join(ctx, "carol", at) // the main room
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer carol.Close()
+
+	if err := bob.SendTo(ctx, "alice", "psst"); err != nil {
+		log.Fatal(err)
+	}
+	err = bob.SendTo(ctx, "carol", "hi") // carol is in another room
+	fmt.Println(errors.Is(err, udpchat.ErrNoSuchMember))
+	for range 3 {
+		msg, err := alice.Receive(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%d %v %s>%s %q\n", msg.Seq, msg.Kind, msg.From, msg.To, msg.Text)
+	}
+	fmt.Println(relay.Rooms())
+	// Output:
+	// true
+	// 1 join alice> ""
+	// 2 join bob> ""
+	// 3 private bob>alice "psst"
+	// [{ 1} {ops 2}]
+}
+
+// Rooms spread over several relays: every program that lists the relays
+// the same way picks the same one for a room.
+func ExampleRelayFor() {
+	relays := []string{"10.0.0.1:2410", "10.0.0.2:2410", "10.0.0.3:2410"}
+	fmt.Println(udpchat.RelayFor("ops", relays))
+	fmt.Println(udpchat.RelayFor("ops", []string{relays[2], relays[0], relays[1]}))
+	// Output:
+	// 10.0.0.1:2410
+	// 10.0.0.1:2410
+}

@@ -36,9 +36,10 @@ const (
 	// member is joining again meanwhile; Send waits for it. Seq is 0.
 	KindLost Kind = 5
 	// KindRejoined says the member is in the group again, after KindLost.
-	// Text is "same relay", or "new relay" when the relay restarted:
-	// then Seq starts anew, and the members who were in the group and
-	// come back produce no KindJoin (see doc.go). Seq is 0.
+	// Text is "same relay", or "new relay" when the relay restarted (or
+	// the member's room had emptied and began anew): then Seq starts
+	// anew, and the members who were in the group and come back produce
+	// no KindJoin (see doc.go). Seq is 0.
 	KindRejoined Kind = 6
 )
 
