@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,11 +16,13 @@ import (
 )
 
 const chatHelp = `commands:
-  /who          list the members
-  /me ACTION    say what you do ("* alice waves")
-  /quit         leave (also Ctrl-C, or Ctrl-D on an empty line)
-  /help         this
-  //TEXT        send "/TEXT"`
+  /who             list the members of the room
+  /me ACTION       say what you do ("* alice waves")
+  /msg NAME TEXT   send TEXT to NAME alone, a member of the room
+  /join ROOM       leave this room for ROOM (/join alone: the main room)
+  /quit            leave (also Ctrl-C, or Ctrl-D on an empty line)
+  /help            this
+  //TEXT           send "/TEXT"`
 
 // sendTimeout bounds one Send; the library resends, across a relay restart
 // too, until then.
@@ -30,6 +33,7 @@ type output interface {
 	println(line string) // a line of the conversation, already made visible
 	errorln(line string) // an error or notice
 	colour() bool        // whether names may be coloured
+	setRoom(room string) // the room the chat is in now, or noRoom, for a status line
 }
 
 // runChat joins a group and chats: with a line editor when standard input
@@ -44,6 +48,7 @@ func runChat(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "", "the `address` your own socket binds; with -plain, a chat with a peer and no relay: lines are taken from any source, as the classic two-person program sends them")
 	buffer := fs.Int("buffer", udpchat.DefaultBufferSize, "largest datagram in `bytes`")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to try to reach the relay")
+	room := fs.String("room", "", "the `room` to join (default: the main room); /join changes it")
 	keyFile := keyFlag(fs)
 	rf := addRelayFlags(fs, " (with -host)")
 	if err := parse(fs, args); err != nil {
@@ -52,6 +57,10 @@ func runChat(ctx context.Context, args []string) error {
 	if *name == "" {
 		fmt.Fprintln(os.Stderr, "udpchat chat: -name is required")
 		fs.Usage()
+		return errUsage
+	}
+	if *plain && *room != "" {
+		fmt.Fprintln(os.Stderr, "udpchat chat: -room and -plain: plain text has no rooms")
 		return errUsage
 	}
 	if rf.given() && !*host {
@@ -96,16 +105,28 @@ func runChat(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "udpchat relay listening on %s%s\n", *addr, modeNote(*plain, len(keys) > 0))
 	}
 
-	jctx, cancel := context.WithTimeout(ctx, *timeout)
-	m, err := udpchat.Join(jctx, *name, append(mopts, opts...)...)
-	cancel()
-	if errors.Is(err, udpchat.ErrRelayUnreachable) {
-		hint := "is a relay running there?"
-		if len(keys) > 0 {
-			hint = "is a relay running there, with the same key?"
+	opts = append(mopts, opts...)
+	join := func(ctx context.Context, room string) (*udpchat.Member, error) {
+		jopts := opts
+		if room != "" {
+			jopts = append(slices.Clip(opts), udpchat.WithRoom(room))
 		}
-		return fmt.Errorf("%w; %s", err, hint)
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		m, err := udpchat.Join(ctx, *name, jopts...)
+		if room != "" && errors.Is(err, udpchat.ErrInvalidOption) && errors.Is(err, udpchat.ErrInvalidName) {
+			return nil, roomNameError{err}
+		}
+		if errors.Is(err, udpchat.ErrRelayUnreachable) {
+			hint := "is a relay running there?"
+			if len(keys) > 0 {
+				hint = "is a relay running there, with the same key?"
+			}
+			return nil, fmt.Errorf("%w; %s", err, hint)
+		}
+		return m, err
 	}
+	m, err := join(ctx, *room)
 	if err != nil {
 		return err
 	}
@@ -123,56 +144,36 @@ func runChat(ctx context.Context, args []string) error {
 	} else {
 		out, lines = &lineOutput{}, readLines()
 	}
-	return chat(ctx, m, out, lines, out.colour())
+	return chat(ctx, m, out, lines, out.colour(), *plain, join)
 }
 
-// chat runs a session: it prints what the group says and sends or acts on
+// chat runs a session: it prints what the room says and sends or acts on
 // each input line until the input ends, /quit, or ctx ends.
-func chat(ctx context.Context, m *udpchat.Member, out output, lines <-chan string, colour bool) error {
+func chat(ctx context.Context, m *udpchat.Member, out output, lines <-chan string, colour, plain bool, join joinFunc) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-
-	out.println(whoLine(m, colour))
-	wg.Go(func() { receive(sctx, m, out, colour) })
+	s := &session{ctx: sctx, out: out, colour: colour, plain: plain, join: join,
+		lines: lines, sends: make(chan sendItem, 64)}
+	s.enter(m, true)
 
 	// Sends go through one goroutine, in order, so that typing never waits
 	// for the relay.
-	sends := make(chan string, 64)
 	sent := make(chan struct{})
-	go func() {
-		defer close(sent)
-		for text := range sends {
-			c, cancel := context.WithTimeout(sctx, sendTimeout)
-			err := m.Send(c, text)
-			cancel()
-			if err != nil && sctx.Err() == nil {
-				out.errorln(errText(fmt.Errorf("not sent: %w", err)))
-			}
-		}
-	}()
+	go s.sendLoop(sctx, sent)
 
-	quit := false
-	for !quit {
-		select {
-		case <-ctx.Done():
-			quit = true
-		case line, ok := <-lines:
-			if !ok {
-				quit = true
-				break
-			}
-			quit = command(m, out, sends, line, colour)
+	for {
+		line, ok := s.next()
+		if !ok || s.command(line) {
+			break
 		}
 	}
-	close(sends)
+	close(s.sends)
 	if ctx.Err() == nil {
 		<-sent // what was typed before the end is sent first
 	}
 	cancel()
 	<-sent
-	return ignoreClosed(m.Close())
+	return s.leave()
 }
 
 func ignoreClosed(err error) error {
@@ -183,17 +184,17 @@ func ignoreClosed(err error) error {
 }
 
 // command acts on one input line and reports whether it ends the chat.
-func command(m *udpchat.Member, out output, sends chan<- string, line string, colour bool) bool {
+func (s *session) command(line string) bool {
 	line = strings.TrimSuffix(line, "\r")
 	if strings.TrimSpace(line) == "" {
 		return false // blank lines are not sent
 	}
 	if !strings.HasPrefix(line, "/") {
-		sends <- line
+		s.say(line)
 		return false
 	}
 	if strings.HasPrefix(line, "//") {
-		sends <- line[1:]
+		s.say(line[1:])
 		return false
 	}
 	cmd, arg, _ := strings.Cut(line, " ")
@@ -201,32 +202,49 @@ func command(m *udpchat.Member, out output, sends chan<- string, line string, co
 	case "/quit", "/exit":
 		return true
 	case "/who":
-		out.println(whoLine(m, colour))
+		if s.m == nil {
+			s.out.println("* in no room: " + noRoomHint)
+			break
+		}
+		s.out.println(whoLine(s.m, s.colour))
 	case "/me":
 		if strings.TrimSpace(arg) != "" {
-			sends <- "/me " + arg
+			s.say("/me " + arg)
 		}
+	case "/msg":
+		s.privateMessage(arg)
+	case "/join":
+		if s.plain {
+			s.out.errorln("udpchat: /join: plain text has no rooms")
+			break
+		}
+		s.switchRoom(strings.TrimSpace(arg))
 	case "/help":
 		for l := range strings.SplitSeq(chatHelp, "\n") {
-			out.println(l)
+			s.out.println(l)
 		}
 	default:
-		out.errorln(fmt.Sprintf("unknown command %s; /help lists them", visible(cmd)))
+		s.out.errorln(fmt.Sprintf("unknown command %s; /help lists them", visible(cmd)))
 	}
 	return false
 }
 
-// whoLine lists the members on one line.
+// whoLine lists the room's members on one line.
 func whoLine(m *udpchat.Member, colour bool) string {
 	ms := m.Members()
 	names := make([]string, len(ms))
 	for i, mi := range ms {
 		names[i] = colourName(mi.Name, colour)
 	}
-	return fmt.Sprintf("* members (%d): %s", len(ms), strings.Join(names, ", "))
+	of := ""
+	if m.Room() != "" {
+		of = " of " + roomName(m.Room())
+	}
+	return fmt.Sprintf("* members%s (%d): %s", of, len(ms), strings.Join(names, ", "))
 }
 
-// receive prints every message until ctx ends or the member is closed.
+// receive prints every message until the member is closed, or ctx ends
+// and it has printed those the member holds.
 func receive(ctx context.Context, m *udpchat.Member, out output, colour bool) {
 	for {
 		msg, err := m.Receive(ctx)
@@ -255,6 +273,8 @@ func render(msg udpchat.Message, colour bool) string {
 			return "* " + name + " " + visible(action)
 		}
 		return name + ": " + visible(msg.Text)
+	case udpchat.KindPrivate:
+		return "[private] " + name + " -> " + colourName(msg.To, colour) + ": " + visible(msg.Text)
 	case udpchat.KindJoin:
 		return "* " + name + " joined"
 	case udpchat.KindLeave:
@@ -294,6 +314,8 @@ func (o *lineOutput) errorln(line string) {
 }
 
 func (o *lineOutput) colour() bool { return false }
+
+func (o *lineOutput) setRoom(string) {} // each line that needs it names the room
 
 // readLines sends each line of standard input and closes the channel at
 // its end. The goroutine ends with the input (or the process).

@@ -115,6 +115,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"help"}, 0, "udpchat relay [flags]"},
 		{[]string{"-h"}, 0, "udpchat chat -name NAME"},
 		{[]string{"relay", "-h"}, 0, "-rate-bytes"},
+		{[]string{"relay", "-h"}, 0, "-max-rooms"},
+		{[]string{"help", "chat"}, 0, "-room room"},
 		{[]string{"help", "chat"}, 0, "-key-file"},
 		{[]string{"nonsense"}, 2, ""},
 		{[]string{"chat"}, 2, ""},
@@ -139,6 +141,7 @@ func TestRender(t *testing.T) {
 		{udpchat.Message{Kind: udpchat.KindChat, From: "bob", Text: "/me waves"}, "* bob waves"},
 		{udpchat.Message{Kind: udpchat.KindJoin, From: "bob"}, "* bob joined"},
 		{udpchat.Message{Kind: udpchat.KindLeave, From: "bob"}, "* bob left"},
+		{udpchat.Message{Kind: udpchat.KindPrivate, From: "bob", To: "al\u202eice", Text: "psst\x1b[2J"}, `[private] bob -> al\u202eice: psst^[[2J`},
 		{udpchat.Message{Kind: udpchat.KindLost, Text: "the relay went \u202esilent"}, `* relay lost (the relay went \u202esilent); rejoining, and what you type waits`},
 		{udpchat.Message{Kind: udpchat.KindRejoined, Text: "same relay"}, "* relay back"},
 		{udpchat.Message{Kind: udpchat.KindRejoined, Text: "new relay"}, "* relay back (it restarted)"},
@@ -151,6 +154,9 @@ func TestRender(t *testing.T) {
 	}
 	if got := render(udpchat.Message{Kind: udpchat.KindChat, From: "bob", Text: "hi"}, true); !strings.HasPrefix(got, "\x1b[") || !strings.HasSuffix(got, resetColour+": hi") {
 		t.Errorf("coloured: %q", got)
+	}
+	if got := render(udpchat.Message{Kind: udpchat.KindPrivate, From: "bob", To: "alice", Text: "hi"}, true); !strings.HasPrefix(got, "[private] \x1b[") || strings.Count(got, resetColour) != 2 || !strings.HasSuffix(got, resetColour+": hi") {
+		t.Errorf("coloured private: %q", got)
 	}
 }
 

@@ -69,10 +69,22 @@ func snake(s string) string {
 	return b.String()
 }
 
-// relayCollector reads the relay's Stats on every scrape.
+// The rooms' gauges, read from Relay.Rooms on every scrape. The main room's
+// label is room="", as its name is "" (in PromQL, {room=""} selects it).
+// There is one series per open room, so at most -max-rooms of them.
+var (
+	roomsDesc = prometheus.NewDesc("udpchat_relay_rooms",
+		"Rooms with members (the main room counts when it has members).", nil, nil)
+	roomMembersDesc = prometheus.NewDesc("udpchat_relay_room_members",
+		`Current number of members, by room (room="" is the main room); rooms without members are left out.`, []string{"room"}, nil)
+)
+
+// relayCollector reads the relay's Stats and Rooms on every scrape.
 type relayCollector struct{ r *udpchat.Relay }
 
 func (c relayCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- roomsDesc
+	ch <- roomMembersDesc
 	seen := map[*prometheus.Desc]bool{}
 	for _, m := range relayMetrics {
 		if !seen[m.desc] {
@@ -98,6 +110,14 @@ func (c relayCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(m.desc, m.typ, v, labels...)
 	}
+	open := 0
+	for _, room := range c.r.Rooms() {
+		if room.Members > 0 {
+			open++
+			ch <- prometheus.MustNewConstMetric(roomMembersDesc, prometheus.GaugeValue, float64(room.Members), room.Name)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(roomsDesc, prometheus.GaugeValue, float64(open))
 }
 
 // serveMetrics serves /metrics and /healthz on addr. It returns the bound

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/term"
 )
 
+// prompt is the editor's prompt in the main room; another room's name goes
+// before it (see setRoom).
 const prompt = "> "
 
 // screen is the chat on a terminal: a line editor (golang.org/x/term's
@@ -29,7 +31,10 @@ type screen struct {
 	outFd   int
 	old     *term.State
 	mu      sync.Mutex
-	held    bool // whether the reading goroutine holds mu since an Enter
+	held    bool       // whether the reading goroutine holds mu since an Enter
+	prompt  string     // the prompt shown, under mu
+	wmu     sync.Mutex // taken by every write of the Terminal's, after mu if both
+	done    bool       // under wmu: restored; the Terminal writes no more
 	width   int
 	noColor bool
 }
@@ -41,16 +46,23 @@ func newScreen() (*screen, error) {
 		return nil, err
 	}
 	s.old = old
+	s.prompt = prompt
 	s.t = term.NewTerminal(screenConn{s}, prompt)
 	s.resize()
 	_, s.noColor = os.LookupEnv("NO_COLOR")
 	return s, nil
 }
 
-// restore puts the terminal back as it was, on a fresh line.
+// restore puts the terminal back as it was, on a fresh line. The
+// Terminal may be drawing its prompt again meanwhile (ReadLine writes
+// without mu): from now on its writes are dropped, so the prompt does not
+// stay on the last line.
 func (s *screen) restore() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.done = true
 	os.Stdout.WriteString("\r\x1b[2K")
 	term.Restore(s.inFd, s.old)
 }
@@ -75,6 +87,24 @@ func (s *screen) println(line string) {
 func (s *screen) errorln(line string) { s.println(line) }
 
 func (s *screen) colour() bool { return !s.noColor }
+
+// setRoom shows the room in the prompt: "ops> ", "> " in the main room,
+// "(no room)> " in none. The Terminal draws it anew with the next line
+// printed, which the chat prints right after.
+func (s *screen) setRoom(room string) {
+	p := prompt
+	switch room {
+	case "":
+	case noRoom:
+		p = "(no room)" + prompt
+	default:
+		p = visible(room) + prompt
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prompt = p
+	s.t.SetPrompt(p)
+}
 
 // readLines reads lines with the editor and closes the channel when the
 // user leaves: Ctrl-C, or Ctrl-D on an empty line (both EOF to ReadLine).
@@ -110,8 +140,8 @@ func (s *screen) readLines() <-chan string {
 // start of the row below it, where the Terminal put it.
 func (s *screen) erase(line string) {
 	width := max(s.width, 1)
-	rows := (utf8.RuneCountInString(prompt)+utf8.RuneCountInString(line))/width + 1
-	os.Stdout.WriteString(strings.Repeat("\x1b[A\x1b[2K", rows) + "\r")
+	rows := (utf8.RuneCountInString(s.prompt)+utf8.RuneCountInString(line))/width + 1
+	screenConn{s}.Write([]byte(strings.Repeat("\x1b[A\x1b[2K", rows) + "\r"))
 }
 
 // screenConn is the Terminal's connection: standard input and output.
@@ -126,4 +156,11 @@ func (c screenConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c screenConn) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
+func (c screenConn) Write(p []byte) (int, error) {
+	c.s.wmu.Lock()
+	defer c.s.wmu.Unlock()
+	if c.s.done {
+		return len(p), nil
+	}
+	return os.Stdout.Write(p)
+}

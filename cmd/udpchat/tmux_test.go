@@ -193,3 +193,71 @@ func TestTerminalHost(t *testing.T) {
 	bob.stdin.Close()
 	bob.wait(t)
 }
+
+// TestTerminalRooms: three people on terminals. alice /joins bob and
+// carol's room (her prompt shows it), swaps private messages with bob, and
+// carol, in the same room, never sees any of them; /join alone takes alice
+// back to the main room.
+func TestTerminalRooms(t *testing.T) {
+	x := newTmux(t)
+	relay, addr := startRelay(t, nil)
+	x.session("bob", bin, "chat", "-addr", addr, "-name", "bob", "-room", "ops")
+	x.waitPane("bob", "join", hasLine("* bob joined"))
+	x.waitPane("bob", "his room, and in the prompt", func(p string) bool {
+		return slices.Contains(screenLines(p), "* now in room ops") && lastLine(p) == "ops>"
+	})
+	x.session("carol", bin, "chat", "-addr", addr, "-name", "carol", "-room", "ops")
+	x.waitPane("carol", "join", hasLine("* carol joined"))
+	x.waitPane("bob", "carol's join", hasLine("* carol joined"))
+	x.session("alice", bin, "chat", "-addr", addr, "-name", "alice")
+	x.waitPane("alice", "join", hasLine("* alice joined"))
+
+	enter := func(who, line string) {
+		t.Helper()
+		x.keys(who, "-l", line)
+		x.keys(who, "Enter")
+	}
+	enter("alice", "/join ops")
+	p := x.waitPane("alice", "the room", hasLine("* members of room ops (3): alice, bob, carol"))
+	if !slices.Contains(screenLines(p), "* now in room ops") {
+		t.Errorf("alice's screen does not say she is in ops:\n%s", p)
+	}
+	x.waitPane("alice", "the room in the prompt", func(p string) bool { return lastLine(p) == "ops>" })
+	x.waitPane("bob", "alice's join", hasLine("* alice joined"))
+	x.waitPane("carol", "alice's join", hasLine("* alice joined"))
+
+	enter("alice", "/msg bob the password is swordfish")
+	const toBob = "[private] alice -> bob: the password is swordfish"
+	x.waitPane("bob", "alice's private message", hasLine(toBob))
+	p = x.waitPane("alice", "her copy", hasLine(toBob))
+	if n := strings.Count(p, "swordfish"); n != 1 {
+		t.Errorf("alice's screen shows her private line %d times:\n%s", n, p)
+	}
+	enter("bob", "/msg alice got it")
+	x.waitPane("alice", "bob's answer", hasLine("[private] bob -> alice: got it"))
+	x.waitPane("bob", "his copy", hasLine("[private] bob -> alice: got it"))
+
+	// The relay orders this after both private messages: once carol shows
+	// it, she would have shown them.
+	enter("alice", "all done")
+	p = x.waitPane("carol", "alice's public line", hasLine("alice: all done"))
+	for _, s := range []string{"swordfish", "got it", "[private]"} {
+		if strings.Contains(p, s) {
+			t.Errorf("carol's screen shows %q:\n%s", s, p)
+		}
+	}
+
+	enter("alice", "/msg nobody hi")
+	x.waitPane("alice", "the refusal", hasLine("udpchat: not sent to nobody: no such member in the room"))
+
+	enter("alice", "/join")
+	x.waitPane("alice", "the main room", hasLine("* now in the main room"))
+	x.waitPane("alice", "the main room's prompt", func(p string) bool { return lastLine(p) == ">" })
+	x.waitPane("bob", "alice's leave", hasLine("* alice left"))
+
+	for _, who := range []string{"alice", "bob", "carol"} {
+		enter(who, "/quit")
+		x.waitPane(who, "exit status 0", hasLine("[exited 0]"))
+	}
+	stopRelay(t, relay)
+}
