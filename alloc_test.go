@@ -78,13 +78,13 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			// Steady state: the room's history has grown to its size and
 			// every slot holds a datagram of this size.
 			for range 2 * r.cfg.history {
-				r.handleAt(seal(appendChat(nil, sess[0], mseq, "", "hello there")), member(0), now)
+				r.handleAt(seal(appendChat(nil, sess[0], mseq, seqAt{}, "", "hello there")), member(0), now)
 				r.q.flush()
 				mseq++
 			}
 			before, errs := r.stats.Sequenced, r.stats.DroppedSendErrors
 			allocs := testing.AllocsPerRun(200, func() {
-				r.handleAt(seal(appendChat(nil, sess[0], mseq, "", "hello there")), member(0), now)
+				r.handleAt(seal(appendChat(nil, sess[0], mseq, seqAt{}, "", "hello there")), member(0), now)
 				r.q.flush()
 				mseq++
 			})
@@ -93,7 +93,7 @@ func TestRelayPathDoesNotAllocate(t *testing.T) {
 			}
 			// The chat datagram and its seal are built by the test, outside
 			// the relay: subtract them.
-			own := testing.AllocsPerRun(200, func() { seal(appendChat(nil, sess[0], mseq, "", "hello there")) })
+			own := testing.AllocsPerRun(200, func() { seal(appendChat(nil, sess[0], mseq, seqAt{}, "", "hello there")) })
 			if allocs-own > 0 {
 				t.Errorf("the relay allocates %v times per chat fanned out to 10 members", allocs-own)
 			}

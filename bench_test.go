@@ -89,7 +89,7 @@ func BenchmarkRelayFanout(b *testing.B) {
 					if i%len(chats) == 0 {
 						b.StopTimer()
 						for j := range chats {
-							chats[j] = appendChat(chats[j][:0], sess, uint64(i+j+1), "", string(benchText))
+							chats[j] = appendChat(chats[j][:0], sess, uint64(i+j+1), seqAt{}, "", string(benchText))
 						}
 						b.StartTimer()
 					}

@@ -26,13 +26,14 @@ type departedOrigins struct {
 
 type departure struct {
 	epoch    uint64
-	nextMseq uint64
+	nextMseq uint64 // its chats were sequenced up to this (exclusive)
+	prevInc  uint64 // the incarnation it came back from, and the first seq
+	prevNext uint64 // of it it lacked (relayMember), kept for its resends
 	n        uint64 // which departure: a ring slot still names it only if n matches
 }
 
-// leave records that the member of session and epoch left, its chats
-// sequenced up to nextMseq (exclusive).
-func (d *departedOrigins) leave(session, epoch, nextMseq uint64) {
+// leave records that the member of session left.
+func (d *departedOrigins) leave(session uint64, dep departure) {
 	if d.next == nil {
 		d.next = make(map[uint64]departure)
 	}
@@ -49,20 +50,20 @@ func (d *departedOrigins) leave(session, epoch, nextMseq uint64) {
 		d.order[d.head] = session
 		d.head = (d.head + 1) % maxDeparted
 	}
-	d.next[session] = departure{epoch: epoch, nextMseq: nextMseq, n: d.count}
+	dep.n = d.count
+	d.next[session] = dep
 }
 
-// rejoin returns the member seq that the relay sequences next for the
-// member that held session with epoch, and forgets the record: the member
-// has a session again. ok is false for a session not remembered, or of
-// another epoch.
-func (d *departedOrigins) rejoin(session, epoch uint64) (nextMseq uint64, ok bool) {
-	dep, ok := d.next[session]
+// rejoin returns the departure of the member that held session with
+// epoch, and forgets it: the member has a session again. ok is false for a
+// session not remembered, or of another epoch.
+func (d *departedOrigins) rejoin(session, epoch uint64) (dep departure, ok bool) {
+	dep, ok = d.next[session]
 	if !ok || dep.epoch != epoch {
-		return 0, false
+		return departure{}, false
 	}
 	delete(d.next, session)
-	return dep.nextMseq, true
+	return dep, true
 }
 
 func (d *departedOrigins) len() int { return len(d.next) }

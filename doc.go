@@ -102,7 +102,12 @@
 // calling Receive) where stable stands, as history drops what it lacks.
 // So a crash loses nothing that a surviving sender
 // sent; a message the dead relay had not yet delivered everywhere reaches
-// the members that lacked it at its place in the new relay's order. A
+// the members that lacked it, and only them, at its place in the new
+// relay's order. A sender resends each kept chat with the incarnation and
+// seq it was sequenced at, and each rejoining member's JOIN says the first
+// seq of the old relay it lacked: the new relay sends the chat to the
+// members of that incarnation who lacked it, and a SKIP to those who had
+// it and to those who joined the new relay, who never had it coming. A
 // member that was further behind than the relay's history (whose missing
 // messages senders no longer keep) gets a GapError for them, in the old
 // relay's numbering. After a restart Seq starts anew.
@@ -110,12 +115,11 @@
 // Receive tells a member of its own link in order, with Seq 0: KindLost
 // when the relay went silent or said goodbye, KindRejoined when the member
 // is back ("same relay", or "new relay" after a restart, or when its room
-// had emptied and began anew). A restarted relay
-// marks the join of each member of the old one that comes back; a member
-// that still lists that name from before the restart takes the mark
-// silently, so no KindJoin reads as someone new arriving, while a member
-// that does not list it (it joined the new relay first) receives the
-// KindJoin. An expiry span after it rejoined, a member loads the new
+// had emptied and began anew). The join of a member back from the old
+// relay is no news to the members who were in it too: they are sent a
+// SKIP of its seq, and still list the member from before; a member that
+// joined the new relay first receives the KindJoin. An expiry span after
+// it rejoined, a member loads the new
 // relay's member list, and each member of the old relay that has not come
 // back is reported as left (KindLeave, Seq 0).
 //
@@ -124,15 +128,19 @@
 // remembers how far it sequenced the chats of each member that left (the
 // newest 65,536 departures, found by the departed session, which the JOIN
 // names), so it confirms those it sequenced before
-// instead of sequencing them again, and Seq stays consecutive. Seq can
-// skip a number in four cases only, and Receive returns nothing for it:
-// a private message between two other members of the room (the relay
-// said so with a SKIP); and, after a restart, the marked join of a member
-// that came back, for members that still list it, or a chat resent to the
-// new relay, which members that had it from the old relay skip (counted
-// in MemberStats.Duplicates); and a chat resent after more than 65,536
-// other members left while its sender was away. Anything else missing is
-// a *GapError.
+// instead of sequencing them again.
+//
+// So within an incarnation every seq reaches every member: as a message,
+// as a SKIP (a private message between others; after a restart, a chat
+// resent that it had or that came before it joined, or the join of a
+// member back with it), or in a *GapError when history no longer holds
+// it. A member also drops a copy of a chat it has already taken (by its
+// origin), which a relay sequences twice only in two rare cases: after a
+// restart, a chat its sender never learned was sequenced, resent; and a
+// chat resent after more than 65,536 other members left while its sender
+// was away. Receive returns nothing for a SKIP or a copy, and says how many
+// it passed in the next message's Skipped: each message's Seq is the
+// previous one's plus Skipped plus one, plus any GapError between them.
 //
 // # Sockets
 //
@@ -185,7 +193,7 @@
 // slot creates a session. So the relay keeps no state for an address, and
 // sends it nothing of the group's, until the address has shown that it
 // receives; and it never answers a datagram from an unknown address or
-// session with more bytes than that datagram (joins are padded to 64
+// session with more bytes than that datagram (a JOIN is at least 70
 // bytes).
 //
 // # Wire protocol, version 2
@@ -201,15 +209,16 @@
 // names are a u8 length and the bytes. The bodies by type:
 //
 //	1  JOIN       m→r  nonce u64, previous incarnation u64, epoch u64, first member seq u64,
-//	                   cookie [16] (zero at first), name, room ("" the main room), zero padding to 64 bytes
+//	                   the first seq of the previous incarnation it lacks u64 (0 with none),
+//	                   cookie [16] (zero at first), name, room ("" the main room)
 //	2  WELCOME    r→m  nonce u64, session u64, first seq u64, heartbeat ms u32, expiry ms u32,
 //	                   history u32, buffer size u16, group address [16] + port u16 (zero in unicast
 //	                   mode), the group copies' source address [16] (zero: the relay's own);
 //	                   IPv4 addresses as IPv4-mapped IPv6
-//	3  CHAT       m→r  member seq u64, recipient (empty: to the room), text (UTF-8, to the end)
+//	3  CHAT       m→r  member seq u64, incarnation u64 and seq u64 it was sequenced at before (0, 0 if
+//	                   none; the seq may be a bound), recipient (empty: to the room), text (UTF-8, to the end)
 //	4  DELIVER    r→m  seq u64, time unix ns i64, epoch u64, member seq u64, kind u8, name,
 //	                   recipient (kind 4, private, only), text
-//	                   (the member seq of a join is 1 for a member back from the relay this one replaced)
 //	5  HEARTBEAT  m→r  next seq expected u64, stable seq known u64
 //	6  STATUS     r→m  last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
 //	                   (answers HEARTBEAT, and CHAT that is resent or ahead of a lost one;
@@ -225,7 +234,7 @@
 //	14 COOKIE     r→m  nonce u64, cookie [16]: join again with it
 //	15 CHALLENGE  r→m  token u64: a datagram of this session came from this new address
 //	16 RESPONSE   m→r  token u64: the answer, from the new address, which moves the session there
-//	17 SKIP       r→m  seq u64: a private message between other members took this seq
+//	17 SKIP       r→m  seq u64: a message not for this member took this seq
 //
 // With a group key (WithKey) each of these datagrams travels sealed with
 // AES-GCM, as "UC" | version | 0x80 | key id | nonce [12] | ciphertext |

@@ -21,13 +21,21 @@ type history struct {
 	queued uint64 // the oldest seq the send queue holds bytes of; 0: none
 }
 
-// A slot holds one message's datagram and, for a private message, the
-// SKIP its other members are sent instead, and who may have the message.
+// A slot holds one message's datagram and, for a message that not every
+// member of the room gets, the SKIP the others are sent and who gets which.
 type slot struct {
-	b    []byte // the DELIVER, sealed with a key
-	skip []byte // a private message's SKIP (after b in the same buffer); nil otherwise
-	from party
-	to   party
+	b    []byte    // the DELIVER, sealed with a key
+	skip []byte    // the SKIP (after b in the same buffer); nil if everyone gets b
+	sel  selection // who gets b, if skip is set
+}
+
+// A selection says which members of a room get a message; the others get
+// a SKIP of its seq. The zero selection is everyone.
+type selection struct {
+	private  bool
+	from, to party  // a private message's parties
+	resent   seqAt  // a chat that the incarnation resent.inc sequenced, at seq resent.seq at most
+	back     uint64 // the join of a member back from the incarnation back
 }
 
 // A party of a private message: a member's name and epoch. A repair of the
@@ -35,6 +43,32 @@ type slot struct {
 type party struct {
 	name  string
 	epoch uint64
+}
+
+func (s *selection) everyone() bool { return *s == selection{} }
+
+// gets reports whether m gets the message. A chat resent to a new relay
+// goes to the members of the incarnation that sequenced it who lacked it
+// then (they had not received up to its seq), not to those who joined
+// since; a member back from another incarnation may lack it, and takes it
+// once by its origin. The join of a member back from an incarnation is
+// news only to those who were not in it with it.
+func (s *selection) gets(m *relayMember) bool {
+	if s.private && s.from != (party{m.name, m.epoch}) && s.to != (party{m.name, m.epoch}) {
+		return false
+	}
+	if s.back != 0 && m.prevInc == s.back {
+		return false
+	}
+	if s.resent.inc != 0 {
+		switch m.prevInc {
+		case 0:
+			return false // joined after the chat was sequenced
+		case s.resent.inc:
+			return s.resent.seq >= m.prevNext
+		}
+	}
+	return true
 }
 
 // minSlots and minSlotBuf are where a history's ring and a slot's buffer
@@ -91,11 +125,11 @@ func (h *history) oldest() uint64 {
 // holds reports whether seq is still held.
 func (h *history) holds(seq uint64) bool { return seq >= h.oldest() && seq <= h.seq && seq > 0 }
 
-// forMember returns what the member of name and epoch is to be sent for seq: the
-// DELIVER, or the SKIP of a private message between others.
-func (h *history) forMember(seq uint64, name string, epoch uint64) []byte {
+// forMember returns what m is to be sent for seq: the DELIVER, or the SKIP
+// of a message not for it.
+func (h *history) forMember(seq uint64, m *relayMember) []byte {
 	s := h.slot(seq)
-	if s.skip == nil || s.from == (party{name, epoch}) || s.to == (party{name, epoch}) {
+	if s.skip == nil || s.sel.gets(m) {
 		return s.b
 	}
 	return s.skip

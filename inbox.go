@@ -13,6 +13,7 @@ type inbox struct {
 	early   map[uint64]earlyMsg // arrived ahead of next
 	origins map[string]origin   // per sender, the newest chat taken
 	forget  uint64              // a sender silent for this many seqs may be forgotten
+	skipped uint64              // seqs passed since the last message queued that were not for us
 	queue   ring                // for Receive
 	ready   chan struct{}       // a message was queued for Receive
 	pending []rxItem            // link events and a restart's losses, queued as soon as there is room
@@ -54,7 +55,7 @@ func (in *inbox) newRelay(stable uint64) (lost uint64) {
 // start has the inbox take the stream from seq on (a first join, or a new
 // relay that numbers anew).
 func (in *inbox) start(seq uint64) {
-	in.next, in.lastSeq, in.nackHigh = seq, seq-1, seq-1
+	in.next, in.lastSeq, in.nackHigh, in.skipped = seq, seq-1, seq-1, 0
 }
 
 // lost records that the seqs from next through last are gone for good (a
@@ -147,23 +148,17 @@ func (in *inbox) advance(r *roster) (dups uint64) {
 		delete(in.early, in.next)
 		in.next++
 		switch {
-		case e.msg.Kind == 0:
-			continue // a SKIP: another's private message
-		case e.msg.Kind == KindPrivate:
-			if !in.firstCopy(e) {
-				dups++
-				continue
-			}
-		case e.msg.Kind != KindChat:
-			back := e.msg.Kind == KindJoin && e.mseq == joinBack && r.carries(e.msg.From)
+		case e.msg.Kind == 0: // a SKIP: not a message for us
+			in.skipped++
+			continue
+		case e.msg.Kind != KindChat && e.msg.Kind != KindPrivate:
 			r.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)
-			if back {
-				continue // listed since before the relay restarted: no news
-			}
 		case !in.firstCopy(e):
 			dups++
+			in.skipped++
 			continue
 		}
+		e.msg.Skipped, in.skipped = in.skipped, 0
 		in.push(rxItem{msg: e.msg})
 	}
 	return dups

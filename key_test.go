@@ -405,14 +405,14 @@ func TestRenewalKeepsReplayWindow(t *testing.T) {
 			}
 		}
 	}
-	c.send(s.seal(appendJoin(nil, 0, 77, 0, 4242, 1, &[cookieLen]byte{}, "alice", "")))
+	c.send(s.seal(appendJoin(nil, 0, 77, 0, 4242, 1, 0, &[cookieLen]byte{}, "alice", "")))
 	ck := readSealed(tCookie)
-	join := appendJoin(nil, 0, 77, 0, 4242, 1, &ck.cookie, "alice", "")
+	join := appendJoin(nil, 0, 77, 0, 4242, 1, 0, &ck.cookie, "alice", "")
 	c.send(s.seal(join))
 	w := readSealed(tWelcome)
 	var sent [][]byte
 	for i := 1; i <= 5; i++ {
-		b := s.seal(appendChat(nil, w.session, uint64(i), "", "hi"))
+		b := s.seal(appendChat(nil, w.session, uint64(i), seqAt{}, "", "hi"))
 		c.send(b)
 		sent = append(sent, b)
 	}

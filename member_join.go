@@ -77,7 +77,7 @@ func (m *memberSession) welcome(p *packet, now time.Time) {
 		}
 		m.notify(KindRejoined, "", text, now)
 	}
-	m.inc, m.session = p.id, p.session
+	m.inc, m.session, m.out.inc = p.id, p.session, p.id
 	m.heartbeat, m.expiry, m.maxDatagram, m.out.history = p.heartbeat, p.expiry, p.maxDatagram, p.history
 	m.in.forget = uint64(4 * p.history)
 	m.state, m.rejoinSince = stateJoined, time.Time{}

@@ -275,6 +275,7 @@ func (m *memberSession) notify(kind Kind, from, text string, now time.Time) {
 func (m *memberSession) deliver(p *packet, now time.Time) {
 	if (p.kind == KindChat || p.kind == KindPrivate) && p.epoch == m.out.epoch && p.seq >= m.in.ackFrom && string(p.name) == m.name {
 		m.ack(p.mseq, p.seq, now)
+		m.out.sequenced(p.mseq, p.seq)
 	}
 	dup, keep := m.in.offer(p.seq)
 	if dup {
@@ -335,6 +336,16 @@ func (m *memberSession) beat(now time.Time) {
 	m.reportedStable = m.out.stable
 }
 
+// prevNext is, in a JOIN, the first seq of the relay (incarnation m.inc)
+// the member lacks: a restarted relay sends it the chats resent to it that
+// it lacks, and to the others a SKIP.
+func (m *memberSession) prevNext() uint64 {
+	if m.inc == 0 {
+		return 0
+	}
+	return m.in.next
+}
+
 // reportStep is how far the member's progress, or the stable seq it
 // knows, moves before it reports: an eighth of the relay's history.
 func (m *memberSession) reportStep() uint64 { return max(1, uint64(m.out.history)/8) }
@@ -387,7 +398,7 @@ func (m *memberSession) sendChat(c *pendingChat, now time.Time) {
 	// Built after room for the seal's header, and sealed where it lies:
 	// a chat costs one allocation, the datagram.
 	p := sealPrefix(m.sealer)
-	m.writePrefixed(appendChat(make([]byte, p, p+chatHdrLen+len(c.to)+len(c.text)+16), m.session, c.mseq, c.to, c.text))
+	m.writePrefixed(appendChat(make([]byte, p, p+chatHdrLen+len(c.to)+len(c.text)+16), m.session, c.mseq, c.was, c.to, c.text))
 	if m.out.sent(c, now) {
 		m.stats.Retransmitted++
 	}
@@ -413,7 +424,7 @@ func (m *memberSession) tick(now time.Time) time.Duration {
 			return time.Hour
 		}
 		if !now.Before(m.joinNext) {
-			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+2*maxNameLen), m.session, m.nonce, m.inc, m.out.epoch, m.out.first(), &m.cookie, m.name, m.cfg.room))
+			m.writeLocked(appendJoin(make([]byte, 0, joinMinLen+2*maxNameLen), m.session, m.nonce, m.inc, m.out.epoch, m.out.first(), m.prevNext(), &m.cookie, m.name, m.cfg.room))
 			m.joinNext = now.Add(m.joinBackoff)
 			m.joinBackoff = min(2*m.joinBackoff, rtoMax)
 		}

@@ -246,7 +246,7 @@ func TestForgedPathCannotTakeSession(t *testing.T) {
 	port := third.LocalAddr().(*net.UDPAddr).Port
 	forged := [][]byte{
 		appendHeartbeat(nil, session, 1, 0),
-		appendChat(nil, session, 999, "", "not alice"),
+		appendChat(nil, session, 999, seqAt{}, "", "not alice"),
 		appendToken(nil, tResponse, session, 12345), // a guess
 		appendHeader(nil, tLeave, session),
 	}
@@ -380,7 +380,7 @@ func TestWildcardAnswersBroadcastFromAddress(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			join := appendJoin(nil, 0, 5, 0, 4242, 1, &[cookieLen]byte{}, "alice", "")
+			join := appendJoin(nil, 0, 5, 0, 4242, 1, 0, &[cookieLen]byte{}, "alice", "")
 			if _, err := c.WriteTo(join, &net.UDPAddr{IP: net.IPv4(127, 255, 255, 255), Port: port}); err != nil {
 				t.Fatal(err)
 			}

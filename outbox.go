@@ -17,6 +17,7 @@ type outbox struct {
 	stable   uint64         // every member has every seq up to this, says the relay
 	prunable uint64         // every member knows of stable up to this: our copies may go
 	history  int            // the relay's history size, which bounds the outbox
+	inc      uint64         // the incarnation of the relay (the room) that confirms chats now
 	free     []*pendingChat // pruned chats, to be used again: a Send allocates none
 
 	// The round trip from a chat's first send to its confirmation, as
@@ -41,6 +42,7 @@ type pendingChat struct {
 	done      chan error // ch while a Send waits for the answer; nil once answered
 	confirmed bool       // sequenced or refused by the relay
 	seqBound  uint64     // once confirmed: its seq is at most this
+	was       seqAt      // where it was last sequenced, at most: kept across a restart, for the new relay
 	next      time.Time  // when to (re)send
 	rto       time.Duration
 	sentAt    time.Time
@@ -198,7 +200,7 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 		if !c.resent && !c.sentAt.IsZero() {
 			o.sample(now.Sub(c.sentAt))
 		}
-		c.confirmed, c.seqBound, progress = true, bound, true
+		c.confirmed, c.seqBound, c.was, progress = true, bound, seqAt{o.inc, bound}, true
 		if c.done != nil {
 			answered++
 			o.answer(c, nil)
@@ -215,6 +217,19 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 	return answered, false
 }
 
+// sequenced records that the chat mseq, confirmed, was sequenced at seq:
+// its own deliver says so exactly.
+func (o *outbox) sequenced(mseq, seq uint64) {
+	if len(o.chats) == 0 || mseq < o.chats[0].mseq {
+		return
+	}
+	if i := mseq - o.chats[0].mseq; i < uint64(len(o.chats)) {
+		if c := o.chats[i]; c.confirmed && c.seqBound != 0 {
+			c.seqBound, c.was = min(c.seqBound, seq), seqAt{o.inc, min(c.was.seq, seq)}
+		}
+	}
+}
+
 // refuse answers the unconfirmed chat mseq with err and reports whether
 // there was one. The relay used up its member seq: the chat stays in the
 // outbox, so a new relay is offered an unbroken run of member seqs.
@@ -224,7 +239,7 @@ func (o *outbox) refuse(mseq uint64, err error) bool {
 			continue
 		}
 		o.answer(c, err)
-		c.confirmed, c.seqBound = true, 0
+		c.confirmed, c.seqBound, c.was = true, 0, seqAt{}
 		o.prune()
 		return true
 	}

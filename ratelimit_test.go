@@ -122,7 +122,7 @@ func TestRejoinDoesNotRefillBurst(t *testing.T) {
 	for time.Since(start) < time.Second && cycles < 50 {
 		w := fl.joinWith(uint64(100+cycles), "flood", tWelcome)
 		for i := 1; i <= 2*rate; i++ {
-			fl.send(appendChat(nil, w.session, uint64(i), "", "spam"))
+			fl.send(appendChat(nil, w.session, uint64(i), seqAt{}, "", "spam"))
 			sent++
 		}
 		fl.send(appendHeader(nil, tLeave, w.session))
@@ -150,7 +150,7 @@ func TestNackFloodIsBudgeted(t *testing.T) {
 	w := fl.joinRaw("flood")
 	expect(t, bob, KindJoin, "flood", "")
 	for i := 1; i <= 100; i++ {
-		fl.send(appendChat(nil, w.session, uint64(i), "", strings.Repeat("L", 100)))
+		fl.send(appendChat(nil, w.session, uint64(i), seqAt{}, "", strings.Repeat("L", 100)))
 		for fl.readType(tDeliver).mseq != uint64(i) {
 		}
 		expect(t, bob, KindChat, "flood", strings.Repeat("L", 100))
@@ -187,7 +187,7 @@ func TestNackChargedForWhatIsResent(t *testing.T) {
 	c := dialRaw(t, r.Addr())
 	w := c.joinRaw("lag")
 	for i := 1; i <= 100; i++ {
-		c.send(appendChat(nil, w.session, uint64(i), "", strings.Repeat("L", 50)))
+		c.send(appendChat(nil, w.session, uint64(i), seqAt{}, "", strings.Repeat("L", 50)))
 		for c.readType(tDeliver).mseq != uint64(i) {
 		}
 	}
@@ -210,7 +210,7 @@ func TestLeftBucketsStayWithTheName(t *testing.T) {
 		w := c.joinWith(nonce, name, tWelcome)
 		before := r.Stats().Sequenced
 		for i := 1; i <= 2*rate; i++ {
-			c.send(appendChat(nil, w.session, uint64(i), "", "x"))
+			c.send(appendChat(nil, w.session, uint64(i), seqAt{}, "", "x"))
 		}
 		c.handled(w.session)
 		return w.session, int(r.Stats().Sequenced - before)

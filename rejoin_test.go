@@ -79,7 +79,7 @@ func TestExpiredRejoinKeepsOneOrder(t *testing.T) {
 }
 
 // checkConsecutive checks that the numbered messages of a log have
-// consecutive Seqs.
+// consecutive Seqs, but for those each says it skipped.
 func checkConsecutive(t *testing.T, name string, log []Message) {
 	t.Helper()
 	var last uint64
@@ -87,7 +87,7 @@ func checkConsecutive(t *testing.T, name string, log []Message) {
 		if msg.Seq == 0 {
 			continue
 		}
-		if last != 0 && msg.Seq != last+1 {
+		if last != 0 && msg.Seq != last+1+msg.Skipped {
 			t.Errorf("%s: Seq %d follows %d\n%s", name, msg.Seq, last, showLog(log))
 		}
 		last = msg.Seq
@@ -144,7 +144,7 @@ func sameConversation(t *testing.T, a, b []Message) {
 func showLog(log []Message) string {
 	var b bytes.Buffer
 	for _, msg := range log {
-		fmt.Fprintf(&b, "  %d %v %s %q\n", msg.Seq, msg.Kind, msg.From, msg.Text)
+		fmt.Fprintf(&b, "  %d (+%d) %v %s %q\n", msg.Seq, msg.Skipped, msg.Kind, msg.From, msg.Text)
 	}
 	return b.String()
 }

@@ -4,6 +4,7 @@ package udpchat
 // the relay.
 
 import (
+	"encoding/binary"
 	"time"
 	"unicode/utf8"
 )
@@ -37,8 +38,9 @@ func (r *protoRelay) handleChat(m *relayMember, p *packet, now time.Time) {
 			if m.ahead == nil {
 				m.ahead = make(map[uint64][]byte)
 			}
-			// Kept as it came: the recipient's name, then the text.
-			m.ahead[p.mseq] = append(appendName(nil, string(p.to)), p.text...)
+			// Kept as it came: where it was sequenced before, the
+			// recipient's name, then the text.
+			m.ahead[p.mseq] = append(appendName(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, p.was.inc), p.was.seq), string(p.to)), p.text...)
 			r.stats.Reordered++
 		}
 		// Telling the member where the relay stands lets it resend the
@@ -46,21 +48,24 @@ func (r *protoRelay) handleChat(m *relayMember, p *packet, now time.Time) {
 		r.sendStatus(m)
 		return
 	}
-	r.acceptChat(m, p.mseq, p.to, p.text, now)
+	r.acceptChat(m, p.mseq, p.was, p.to, p.text, now)
 	for len(m.ahead) > 0 {
 		b, ok := m.ahead[m.nextMseq]
 		if !ok {
 			break
 		}
 		delete(m.ahead, m.nextMseq)
-		to, text, _ := splitName(b)
-		r.acceptChat(m, m.nextMseq, to, text, now)
+		was := seqAt{binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])}
+		to, text, _ := splitName(b[16:])
+		r.acceptChat(m, m.nextMseq, was, to, text, now)
 	}
 }
 
 // acceptChat sequences the member's next chat (to the room, or to the
 // member called to) or refuses it; either way the member seq is used up.
-func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, to, text []byte, now time.Time) {
+// A chat that another incarnation of the room sequenced (was) reaches only
+// the members who lacked it there (selection.gets).
+func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, was seqAt, to, text []byte, now time.Time) {
 	m.nextMseq++
 	var dst *relayMember
 	if len(to) > 0 {
@@ -74,10 +79,23 @@ func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, to, text []byte, no
 		r.refuse(m, mseq, codeInvalidText)
 	case deliverLen(m.name, string(to), len(text))+r.cfg.sealOverhead() > r.cfg.bufferSize:
 		r.refuse(m, mseq, codeTooLarge)
-	case dst != nil:
-		r.sequencePrivate(m, dst, mseq, text, now)
 	default:
-		r.sequence(KindChat, m, mseq, text, now)
+		var sel selection
+		if was.inc != 0 && was.inc != m.room.inc {
+			sel.resent = was
+			// It may get a SKIP of its own chat: the batch's STATUS
+			// confirms it.
+			r.owe(m)
+		}
+		r.sequenceFor(KindChat, m, dst, mseq, text, sel, now)
+	}
+}
+
+// owe has the end of the batch send m a STATUS.
+func (r *protoRelay) owe(m *relayMember) {
+	if !m.owed {
+		m.owed = true
+		r.owed = append(r.owed, m)
 	}
 }
 
@@ -108,7 +126,7 @@ func (r *protoRelay) handleNack(m *relayMember, p *packet, now time.Time) {
 			first = oldest
 		}
 		for s := first; s <= last && budget > 0; s++ {
-			r.q.resend(h, s, h.forMember(s, m.name, m.epoch), m.path)
+			r.q.resend(h, s, h.forMember(s, m), m.path)
 			r.stats.Retransmitted++
 			budget--
 		}

@@ -116,8 +116,17 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 	// relay sequenced before are confirmed, not sequenced again. (Only
 	// this relay knows the session the JOIN names.)
 	nextMseq := p.mseq
-	if n, ok := r.departed.rejoin(p.id, p.epoch); ok {
-		nextMseq = max(nextMseq, n)
+	var prevInc, prevNext uint64
+	if p.prevInc != 0 && p.prevInc != rm.inc {
+		// Back from a replaced incarnation: where it was decides which of
+		// the chats resent to this one it lacks.
+		prevInc, prevNext = p.prevInc, p.prevNext
+	}
+	if dep, ok := r.departed.rejoin(p.id, p.epoch); ok {
+		nextMseq = max(nextMseq, dep.nextMseq)
+		if dep.prevInc != 0 {
+			prevInc, prevNext = dep.prevInc, dep.prevNext
+		}
 	}
 	m := &relayMember{
 		name:      name,
@@ -131,6 +140,8 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 		progress:  progress,
 		knows:     knows,
 		nextMseq:  nextMseq,
+		prevInc:   prevInc,
+		prevNext:  prevNext,
 		buckets:   r.limit.join(src.remote.Addr(), name, now),
 		lastHeard: now,
 		room:      rm,
@@ -140,13 +151,13 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 	// The welcome goes out before the join event, so the member knows its
 	// session when the event arrives.
 	r.sendWelcome(m)
-	// A member of the relay this one replaced is marked as coming back:
-	// members that still list it from before take its join silently.
+	// A member back from the incarnation this one replaced is no news to
+	// those who were in it too: they get a SKIP, and still list it.
 	var back uint64
 	if p.prevInc != 0 && p.prevInc != rm.inc {
-		back = joinBack
+		back = p.prevInc
 	}
-	r.sequence(KindJoin, m, back, nil, now)
+	r.sequenceFor(KindJoin, m, nil, 0, nil, selection{back: back}, now)
 	r.cfg.logger.Info("udpchat member joined", "name", name, "room", rm.name, "addr", src.remote)
 }
 

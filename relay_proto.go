@@ -167,10 +167,7 @@ func (r *protoRelay) handle(b []byte, from udpPath, now time.Time) {
 		// The answer waits for the end of the batch, where stable and
 		// prunable are worked out once for all the batch's reports.
 		rm.unsettled = true
-		if !m.owed {
-			m.owed = true
-			r.owed = append(r.owed, m)
-		}
+		r.owe(m)
 	case tNack:
 		r.handleNack(m, &p, now)
 	case tRosterReq:
@@ -188,20 +185,29 @@ func (r *protoRelay) handle(b []byte, from udpPath, now time.Time) {
 // sequence assigns the next seq of from's room to a message, keeps it in
 // the room's history and fans it out to every member of the room.
 func (r *protoRelay) sequence(kind Kind, from *relayMember, mseq uint64, text []byte, now time.Time) {
-	rm := from.room
-	seq, buf := r.q.next(rm.hist, deliverLen(from.name, "", len(text)))
-	r.q.fanout(rm.hist, appendDeliver(buf, rm.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, "", text), rm.members.dsts, rm.group)
-	r.settleIfBehind(rm)
+	r.sequenceFor(kind, from, nil, mseq, text, selection{}, now)
 }
 
-// sequencePrivate sequences a private message from one member of a room
-// to another (or to itself): the two get it, every other member of the
-// room a SKIP for its seq.
-func (r *protoRelay) sequencePrivate(from, to *relayMember, mseq uint64, text []byte, now time.Time) {
+// sequenceFor is sequence for the members sel picks: every other member of
+// the room is sent a SKIP of the seq instead. With to set, the message is
+// a private one from one member of a room to another (or to itself), which
+// only the two get.
+func (r *protoRelay) sequenceFor(kind Kind, from, to *relayMember, mseq uint64, text []byte, sel selection, now time.Time) {
 	rm := from.room
-	seq, buf := r.q.next(rm.hist, deliverLen(from.name, to.name, len(text))+skipRoom)
-	b := appendDeliver(buf, rm.inc, seq, now.UnixNano(), from.epoch, mseq, KindPrivate, from.name, to.name, text)
-	r.q.fanoutPrivate(rm.hist, rm.inc, b, rm.members.dsts, [2]int{from.idx, to.idx}, party{from.name, from.epoch}, party{to.name, to.epoch})
+	var toName string
+	if to != nil {
+		kind, toName = KindPrivate, to.name
+		sel.private, sel.from, sel.to = true, party{from.name, from.epoch}, party{to.name, to.epoch}
+	}
+	n := deliverLen(from.name, toName, len(text))
+	if sel.everyone() {
+		seq, buf := r.q.next(rm.hist, n)
+		r.q.fanout(rm.hist, appendDeliver(buf, rm.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, "", text), rm.members.dsts, rm.group)
+	} else {
+		seq, buf := r.q.next(rm.hist, n+skipRoom)
+		b := appendDeliver(buf, rm.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, toName, text)
+		r.q.fanoutSelected(rm.hist, rm.inc, b, rm.members.list, rm.members.dsts, sel)
+	}
 	r.settleIfBehind(rm)
 }
 
@@ -222,7 +228,7 @@ func (r *protoRelay) remove(m *relayMember, now time.Time) {
 	rm := m.room
 	rm.members.remove(m)
 	delete(r.sessions, m.session)
-	r.departed.leave(m.session, m.epoch, m.nextMseq)
+	r.departed.leave(m.session, departure{epoch: m.epoch, nextMseq: m.nextMseq, prevInc: m.prevInc, prevNext: m.prevNext})
 	r.limit.leave(m.path.remote.Addr(), m.name, m.buckets)
 	if rm.members.len() == 0 {
 		delete(r.byRoom, rm.name)

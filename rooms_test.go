@@ -73,11 +73,12 @@ func render(ms []Message) []string {
 	return out
 }
 
-// consecutive fails unless the seqs of ms run one by one from ms[0].
+// consecutive fails unless the seqs of ms run one by one from ms[0], but
+// for those each message says it skipped.
 func consecutive(t testing.TB, who string, ms []Message) {
 	t.Helper()
 	for i := 1; i < len(ms); i++ {
-		if ms[i].Seq != ms[i-1].Seq+1 {
+		if ms[i].Seq != ms[i-1].Seq+1+ms[i].Skipped {
 			t.Fatalf("%s: seq %d after %d:\n%s", who, ms[i].Seq, ms[i-1].Seq, strings.Join(render(ms), "\n"))
 		}
 	}
@@ -320,9 +321,9 @@ func TestRoomLimits(t *testing.T) {
 func TestJoinBadRoomRefused(t *testing.T) {
 	r := startRelay(t)
 	rc := dialRaw(t, r.Addr())
-	rc.send(appendJoin(nil, 0, 9, 0, 4242, 1, &[cookieLen]byte{}, "x", "a:b"))
+	rc.send(appendJoin(nil, 0, 9, 0, 4242, 1, 0, &[cookieLen]byte{}, "x", "a:b"))
 	c := rc.readType(tCookie)
-	rc.send(appendJoin(nil, 0, 9, 0, 4242, 1, &c.cookie, "x", "a:b"))
+	rc.send(appendJoin(nil, 0, 9, 0, 4242, 1, 0, &c.cookie, "x", "a:b"))
 	if p := rc.readType(tError); p.code != codeBadName {
 		t.Fatalf("error code %d, want %d", p.code, codeBadName)
 	}
@@ -353,7 +354,7 @@ func TestEmptyRoomDisappears(t *testing.T) {
 // gives it. r.mu is held.
 func roomJoin(r *Relay, from netip.AddrPort, nonce uint64, name, room string) []byte {
 	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, time.Now())
-	return appendJoin(nil, 0, nonce, 0, nonce, 1, &c, name, room)
+	return appendJoin(nil, 0, nonce, 0, nonce, 1, 0, &c, name, room)
 }
 
 // An idle room, one member in it, costs the relay under 2 KiB: what the
@@ -444,7 +445,7 @@ func TestRoomReplacedByNewMemberOnSameAddress(t *testing.T) {
 	from := netip.MustParseAddrPort("127.0.0.1:40009")
 	for nonce := range uint64(2) {
 		_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce+1, time.Now())
-		r.handleAt(appendJoin(nil, 0, nonce+1, 0, 100+nonce, 1, &c, "alice", "ops"), from, time.Now())
+		r.handleAt(appendJoin(nil, 0, nonce+1, 0, 100+nonce, 1, 0, &c, "alice", "ops"), from, time.Now())
 		r.q.flush()
 	}
 	if err := r.proto().check(); err != nil {

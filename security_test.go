@@ -21,10 +21,10 @@ func TestForgedJoinDoesNotAmplify(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer victim.Close()
-	forged := appendJoin(nil, 0, 99, 0, 5, 1, &[cookieLen]byte{}, "mallory", "")
+	forged := appendJoin(nil, 0, 99, 0, 5, 1, 0, &[cookieLen]byte{}, "mallory", "")
 	sendSpoofed(t, victim.LocalAddr().(*net.UDPAddr).Port, r.addr, forged)
 	// A guessed cookie does no better.
-	sendSpoofed(t, victim.LocalAddr().(*net.UDPAddr).Port, r.addr, appendJoin(nil, 0, 99, 0, 5, 1, &[cookieLen]byte{1}, "mallory", ""))
+	sendSpoofed(t, victim.LocalAddr().(*net.UDPAddr).Port, r.addr, appendJoin(nil, 0, 99, 0, 5, 1, 0, &[cookieLen]byte{1}, "mallory", ""))
 	for range 20 {
 		if err := alice.Send(ctxT(t), strings.Repeat("x", 900)); err != nil {
 			t.Fatal(err)
@@ -127,7 +127,7 @@ func TestFloodIsCutToRate(t *testing.T) {
 		mseq := uint64(1)
 		for range 200 { // 2 seconds of 100 datagrams every 10ms
 			for range 100 {
-				flooder.c.Write(appendChat(nil, w.session, mseq, "", "spam"))
+				flooder.c.Write(appendChat(nil, w.session, mseq, seqAt{}, "", "spam"))
 				mseq++
 			}
 			time.Sleep(10 * time.Millisecond) // pacing the flood, not synchronising

@@ -83,29 +83,26 @@ func (q *sendQueue) fanout(h *history, b []byte, dsts []udpPath, group udpPath) 
 	q.stats.Delivered += uint64(len(dsts))
 }
 
-// fanoutPrivate seals b, a private message built in h's newest slot by
-// next (with room for skipRoom more), builds and seals its SKIP after it,
-// keeps both there, and queues b for the parties' paths and the SKIP for
-// every other address of dsts: those at the indexes in parties are left
-// out. inc is the room's incarnation.
-func (q *sendQueue) fanoutPrivate(h *history, inc uint64, b []byte, dsts []udpPath, parties [2]int, from, to party) {
+// fanoutSelected seals b, built in h's newest slot by next (with room for
+// skipRoom more), builds and seals its SKIP after it, keeps both there with
+// sel, and queues b for the members sel picks and the SKIP for the rest:
+// members and dsts are a room's, side by side. inc is the room's
+// incarnation.
+func (q *sendQueue) fanoutSelected(h *history, inc uint64, b []byte, members []*relayMember, dsts []udpPath, sel selection) {
 	s := h.slot(h.seq)
 	s.b = q.sealAt(s.b, b)
 	rest := s.b[len(s.b):len(s.b):cap(s.b)]
 	p := sealPrefix(q.sealer)
 	s.skip = q.sealAt(rest, appendSkip(rest[p:p], inc, h.seq))
-	s.from, s.to = from, to
+	s.sel = sel
 	q.pin(h, h.seq)
-	i, j := min(parties[0], parties[1]), max(parties[0], parties[1])
-	q.queue(s.b, dsts[i])
-	if j != i {
-		q.queue(s.b, dsts[j])
+	for i, m := range members {
+		if s.sel.gets(m) {
+			q.queue(s.b, dsts[i])
+		} else {
+			q.queue(s.skip, dsts[i])
+		}
 	}
-	q.queueAll(s.skip, dsts[:i])
-	if j != i {
-		q.queueAll(s.skip, dsts[i+1:j])
-	}
-	q.queueAll(s.skip, dsts[j+1:])
 	q.stats.Delivered += uint64(len(dsts))
 }
 

@@ -235,7 +235,7 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	long := strings.Repeat("L", 200)
 	const n = 200
 	for i := 1; i <= n; i++ {
-		raw.send(appendChat(nil, w.session, uint64(i), "", fmt.Sprintf("%03d%s", i, long)))
+		raw.send(appendChat(nil, w.session, uint64(i), seqAt{}, "", fmt.Sprintf("%03d%s", i, long)))
 		for raw.readType(tDeliver).mseq != uint64(i) {
 		}
 	}
@@ -251,7 +251,7 @@ func TestRepairNotOverwrittenInBatch(t *testing.T) {
 	bob.mu.Unlock()
 	now := time.Now()
 	r.handleAt(nack, r.proto().main().byName["bob"].path.remote, now)
-	r.handleAt(appendChat(nil, w.session, n+1, "", "short"), r.proto().main().byName["raw"].path.remote, now)
+	r.handleAt(appendChat(nil, w.session, n+1, seqAt{}, "", "short"), r.proto().main().byName["raw"].path.remote, now)
 	r.q.flush()
 	r.mu.Unlock()
 
@@ -290,13 +290,13 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 	r.q.flush()
 	for i := range 3 {
 		for ms := uint64(2); ms <= sendWindow; ms++ {
-			r.handleAt(appendChat(nil, sess[i], ms, "", "x"), from(i), now)
+			r.handleAt(appendChat(nil, sess[i], ms, seqAt{}, "", "x"), from(i), now)
 		}
 	}
 	r.q.flush()
 	sent := r.stats.Sequenced
 	for i := range 3 {
-		r.handleAt(appendChat(nil, sess[i], 1, "", "x"), from(i), now) // releases 64 each
+		r.handleAt(appendChat(nil, sess[i], 1, seqAt{}, "", "x"), from(i), now) // releases 64 each
 	}
 	seen := map[uint64]bool{}
 	for _, m := range r.q.out {

@@ -26,6 +26,8 @@ type relayMember struct {
 	refusedAs byte   // is refused again, not confirmed
 	lastHeard time.Time
 	probe     pathProbe // a challenge to the new address its datagrams come from, if any
+	prevInc   uint64    // the incarnation of the room it came back from after a restart; 0 if none
+	prevNext  uint64    // the first seq of prevInc it lacked
 	idx       int       // position in its room's sessionTable.list
 	room      *room
 }

@@ -65,12 +65,20 @@ func (k Kind) String() string {
 
 // Message is one entry of a room's conversation, as sequenced by the relay.
 type Message struct {
-	Seq  uint64    // position in the room's order; consecutive within one incarnation of the room, but for others' private messages (see doc.go); 0 for KindLost and KindRejoined
+	Seq  uint64    // position in the room's order, within one incarnation of the room (see Skipped); 0 for KindLost and KindRejoined
 	Kind Kind      // chat, join, leave, private, or news about the member's own link
 	From string    // the member's name, stamped by the relay
 	To   string    // for KindPrivate: the recipient; empty otherwise
 	Text string    // the chat text; empty for join and leave
 	Time time.Time // when the relay sequenced the message (relay clock); for Seq 0, when the member noticed (its clock)
+
+	// Skipped counts the seqs since the member's previous numbered message
+	// of this incarnation that were not messages for it: others' private
+	// messages, and after a restart, copies of messages it had and joins
+	// of members back with it (see doc.go). So Seq is always the previous
+	// message's Seq + Skipped + 1, plus the seqs of any GapError between
+	// them: no seq goes unexplained.
+	Skipped uint64
 }
 
 // MemberInfo describes one member of a room.

@@ -336,12 +336,12 @@ func (rc *rawClient) joinRaw(name string) packet {
 // returns the relay's answer to that, which must be of type want.
 func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 	rc.t.Helper()
-	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, &[cookieLen]byte{}, name, ""))
+	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, 0, &[cookieLen]byte{}, name, ""))
 	c := rc.readType(tCookie)
 	if c.nonce != nonce {
 		rc.t.Fatalf("cookie for nonce %d, want %d", c.nonce, nonce)
 	}
-	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, &c.cookie, name, ""))
+	rc.send(appendJoin(nil, 0, nonce, 0, 4242, 1, 0, &c.cookie, name, ""))
 	return rc.readType(want)
 }
 
@@ -350,7 +350,7 @@ func (rc *rawClient) joinWith(nonce uint64, name string, want byte) packet {
 func cookieJoin(r *Relay, from netip.AddrPort, nonce, epoch uint64, name string) []byte {
 	now := time.Now()
 	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, now)
-	return appendJoin(nil, 0, nonce, 0, epoch, 1, &c, name, "")
+	return appendJoin(nil, 0, nonce, 0, epoch, 1, 0, &c, name, "")
 }
 
 func TestExpirySilentMember(t *testing.T) {
@@ -449,15 +449,15 @@ func TestMessageSize(t *testing.T) {
 	// text. Nothing of them is delivered.
 	rc := dialRaw(t, r.Addr())
 	w := rc.joinRaw("raw")
-	rc.send(appendChat(nil, w.session, 1, "", strings.Repeat("z", 256-chatHdrLen)))
+	rc.send(appendChat(nil, w.session, 1, seqAt{}, "", strings.Repeat("z", 256-chatHdrLen)))
 	if p := rc.readType(tError); p.code != codeTooLarge || p.ref != 1 {
 		t.Errorf("oversized deliver: relay answered code %d ref %d", p.code, p.ref)
 	}
-	rc.send(appendChat(nil, w.session, 2, "", "\xff\xfe"))
+	rc.send(appendChat(nil, w.session, 2, seqAt{}, "", "\xff\xfe"))
 	if p := rc.readType(tError); p.code != codeInvalidText || p.ref != 2 {
 		t.Errorf("invalid text: relay answered code %d ref %d", p.code, p.ref)
 	}
-	rc.send(appendChat(nil, w.session, 3, "", "ok"))
+	rc.send(appendChat(nil, w.session, 3, seqAt{}, "", "ok"))
 	expect(t, m, KindJoin, "bob", "")
 	expect(t, m, KindJoin, "raw", "")
 	expect(t, m, KindChat, "raw", "ok")
@@ -626,7 +626,7 @@ func TestJunkDatagrams(t *testing.T) {
 
 	// A genuine chat of alice's, as an eavesdropper would capture it.
 	alice.mu.Lock()
-	genuine := appendChat(nil, alice.mode.(*memberSession).session, alice.out.mseq+1, "", "captured")
+	genuine := appendChat(nil, alice.mode.(*memberSession).session, alice.out.mseq+1, seqAt{}, "", "captured")
 	alice.mu.Unlock()
 
 	attacker := dialRaw(t, r.Addr())

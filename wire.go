@@ -20,13 +20,13 @@ import (
 const (
 	wireVersion = 2
 	headerLen   = 12
-	joinMinLen  = 64 // joins are padded so that no answer to one is larger
+	joinMinLen  = headerLen + 40 + cookieLen + 2 // the shortest JOIN, 70 bytes: longer than any answer to it but the WELCOME, which needs the cookie
 )
 
 const (
-	tJoin      byte = 1  // m→r (id: the session held with the previous incarnation, 0 if none) nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, cookie [16] (zero if none), name len u8, name, room len u8, room, zero padding to 64 bytes
+	tJoin      byte = 1  // m→r (id: the session held with the previous incarnation, 0 if none) nonce u64, previous incarnation u64 (0 if none), epoch u64, first member seq u64, next seq it lacked from the previous incarnation u64 (0 if none), cookie [16] (zero if none), name len u8, name, room len u8, room
 	tWelcome   byte = 2  // r→m nonce u64, session u64, join seq u64, heartbeat ms u32, expiry ms u32, history u32, max datagram u16, group IPv6 [16] (IPv4 mapped), group port u16, group source IPv6 [16]
-	tChat      byte = 3  // m→r member seq u64, recipient len u8, recipient (none: to the room), text
+	tChat      byte = 3  // m→r member seq u64, incarnation u64 and seq u64 it was sequenced at before (0, 0 if none), recipient len u8, recipient (none: to the room), text
 	tDeliver   byte = 4  // r→m seq u64, unix ns i64, epoch u64, member seq u64, kind u8, name len u8, name, (private: recipient len u8, recipient), text
 	tHeartbeat byte = 5  // m→r next expected seq u64, stable seq the member knows u64
 	tStatus    byte = 6  // r→m last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
@@ -40,7 +40,7 @@ const (
 	tCookie    byte = 14 // r→m nonce u64, cookie [16]: join again with it
 	tChallenge byte = 15 // r→m token u64: a session's datagram came from a new address; answer from it
 	tResponse  byte = 16 // m→r token u64: the answer, which moves the session to the address it comes from
-	tSkip      byte = 17 // r→m seq u64: a private message between other members took this seq
+	tSkip      byte = 17 // r→m seq u64: a message not for this member took this seq (selection.gets)
 )
 
 // Error codes carried by tError.
@@ -62,12 +62,8 @@ const (
 	cookieLen     = 16
 	cookieMsgLen  = headerLen + 8 + cookieLen
 	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1
-	chatHdrLen    = headerLen + 8 + 1
+	chatHdrLen    = headerLen + 8 + 16 + 1
 	maxNackRanges = 8
-
-	// joinBack, in the member seq of a KindJoin deliver, says that the
-	// member came back from the relay this one replaced.
-	joinBack = 1
 
 	// sendWindow is how many chats a member has in flight: the relay
 	// holds at most this many past the first one it lacks.
@@ -94,6 +90,8 @@ type packet struct {
 
 	nonce    uint64          // join, welcome
 	prevInc  uint64          // join: the incarnation the member was in before, or 0
+	prevNext uint64          // join: the first seq of prevInc the member lacks
+	was      seqAt           // chat: where it was sequenced before, if it was
 	epoch    uint64          // join, deliver: the member's lifetime id
 	cookie   [cookieLen]byte // join, cookie
 	stable   uint64          // heartbeat (as known), status: every member has every seq up to this
@@ -135,20 +133,17 @@ func appendName(b []byte, name string) []byte {
 // appendJoin builds a JOIN. prevSession is the session the member held
 // with the relay of prevInc: a relay of that incarnation trusts what it
 // remembers of the member only from the one who held the session.
-func appendJoin(b []byte, prevSession, nonce, prevInc, epoch, firstMseq uint64, cookie *[cookieLen]byte, name, room string) []byte {
-	start := len(b)
+// prevNext is the first seq of prevInc the member lacks.
+func appendJoin(b []byte, prevSession, nonce, prevInc, epoch, firstMseq, prevNext uint64, cookie *[cookieLen]byte, name, room string) []byte {
 	b = appendHeader(b, tJoin, prevSession)
 	b = binary.BigEndian.AppendUint64(b, nonce)
 	b = binary.BigEndian.AppendUint64(b, prevInc)
 	b = binary.BigEndian.AppendUint64(b, epoch)
 	b = binary.BigEndian.AppendUint64(b, firstMseq)
+	b = binary.BigEndian.AppendUint64(b, prevNext)
 	b = append(b, cookie[:]...)
 	b = appendName(b, name)
-	b = appendName(b, room)
-	for len(b)-start < joinMinLen {
-		b = append(b, 0)
-	}
-	return b
+	return appendName(b, room)
 }
 
 func appendWelcome(b []byte, inc, nonce, session, joinSeq uint64, heartbeat, expiry time.Duration, history, maxDatagram int, group netip.AddrPort, groupSrc netip.Addr) []byte {
@@ -191,11 +186,18 @@ func appendToken(b []byte, typ byte, id, token uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, token)
 }
 
+// A seqAt says where a chat was sequenced: the incarnation and the seq, at
+// most (the zero seqAt: nowhere known).
+type seqAt struct{ inc, seq uint64 }
+
 // appendChat builds a CHAT: to the room, or with to set, a private
-// message to that member.
-func appendChat(b []byte, session, mseq uint64, to, text string) []byte {
+// message to that member. was says where it was sequenced before, for a
+// chat resent to a new relay.
+func appendChat(b []byte, session, mseq uint64, was seqAt, to, text string) []byte {
 	b = appendHeader(b, tChat, session)
 	b = binary.BigEndian.AppendUint64(b, mseq)
+	b = binary.BigEndian.AppendUint64(b, was.inc)
+	b = binary.BigEndian.AppendUint64(b, was.seq)
 	b = appendName(b, to)
 	return append(b, text...)
 }
@@ -317,30 +319,24 @@ func decode(b []byte, p *packet) error {
 		if len(b) < joinMinLen {
 			return errLength
 		}
-		p.nonce, p.prevInc, p.epoch, p.mseq = u64(0), u64(8), u64(16), u64(24)
-		if p.id != 0 && p.prevInc == 0 {
-			return errField // a previous session, but no previous relay
+		p.nonce, p.prevInc, p.epoch, p.mseq, p.prevNext = u64(0), u64(8), u64(16), u64(24), u64(32)
+		if (p.id != 0 || p.prevNext != 0) && p.prevInc == 0 {
+			return errField // a previous session or place, but no previous relay
 		}
 		if p.epoch == 0 || p.mseq == 0 {
 			return errField
 		}
-		p.cookie = [cookieLen]byte(body[32 : 32+cookieLen])
-		name, rest, err := splitName(body[32+cookieLen:])
+		p.cookie = [cookieLen]byte(body[40 : 40+cookieLen])
+		name, rest, err := splitName(body[40+cookieLen:])
 		if err != nil {
 			return err
 		}
-		room, pad, err := splitName(rest)
+		room, rest, err := splitName(rest)
 		if err != nil {
 			return err
 		}
-		// Exactly the padding needed to reach joinMinLen, all zeros.
-		if len(b)-len(pad) < joinMinLen && len(b) != joinMinLen || len(b)-len(pad) >= joinMinLen && len(pad) != 0 {
+		if len(rest) != 0 {
 			return errLength
-		}
-		for _, c := range pad {
-			if c != 0 {
-				return errField
-			}
 		}
 		p.name, p.room = name, room
 	case tWelcome:
@@ -370,11 +366,14 @@ func decode(b []byte, p *packet) error {
 		if len(body) < chatHdrLen-headerLen {
 			return errLength
 		}
-		to, text, err := splitName(body[8:])
+		to, text, err := splitName(body[24:])
 		if err != nil {
 			return err
 		}
-		p.mseq, p.to, p.text = u64(0), to, text
+		p.mseq, p.was, p.to, p.text = u64(0), seqAt{u64(8), u64(16)}, to, text
+		if p.was.inc == 0 && p.was.seq != 0 || p.was.inc != 0 && p.was.seq == 0 {
+			return errField
+		}
 	case tDeliver:
 		if len(body) < deliverHdrLen-headerLen {
 			return errLength

@@ -17,11 +17,11 @@ import (
 func encode(p *packet) []byte {
 	switch p.typ {
 	case tJoin:
-		return appendJoin(nil, p.id, p.nonce, p.prevInc, p.epoch, p.mseq, &p.cookie, string(p.name), "")
+		return appendJoin(nil, p.id, p.nonce, p.prevInc, p.epoch, p.mseq, 0, &p.cookie, string(p.name), "")
 	case tWelcome:
 		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.history, p.maxDatagram, p.group, p.groupSrc)
 	case tChat:
-		return appendChat(nil, p.id, p.mseq, "", string(p.text))
+		return appendChat(nil, p.id, p.mseq, seqAt{}, "", string(p.text))
 	case tDeliver:
 		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.epoch, p.mseq, p.kind, string(p.name), "", p.text)
 	case tStatus:
@@ -62,14 +62,14 @@ func seedDatagrams() [][]byte {
 		nack = append(nack, appendU64Pair(nil, 0, 0, r[0], r[1])[headerLen:]...)
 	}
 	return [][]byte{
-		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "alice", ""),
-		appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{1, 2, 3}, "alice", ""),
+		appendJoin(nil, 0, 1, 0, 7, 1, 0, &[cookieLen]byte{}, "alice", ""),
+		appendJoin(nil, 0, 1, 0, 7, 1, 0, &[cookieLen]byte{1, 2, 3}, "alice", ""),
 		appendCookie(nil, 9, 1, &[cookieLen]byte{4, 5, 6}),
-		appendJoin(nil, 0, 1, 99, 7, 12, &[cookieLen]byte{}, "a-very-long-name-of-32-bytes-xyz", ""),
+		appendJoin(nil, 0, 1, 99, 7, 12, 0, &[cookieLen]byte{}, "a-very-long-name-of-32-bytes-xyz", ""),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, netip.AddrPort{}, netip.Addr{}),
 		appendWelcome(nil, 9, 1, 5, 1, time.Second, 4*time.Second, 1024, 1024, group, netip.Addr{}),
-		appendChat(nil, 5, 1, "", "hello"),
-		appendChat(nil, 5, 2, "", ""),
+		appendChat(nil, 5, 1, seqAt{}, "", "hello"),
+		appendChat(nil, 5, 2, seqAt{}, "", ""),
 		appendDeliver(nil, 9, 3, time.Now().UnixNano(), 7, 1, KindChat, "alice", "", []byte("hello")),
 		appendDeliver(nil, 9, 4, 0, 7, 0, KindJoin, "bob", "", nil),
 		appendHeartbeat(nil, 5, 3, 2),
@@ -111,7 +111,7 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	valid := appendChat(nil, 5, 1, "", "hi")
+	valid := appendChat(nil, 5, 1, seqAt{}, "", "hi")
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -122,17 +122,16 @@ func TestDecodeRejects(t *testing.T) {
 		{"version", append([]byte{'U', 'C', 1}, valid[3:]...), errVersion},
 		{"type", appendHeader(nil, 200, 1), errType},
 		{"heartbeat without body", appendHeader(nil, tHeartbeat, 5), errLength},
-		{"join epoch zero", appendJoin(nil, 0, 1, 0, 0, 1, &[cookieLen]byte{}, "al", ""), errField},
-		{"join first seq zero", appendJoin(nil, 0, 1, 0, 7, 0, &[cookieLen]byte{}, "al", ""), errField},
-		{"join too short", appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "alice", "")[:joinMinLen-1], errLength},
-		{"join padding not zero", func() []byte {
-			b := appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "a", "")
-			b[len(b)-1] = 1
-			return b
-		}(), errField},
+		{"join epoch zero", appendJoin(nil, 0, 1, 0, 0, 1, 0, &[cookieLen]byte{}, "al", ""), errField},
+		{"join first seq zero", appendJoin(nil, 0, 1, 0, 7, 0, 0, &[cookieLen]byte{}, "al", ""), errField},
+		{"join too short", appendJoin(nil, 0, 1, 0, 7, 1, 0, &[cookieLen]byte{}, "alice", "")[:joinMinLen-1], errLength},
+		{"join trailing byte", append(appendJoin(nil, 0, 1, 0, 7, 1, 0, &[cookieLen]byte{}, "a", ""), 0), errLength},
+		{"join place without relay", appendJoin(nil, 0, 1, 0, 7, 1, 5, &[cookieLen]byte{}, "a", ""), errField},
+		{"chat seq without incarnation", appendChat(nil, 5, 1, seqAt{0, 3}, "", "x"), errField},
+		{"chat incarnation without seq", appendChat(nil, 5, 1, seqAt{3, 0}, "", "x"), errField},
 		{"join name past end", func() []byte {
-			b := appendJoin(nil, 0, 1, 0, 7, 1, &[cookieLen]byte{}, "al", "")
-			b[headerLen+32+cookieLen] = 60
+			b := appendJoin(nil, 0, 1, 0, 7, 1, 0, &[cookieLen]byte{}, "al", "")
+			b[headerLen+40+cookieLen] = 60
 			return b
 		}(), errNameWire},
 		{"deliver kind", func() []byte {
@@ -228,7 +227,7 @@ func FuzzRelayHandle(f *testing.F) {
 	r.q.flush()
 	session := r.proto().main().byName["alice"].session
 	r.mu.Unlock()
-	f.Add(appendChat(nil, session, 1, "", "hi"), false)
+	f.Add(appendChat(nil, session, 1, seqAt{}, "", "hi"), false)
 	f.Add(appendU64Pair(nil, tNack, session, 1, 3), false)
 	f.Fuzz(func(t *testing.T, b []byte, fromStranger bool) {
 		from := member

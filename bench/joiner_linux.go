@@ -25,7 +25,6 @@ const (
 	tError        = 11
 	tCookie       = 14
 	headerLen     = 12
-	joinMinLen    = 64                                                  // joins are zero-padded to this
 	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 16 + 2 + 16 // nonce, session, seq, heartbeat, expiry, history, buffer, group, group source
 	cookieMsgLen  = headerLen + 8 + 16                                  // nonce, cookie
 	errorLen      = headerLen + 1 + 8                                   // code, ref
@@ -38,15 +37,15 @@ func appendHeader(b []byte, typ byte, id uint64) []byte {
 }
 
 // appendJoin appends a first JOIN (cookie nil) or one that echoes the
-// relay's cookie. A new member has no previous incarnation and starts its
-// member seqs at 1.
+// relay's cookie. A new member has no previous incarnation (so no place in
+// one) and starts its member seqs at 1.
 func appendJoin(b []byte, nonce, epoch uint64, cookie []byte, name, room string) []byte {
-	start := len(b)
 	b = appendHeader(b, tJoin, 0)
 	b = binary.BigEndian.AppendUint64(b, nonce)
 	b = binary.BigEndian.AppendUint64(b, 0) // previous incarnation
 	b = binary.BigEndian.AppendUint64(b, epoch)
 	b = binary.BigEndian.AppendUint64(b, 1) // first member seq
+	b = binary.BigEndian.AppendUint64(b, 0) // next seq lacked from the previous incarnation
 	var zero [16]byte
 	if cookie == nil {
 		cookie = zero[:]
@@ -55,11 +54,7 @@ func appendJoin(b []byte, nonce, epoch uint64, cookie []byte, name, room string)
 	b = append(b, byte(len(name)))
 	b = append(b, name...)
 	b = append(b, byte(len(room)))
-	b = append(b, room...)
-	for len(b)-start < joinMinLen {
-		b = append(b, 0)
-	}
-	return b
+	return append(b, room...)
 }
 
 // appendChat appends a CHAT whose text fills the rest of a payloadSize
@@ -68,7 +63,9 @@ func appendJoin(b []byte, nonce, epoch uint64, cookie []byte, name, room string)
 func appendChat(b []byte, session uint64, name string) []byte {
 	b = appendHeader(b, tChat, session)
 	b = binary.BigEndian.AppendUint64(b, 0)
-	b = append(b, 0) // no recipient: to the room
+	b = binary.BigEndian.AppendUint64(b, 0) // sequenced before: at no incarnation,
+	b = binary.BigEndian.AppendUint64(b, 0) // at no seq
+	b = append(b, 0)                        // no recipient: to the room
 	for range payloadSize - deliverHdrLen - len(name) {
 		b = append(b, 'x')
 	}
