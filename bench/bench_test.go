@@ -65,8 +65,10 @@ func TestQuickRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkE2E(t, &cfg, rep)
+	checkRoomsCase(t, &cfg, rep)
 	for _, s := range []string{"unicast vs raw", "unicast vs raw relay", "unicast vs naive", "broadcast vs raw", "broadcast vs raw relay",
-		"broadcast vs naive", "latency p50", "heap per member", "join rate", "e2e burst", "e2e sustained", "e2e latency p50", "ctl/dlv"} {
+		"broadcast vs naive", "latency p50", "heap per member", "join rate", "e2e burst", "e2e sustained", "e2e latency p50", "ctl/dlv",
+		"rooms 4x10 deliveries", "rooms 4x10 relay CPU", "heap per idle room", "4 rooms of 10 against 1 of 40"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, out.String())
 		}
@@ -133,8 +135,8 @@ func TestE2EOnly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	if len(rep.Runs) > 0 || rep.Memory.Members > 0 {
-		t.Errorf("-e2e ran other cases: %d runs, memory %+v", len(rep.Runs), rep.Memory)
+	if len(rep.Runs) > 0 || rep.Memory.Members > 0 || rep.Rooms != nil {
+		t.Errorf("-e2e ran other cases: %d runs, memory %+v, rooms %v", len(rep.Runs), rep.Memory, rep.Rooms != nil)
 	}
 	checkE2E(t, &cfg, rep)
 	var out bytes.Buffer
@@ -143,6 +145,78 @@ func TestE2EOnly(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "e2e burst") || strings.Contains(out.String(), "memory:") {
 		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+// checkRoomsCase checks the rooms case of a run: both arrangements measured,
+// every delivery owed arrived, the relay as it should be, the idle rooms
+// weighed.
+func checkRoomsCase(t *testing.T, cfg *config, rep *report) {
+	t.Helper()
+	rr := rep.Rooms
+	if rr == nil || len(rr.Runs) != 2 {
+		t.Fatalf("rooms case: %+v", rr)
+	}
+	for i, rooms := range []int{1, cfg.RoomsCount} {
+		r := rr.Runs[i]
+		if r.Rooms != rooms || r.Size != cfg.RoomsMembers/rooms || r.N != cfg.RoomsMembers || r.Speakers != cfg.RoomsCount {
+			t.Errorf("%s: %d rooms of %d, N=%d, %d speakers", r.Case, r.Rooms, r.Size, r.N, r.Speakers)
+		}
+		// settle notes any message the relay did not sequence, any member
+		// missing and any drop; runRooms the join events and rooms.
+		if r.Delivered == 0 || r.Rate <= 0 || r.Sent == 0 || r.Lost > 0 || len(r.Notes) > 0 || r.Relay == nil {
+			t.Errorf("%s: sent %d, delivered %d, lost %d, relay %+v, notes %q", r.Case, r.Sent, r.Delivered, r.Lost, r.Relay, r.Notes)
+		}
+		if r.CPU.Rest <= 0 || r.CPU.Drain <= 0 || r.RelayNsPerDlv <= 0 || r.JoinHeapPerMember <= 0 {
+			t.Errorf("%s: CPU %+v, relay %vns per delivery, join heap %v B per member", r.Case, r.CPU, r.RelayNsPerDlv, r.JoinHeapPerMember)
+		}
+	}
+	if i := rr.Idle; i.Rooms != cfg.RoomsMembers || i.PerRoom <= 0 || len(i.Notes) > 0 {
+		t.Errorf("idle rooms: %+v", i)
+	}
+}
+
+// TestRoomsOnly runs only the rooms case, at other sizes.
+func TestRoomsOnly(t *testing.T) {
+	cfg := quickConfig()
+	cfg.Dur, cfg.Warm = 150*time.Millisecond, 30*time.Millisecond
+	cfg.RoomsOnly, cfg.RoomsMembers, cfg.RoomsCount = true, 30, 3
+	var progress strings.Builder
+	rep, err := run(cfg, &progress)
+	t.Log(progress.String())
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if len(rep.Runs) > 0 || rep.Memory.Members > 0 || len(rep.E2E) > 0 {
+		t.Errorf("-rooms ran other cases: %d runs, memory %+v, %d e2e runs", len(rep.Runs), rep.Memory, len(rep.E2E))
+	}
+	checkRoomsCase(t, &cfg, rep)
+	var out bytes.Buffer
+	if err := rep.print(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"rooms 3x10 deliveries", "3 x 10", "1 x 30", "heap per idle room"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("table lacks %q:\n%s", s, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "memory:") || strings.Contains(out.String(), "e2e") {
+		t.Errorf("table:\n%s", out.String())
+	}
+}
+
+// TestCostModel checks the split of the relay's CPU per delivery into a
+// cost per delivery and one per chat.
+func TestCostModel(t *testing.T) {
+	run := func(size int, perDlv, perChat float64) roomsRun {
+		return roomsRun{Size: size, RelayNsPerDlv: perDlv + perChat/float64(size)}
+	}
+	d, c, ok := costModel(run(1000, 3000, 7000), run(10, 3000, 7000))
+	if !ok || d < 2999.9 || d > 3000.1 || c < 6999.9 || c > 7000.1 {
+		t.Errorf("costModel: %v per delivery, %v per chat, %v", d, c, ok)
+	}
+	if _, _, ok := costModel(run(10, 1, 1), run(10, 2, 2)); ok {
+		t.Error("costModel split two arrangements of the same room size")
 	}
 }
 

@@ -2,15 +2,18 @@
 // second the udpchat relay delivers, and compares each figure with a
 // baseline measured in the same run: the raw sendmmsg limit, a raw relay,
 // a naive one-write-per-member relay, and raw broadcast. It also measures
-// one-way latency, the relay's heap per member and its join rate, and,
-// end to end, what an application gets through udpchat.Member against
-// naive clients of a naive relay.
+// one-way latency, the relay's heap per member and its join rate, the
+// relay with its members in one room against the same members in many
+// rooms, the heap of an idle room, and, end to end, what an application
+// gets through udpchat.Member against naive clients of a naive relay.
 //
-//	go run ./bench                  # 1, 10, 100 and 1000 members, 2s per case, then end to end
+//	go run ./bench                  # 1, 10, 100 and 1000 members, 2s per case, rooms, then end to end
 //	go run ./bench -quick           # a tiny run
 //	go run ./bench -members 100 -dur 5s -json
 //	go run ./bench -e2e             # only the end-to-end cases, at 10, 100 and 1000 members
 //	go run ./bench -no-e2e          # all but them
+//	go run ./bench -rooms           # only the rooms case: 1 room of 1000 members against 100 rooms of 10
+//	go run ./bench -rooms -rooms-members 2000 -rooms-count 200 -json
 //
 // Everything stays on loopback: receivers are bound to 127.0.0.1 (or, for
 // broadcast, to 0.0.0.0 on a port of their own, reached through
@@ -54,6 +57,49 @@
 // window starts. One member, the speaker, sends the chats: it is receiver
 // #0, and it keeps at most 32 chats outstanding, a chat being done when its
 // own copy arrives, so the relay's input never overflows.
+//
+// Rooms. The relay alone, as in the unicast cases (rate limits off, the
+// same drain, the speakers' closed loop), with -rooms-members members
+// (1000) in one room, and in -rooms-count rooms (100) of 10, each
+// arrangement on a relay of its own with WithMaxMembers(1000) and
+// WithMaxRooms(100) either way. Nothing differs between the two but the
+// room each member names in its JOIN: the same receiver sockets and names,
+// and the same 100 members speak, member 10k (in the 100 rooms the first
+// to join room k, in the one room 100 of its members, taking turns), each
+// room keeping at most 32 chats in flight, a chat being done when its copy
+// reaches the room's first member. Why this load: what is held equal is
+// the deliveries in flight (32 chats to 1000 members, or 3200 chats to 10
+// each: 32,000 datagrams), enough for the relay to run flat out both ways
+// and no more than the receivers hold; the relay then shows what it does
+// with 100 times the chats for the same deliveries, which is what rooms
+// ask of it. The same number of messages both ways would give the 100
+// rooms a hundredth of the deliveries, a window too short to measure; 100
+// speakers in the one room rather than one keep the relay's input the same
+// 100 sessions, so that nothing but the rooms differs. The two take
+// turns, twice, a window of -dur/2 each. The figures: deliveries per
+// second at the 1000 receivers (compare these, not messages: a chat is
+// 1000 deliveries in the one room and 10 in the others), chats per second
+// (deliveries over the room size), lost (deliveries owed for what the
+// relay sequenced that never arrived, the kernel's drops included), the
+// receivers' drops in the windows, and the CPU time in the windows of the
+// drain's thread, the speakers' thread (both locked; their thread CPU
+// clocks) and the rest of the process, the relay's goroutine and the Go
+// runtime. On two cores the speakers' thread, which sends 100 times the
+// chats in the 100 rooms, takes CPU from the relay, so the relay's CPU per
+// delivery is the steadier comparison; from the two the report works out
+// a cost per delivery and a cost per chat (relay CPU per delivery = a +
+// b/room size), and whatever a room costs beyond its fan-out is in b. The
+// case runs with GOMAXPROCS raised to the CPUs plus 2: with no more Ps than
+// CPUs, the speakers' thread, in sendto most of the time, holds a P while
+// the relay's goroutine waits for one with thousands of chats queued at
+// its socket and the machine a third idle (measured, at 0.62-0.86 times
+// the one room's deliveries). So its figures compare its two arrangements
+// with each other, not with the unicast cases' (other Ps, other speakers).
+// Idle rooms: -rooms-members members, each in a room of its own, join a
+// relay after one more (from 16 sockets, names being unique per room);
+// the relay's heap growth after GC per room is a room, its member and its
+// history of one join event (under 2 KiB, issue 15; the join heap per
+// member of the one room is there to compare).
 //
 // End to end. Here udpchat is what an application gets: a Relay (no rate
 // limits, the default history of 1024, heartbeat and expiry) served in this

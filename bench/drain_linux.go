@@ -38,7 +38,9 @@ type drain struct {
 	ctrl    func(fd int, b []byte)
 	counts  []atomic.Uint64 // datagrams counted per socket index
 	watch   int             // the index whose arrivals signal notify (the speaker's)
+	watched []atomic.Bool   // more indices that signal notify (the rooms' speakers)
 	notify  chan struct{}
+	tid     atomic.Int32 // the drain's OS thread, for its CPU time
 	record  atomic.Bool
 	samples []int64 // latency samples (ns); the drain's own until done is closed
 	done    chan struct{}
@@ -71,6 +73,7 @@ func newDrain(max, watch, samples int, ctrl func(fd int, b []byte)) (*drain, err
 		epfd: epfd, wake: wake, ctrl: ctrl,
 		counts:  make([]atomic.Uint64, max),
 		watch:   watch,
+		watched: make([]atomic.Bool, max),
 		notify:  make(chan struct{}, 1),
 		samples: make([]int64, 0, samples),
 		done:    make(chan struct{}),
@@ -129,6 +132,7 @@ func (d *drain) run() {
 	defer close(d.done)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	d.tid.Store(int32(unix.Gettid()))
 	events := make([]unix.EpollEvent, 256)
 	bufs := make([][]byte, recvBatch)
 	iovs := make([]unix.Iovec, recvBatch)
@@ -188,7 +192,7 @@ func (d *drain) read(fd, idx int, msgs []unix.Mmsghdr, bufs [][]byte) {
 	}
 	if got > 0 {
 		d.counts[idx].Add(got)
-		if idx == d.watch {
+		if idx == d.watch || d.watched[idx].Load() {
 			select {
 			case d.notify <- struct{}{}:
 			default:

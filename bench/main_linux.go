@@ -39,6 +39,13 @@ type config struct {
 	E2EDeadline  time.Duration `json:"e2e_deadline_ns"`  // a burst's bound, from its first send
 	E2EDrain     time.Duration `json:"e2e_drain_ns"`     // past the sustained window and the latency series, the case ends
 	E2ELatency   int           `json:"e2e_latency_msgs"` // messages of the latency case, at LatencyRate to LatencyN members
+
+	// The rooms case: the relay with RoomsMembers members in 1 room and
+	// in RoomsCount rooms, and the heap of RoomsMembers idle rooms.
+	Rooms        bool `json:"rooms"`      // run it
+	RoomsOnly    bool `json:"rooms_only"` // and nothing else (but the end-to-end cases with E2EOnly)
+	RoomsMembers int  `json:"rooms_members"`
+	RoomsCount   int  `json:"rooms_count"`
 }
 
 func defaultConfig() config {
@@ -51,6 +58,7 @@ func defaultConfig() config {
 		E2E:     true, E2EMembers: []int{10, 100, 1000},
 		Burst: 5000, BurstLarge: 1000, Sustained: 50000, SustainedFor: 10 * time.Second,
 		E2EDeadline: 20 * time.Second, E2EDrain: 5 * time.Second, E2ELatency: 2000,
+		Rooms: true, RoomsMembers: 1000, RoomsCount: 100,
 	}
 }
 
@@ -65,21 +73,26 @@ func quickConfig() config {
 		E2E:     true, E2EMembers: []int{10},
 		Burst: 300, BurstLarge: 100, Sustained: 1000, SustainedFor: 300 * time.Millisecond,
 		E2EDeadline: 5 * time.Second, E2EDrain: time.Second, E2ELatency: 200,
+		Rooms: true, RoomsMembers: 40, RoomsCount: 4,
 	}
 }
 
 func main() {
 	var (
-		quick   = flag.Bool("quick", false, "a tiny run: 1 and 10 members, 200ms windows, 200 joins")
+		quick   = flag.Bool("quick", false, "a tiny run: 1 and 10 members, 200ms windows, 200 joins, rooms of 40 members")
 		members = flag.String("members", "1,10,100,1000", "member counts to measure, comma-separated")
 		dur     = flag.Duration("dur", 2*time.Second, "measured window per case")
 		joins   = flag.Int("joins", 10000, "members joined in the memory and join-rate case")
 		asJSON  = flag.Bool("json", false, "print the report as JSON")
-		e2e     = flag.Bool("e2e", false, "run only the end-to-end cases (udpchat.Member against naive clients)")
+		e2e     = flag.Bool("e2e", false, "run only the end-to-end cases (udpchat.Member against naive clients); with -rooms, those two")
 		noE2E   = flag.Bool("no-e2e", false, "leave the end-to-end cases out")
 		e2eN    = flag.String("e2e-members", "10,100,1000", "member counts of the end-to-end burst and sustained cases")
 		burst   = flag.Int("burst", 5000, "messages per end-to-end burst (at 1000 members and more: -burst-large)")
 		burstL  = flag.Int("burst-large", 1000, "messages per end-to-end burst at 1000 members and more")
+		rooms   = flag.Bool("rooms", false, "run only the rooms case (the relay with its members in 1 room and in -rooms-count rooms); with -e2e, those two")
+		noRooms = flag.Bool("no-rooms", false, "leave the rooms case out")
+		roomsN  = flag.Int("rooms-members", 1000, "members of the rooms case, in 1 room and in -rooms-count rooms, and idle rooms measured")
+		roomsK  = flag.Int("rooms-count", 100, "rooms of the rooms case's second arrangement (and its speakers); it divides -rooms-members")
 	)
 	flag.Parse()
 	cfg := defaultConfig()
@@ -101,11 +114,22 @@ func main() {
 			cfg.Burst = *burst
 		case "burst-large":
 			cfg.BurstLarge = *burstL
+		case "rooms-members":
+			cfg.RoomsMembers = *roomsN
+		case "rooms-count":
+			cfg.RoomsCount = *roomsK
 		}
 	})
 	cfg.E2EOnly, cfg.E2E = *e2e, *e2e || !*noE2E
+	cfg.RoomsOnly, cfg.Rooms = *rooms, *rooms || !*noRooms
 	if *e2e && *noE2E {
 		err = fmt.Errorf("-e2e and -no-e2e exclude each other")
+	}
+	if *rooms && *noRooms {
+		err = fmt.Errorf("-rooms and -no-rooms exclude each other")
+	}
+	if err == nil && cfg.Rooms {
+		err = checkRooms(cfg.RoomsMembers, cfg.RoomsCount)
 	}
 	if err == nil && (cfg.Burst < 1 || cfg.BurstLarge < 1) {
 		err = fmt.Errorf("-burst and -burst-large must be positive")
@@ -135,6 +159,13 @@ func main() {
 	}
 }
 
+func checkRooms(members, rooms int) error {
+	if members < 2 || members > 5000 || rooms < 2 || members%rooms != 0 || members/rooms < 2 {
+		return fmt.Errorf("-rooms-members %d, -rooms-count %d: want 2 to 5000 members, in 2 or more rooms of 2 or more", members, rooms)
+	}
+	return nil
+}
+
 func parseMembers(s string) ([]int, error) {
 	var ns []int
 	for f := range strings.SplitSeq(s, ",") {
@@ -152,13 +183,31 @@ func parseMembers(s string) ([]int, error) {
 func run(cfg config, progress io.Writer) (*report, error) {
 	start := time.Now()
 	rep := &report{Machine: machineInfo(), Config: cfg}
-	if cfg.E2EOnly {
+	if !cfg.E2EOnly && !cfg.RoomsOnly {
+		if err := runBase(&cfg, rep, progress); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Rooms && (cfg.RoomsOnly || !cfg.E2EOnly) {
+		rr, rows, err := runRoomsCases(&cfg, progress)
+		if err != nil {
+			return nil, err
+		}
+		rep.Rooms = rr
+		rep.Rows = append(rep.Rows, rows...)
+	}
+	if cfg.E2E && (cfg.E2EOnly || !cfg.RoomsOnly) {
 		if err := runE2ECases(&cfg, rep, progress); err != nil {
 			return nil, err
 		}
-		rep.Elapsed = time.Since(start).Seconds()
-		return rep, nil
 	}
+	rep.Elapsed = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// runBase runs the cases that are neither end to end nor rooms: the
+// relays against their limits, latency, memory and joins.
+func runBase(cfg *config, rep *report, progress io.Writer) error {
 	var vsRaw, vsRawRelay, vsNaive, vsBcast, vsBcastRelay, vsBcastNaive []row
 	step := func(r result, err error) (result, error) {
 		if err != nil {
@@ -171,11 +220,11 @@ func run(cfg config, progress io.Writer) (*report, error) {
 	// rawLimit runs the raw sender open-loop and windowed and returns the
 	// faster: the limit is the best it does either way.
 	rawLimit := func(n int, broadcast bool) (result, error) {
-		open, err := step(runRaw(&cfg, n, broadcast, false))
+		open, err := step(runRaw(cfg, n, broadcast, false))
 		if err != nil {
 			return open, err
 		}
-		win, err := step(runRaw(&cfg, n, broadcast, true))
+		win, err := step(runRaw(cfg, n, broadcast, true))
 		if err != nil || win.Rate <= open.Rate {
 			return open, err
 		}
@@ -186,19 +235,19 @@ func run(cfg config, progress io.Writer) (*report, error) {
 	for _, n := range cfg.Members {
 		raw, err := rawLimit(n, false)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		rrelay, err := step(runRawRelay(&cfg, n, false))
+		rrelay, err := step(runRawRelay(cfg, n, false))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		naive, err := step(runNaive(&cfg, n, false))
+		naive, err := step(runNaive(cfg, n, false))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		uc, err := step(runUdpchat(&cfg, n, false))
+		uc, err := step(runUdpchat(cfg, n, false))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		vsRaw = append(vsRaw, rateRow("unicast vs raw", raw, uc, raw.Case, n >= 100, 0.9))
 		vsRawRelay = append(vsRawRelay, rateRow("unicast vs raw relay", rrelay, uc, "raw relay", false, 0))
@@ -208,19 +257,19 @@ func run(cfg config, progress io.Writer) (*report, error) {
 		}
 		braw, err := rawLimit(n, true)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		brelay, err := step(runRawRelay(&cfg, n, true))
+		brelay, err := step(runRawRelay(cfg, n, true))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		bnaive, err := step(runNaive(&cfg, n, true))
+		bnaive, err := step(runNaive(cfg, n, true))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		buc, err := step(runUdpchat(&cfg, n, true))
+		buc, err := step(runUdpchat(cfg, n, true))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		vsBcast = append(vsBcast, rateRow("broadcast vs raw", braw, buc, braw.Case, true, 0.9))
 		vsBcastRelay = append(vsBcastRelay, rateRow("broadcast vs raw relay", brelay, buc, "raw relay broadcast", false, 0))
@@ -232,9 +281,9 @@ func run(cfg config, progress io.Writer) (*report, error) {
 	lat := map[string]result{}
 	for range latencyRounds {
 		for _, via := range vias {
-			r, err := runLatency(&cfg, via, cfg.Dur/latencyRounds)
+			r, err := runLatency(cfg, via, cfg.Dur/latencyRounds)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", r.Case, err)
+				return fmt.Errorf("%s: %w", r.Case, err)
 			}
 			acc := lat[via]
 			acc.merge(r)
@@ -245,17 +294,11 @@ func run(cfg config, progress io.Writer) (*report, error) {
 		step(lat[via], nil)
 	}
 	fmt.Fprintf(progress, "bench: memory and joins (%d members)\n", cfg.MemJoins)
-	mem, err := runMemory(&cfg)
+	mem, err := runMemory(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("memory and joins: %w", err)
+		return fmt.Errorf("memory and joins: %w", err)
 	}
 	rep.Memory = mem
 	rep.Rows = slices.Concat(vsRaw, vsRawRelay, vsNaive, vsBcast, vsBcastRelay, vsBcastNaive, latencyRows(lat), memoryRows(mem))
-	if cfg.E2E {
-		if err := runE2ECases(&cfg, rep, progress); err != nil {
-			return nil, err
-		}
-	}
-	rep.Elapsed = time.Since(start).Seconds()
-	return rep, nil
+	return nil
 }

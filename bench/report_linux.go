@@ -18,13 +18,14 @@ import (
 )
 
 type report struct {
-	Machine machine     `json:"machine"`
-	Config  config      `json:"config"`
-	Rows    []row       `json:"rows"`
-	Runs    []result    `json:"runs"`
-	Memory  memResult   `json:"memory"`
-	E2E     []e2eResult `json:"e2e,omitempty"`
-	Elapsed float64     `json:"elapsed_s"`
+	Machine machine      `json:"machine"`
+	Config  config       `json:"config"`
+	Rows    []row        `json:"rows"`
+	Runs    []result     `json:"runs"`
+	Memory  memResult    `json:"memory"`
+	Rooms   *roomsResult `json:"rooms,omitempty"`
+	E2E     []e2eResult  `json:"e2e,omitempty"`
+	Elapsed float64      `json:"elapsed_s"`
 }
 
 type machine struct {
@@ -158,6 +159,11 @@ func (rep *report) print(w io.Writer) error {
 			"  the relay broadcast to %s, where no one listens, so a join event is one datagram, not one per member.\n  relay: %s\n",
 			mem.Members, mem.Base, mem.HeapDelta, mem.PerMember, mem.JoinsPerSec, mem.JoinSeconds, mem.BroadcastVia, relayStats(mem.Relay))
 	}
+	if rep.Rooms != nil {
+		if err := rep.Rooms.print(w); err != nil {
+			return err
+		}
+	}
 	if err := printE2E(w, rep.E2E); err != nil {
 		return err
 	}
@@ -173,6 +179,9 @@ func (rep *report) print(w io.Writer) error {
 	}
 	for _, n := range rep.Memory.Notes {
 		fmt.Fprintf(w, "note: memory: %s\n", n)
+	}
+	if rep.Rooms != nil {
+		rep.Rooms.notes(w)
 	}
 	_, err := fmt.Fprintf(w, "elapsed %.1fs\n", rep.Elapsed)
 	return err
@@ -210,6 +219,8 @@ func value(v float64, unit string) string {
 	switch unit {
 	case "us":
 		return fmt.Sprintf("%.1fus", v)
+	case "ns":
+		return fmt.Sprintf("%.0fns", v)
 	case "B":
 		return fmt.Sprintf("%.0f B", v)
 	case "%":
