@@ -122,9 +122,6 @@ func (h *history) oldest() uint64 {
 	return 1
 }
 
-// holds reports whether seq is still held.
-func (h *history) holds(seq uint64) bool { return seq >= h.oldest() && seq <= h.seq && seq > 0 }
-
 // forMember returns what m is to be sent for seq: the DELIVER, or the SKIP
 // of a message not for it.
 func (h *history) forMember(seq uint64, m *relayMember) []byte {

@@ -914,11 +914,14 @@ func TestPlainNetcat(t *testing.T) {
 	}
 }
 
-// FuzzPlainRelay feeds any datagram from any of a few sources to a plain
-// relay: nothing panics, a line is taken only with a valid name and UTF-8
-// text, and the relay's tables stay in step.
+// FuzzPlainRelay feeds a run of datagrams (the input split at 0xff, a byte
+// no plain line may hold) from a few sources in turn to a plain relay that
+// starts afresh for each run, so that what the fuzzer learns of an input
+// is the same each time it runs it: nothing panics, a line is taken only
+// with a valid name and UTF-8 text, and the relay's tables stay in step.
 func FuzzPlainRelay(f *testing.F) {
-	for _, s := range []string{"alice: hi", "bob:", "carol: x\r\n", ": none", "a\x00b: c", "dave: \xff", "", "eve:: colon"} {
+	for _, s := range []string{"alice: hi", "bob:", "carol: x\r\n", ": none", "a\x00b: c", "dave: \xff", "", "eve:: colon",
+		"a: 1\xffb: 2\xffc: 3\xffd: 4\xffe: 5\xffa: 6"} {
 		f.Add([]byte(s), uint8(0))
 	}
 	r, err := NewRelay(WithPlainText(), WithAddr("127.0.0.1:0"), WithMaxMembers(4), WithRateLimit(0, 0))
@@ -937,20 +940,24 @@ func FuzzPlainRelay(f *testing.F) {
 		from = append(from, addrPortOf(c.LocalAddr()))
 	}
 	now := time.Now()
-	f.Fuzz(func(t *testing.T, b []byte, src uint8) {
-		if name, text, ok := parsePlain(b); ok && (checkName(string(name)) != nil || !utf8.Valid(text)) {
-			t.Fatalf("parsePlain(%q) took name %q, text %q", b, name, text)
-		}
+	f.Fuzz(func(t *testing.T, in []byte, src uint8) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		r.handleAt(b, from[int(src)%len(from)], now)
-		r.q.flush()
-		if len(r.plainMode().dsts) != len(r.plainMode().sources) || len(r.plainMode().dsts) > 4 || len(r.plainMode().names) > 4 {
-			t.Fatalf("%d destinations, %d sources, %d names", len(r.plainMode().dsts), len(r.plainMode().sources), len(r.plainMode().names))
-		}
-		for i, d := range r.plainMode().dsts {
-			if s := r.plainMode().sources[d.remote]; s == nil || s.idx != i {
-				t.Fatalf("destination %d (%v) out of step with its source", i, d)
+		r.mode = newPlainRelay(r.cfg, r.addr, r.q, &r.stats, r.limit, r.group)
+		pr := r.plainMode()
+		for i, b := range bytes.Split(in, []byte{0xff}) {
+			if name, text, ok := parsePlain(b); ok && (checkName(string(name)) != nil || !utf8.Valid(text)) {
+				t.Fatalf("parsePlain(%q) took name %q, text %q", b, name, text)
+			}
+			r.handleAt(b, from[(int(src)+i)%len(from)], now)
+			r.q.flush()
+			if len(pr.dsts) != len(pr.sources) || len(pr.dsts) > 4 || len(pr.names) > 4 {
+				t.Fatalf("%d destinations, %d sources, %d names", len(pr.dsts), len(pr.sources), len(pr.names))
+			}
+			for i, d := range pr.dsts {
+				if s := pr.sources[d.remote]; s == nil || s.idx != i {
+					t.Fatalf("destination %d (%v) out of step with its source", i, d)
+				}
 			}
 		}
 	})
