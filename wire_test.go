@@ -17,13 +17,13 @@ import (
 func encode(p *packet) []byte {
 	switch p.typ {
 	case tJoin:
-		return appendJoin(nil, p.id, p.nonce, p.prevInc, p.epoch, p.mseq, 0, &p.cookie, string(p.name), "")
+		return appendJoin(nil, p.id, p.nonce, p.prevInc, p.epoch, p.mseq, p.prevNext, &p.cookie, string(p.name), string(p.room))
 	case tWelcome:
 		return appendWelcome(nil, p.id, p.nonce, p.session, p.seq, p.heartbeat, p.expiry, p.history, p.maxDatagram, p.group, p.groupSrc)
 	case tChat:
-		return appendChat(nil, p.id, p.mseq, seqAt{}, "", string(p.text))
+		return appendChat(nil, p.id, p.mseq, p.was, string(p.to), string(p.text))
 	case tDeliver:
-		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.epoch, p.mseq, p.kind, string(p.name), "", p.text)
+		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.epoch, p.mseq, p.kind, string(p.name), string(p.to), p.text)
 	case tStatus:
 		return appendStatus(nil, p.id, p.seq, p.mseq, p.stable, p.prunable)
 	case tHeartbeat:
@@ -38,6 +38,8 @@ func encode(p *packet) []byte {
 		return appendBye(nil, p.id, p.session)
 	case tChallenge, tResponse:
 		return appendToken(nil, p.typ, p.id, p.token)
+	case tSkip:
+		return appendSkip(nil, p.id, p.seq)
 	case tCookie:
 		return appendCookie(nil, p.id, p.nonce, &p.cookie)
 	case tLeave:
@@ -82,6 +84,10 @@ func seedDatagrams() [][]byte {
 		appendRosterReq(nil, 5, ""),
 		roster,
 		appendToken(nil, tChallenge, 9, 0xc0ffee),
+		appendSkip(nil, 9, 12),
+		appendJoin(nil, 5, 1, 99, 7, 12, 40, &[cookieLen]byte{1}, "bob", "ops"),
+		appendChat(nil, 5, 3, seqAt{99, 41}, "alice", "psst"),
+		appendDeliver(nil, 9, 5, 1, 7, 3, KindPrivate, "bob", "alice", []byte("psst")),
 		appendToken(nil, tResponse, 5, 0xc0ffee),
 	}
 }
