@@ -224,7 +224,9 @@ func (m *Member) SendTo(ctx context.Context, name, text string) error {
 // join and leave events, each exactly once. Messages the member can no
 // longer get are reported once, in their place, as a *GapError (see ErrGap);
 // Receive carries on after it. It blocks until a message arrives, ctx is
-// done or the member is closed (ErrClosed).
+// done or the member is closed (ErrClosed). What the member holds already
+// comes before ctx's error: with a done ctx, Receive returns the messages
+// queued, then the error.
 func (m *Member) Receive(ctx context.Context) (Message, error) {
 	for {
 		m.mu.Lock()
@@ -246,11 +248,15 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 			return Message{}, err
 		}
 		m.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			// Checked after the queue: a message that arrived as ctx
+			// ended is not left behind.
+			return Message{}, err
+		}
 		select {
 		case <-m.in.ready:
 		case <-m.failed:
 		case <-ctx.Done():
-			return Message{}, ctx.Err()
 		case <-m.done:
 		}
 	}

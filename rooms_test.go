@@ -139,6 +139,8 @@ func TestRoomsAreSeparate(t *testing.T) {
 			t.Fatalf("carol was sent %q", b)
 		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.proto().check(); err != nil {
 		t.Fatal(err)
 	}

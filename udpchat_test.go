@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -936,4 +937,49 @@ func TestJoinRefusalOnePrefix(t *testing.T) {
 	if !errors.Is(err, ErrNameTaken) || strings.Count(err.Error(), "udpchat:") != 1 || !strings.Contains(err.Error(), `"alice"`) {
 		t.Fatalf("Join as a taken name: %v", err)
 	}
+}
+
+// A message that arrives as Receive's ctx ends is returned before ctx's
+// error, whichever the waiting Receive sees first: a program that stops
+// its receive loop after a last Send still shows its own copy.
+func TestReceiveReturnsQueuedBeforeCtxError(t *testing.T) {
+	r := startRelay(t)
+	m := join(t, r, "alice")
+	expect(t, m, KindJoin, "alice", "")
+	for i := range 200 {
+		ctx, cancel := context.WithCancel(context.Background())
+		got := make(chan error, 1)
+		go func() {
+			msg, err := m.Receive(ctx)
+			if err == nil && msg.Text != fmt.Sprint(i) {
+				err = fmt.Errorf("got %q", msg.Text)
+			}
+			got <- err
+		}()
+		waitParked(t, "udpchat.(*Member).Receive")
+		// ctx ends first and wakes Receive; the message comes before it
+		// can look (the read loop holds the lock while it queues one).
+		m.mu.Lock()
+		cancel()
+		m.in.push(rxItem{msg: Message{Kind: KindChat, From: "alice", Text: fmt.Sprint(i)}})
+		m.mu.Unlock()
+		if err := <-got; err != nil {
+			t.Fatalf("round %d: Receive = %v, want the message queued as ctx ended", i, err)
+		}
+	}
+}
+
+// waitParked waits until a goroutine whose stack holds fn is blocked in a
+// select, as the runtime's goroutine dump shows it.
+func waitParked(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	waitFor(t, func() bool {
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "[select]") && strings.Contains(g, fn) {
+				return true
+			}
+		}
+		return false
+	}, fn+" to block")
 }
