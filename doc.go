@@ -228,7 +228,8 @@
 //	9  LEAVE      m→r  -
 //	10 BYE        r→m  session u64: the relay holds no such session (closing, left, expired, unknown)
 //	11 ERROR      r→m  code u8 (1 name taken, 2 full, 3 bad name or room, 4 too large, 5 bad text,
-//	                   6 no such member, 7 no room for another room), ref u64 (nonce or member seq)
+//	                   6 no such member, 7 no room for another room, 8 the room is full),
+//	                   ref u64 (nonce or member seq)
 //	12 ROSTERREQ  m→r  name: list the members whose names sort after it
 //	13 ROSTER     r→m  seq u64, more u8, the request's name, then names
 //	14 COOKIE     r→m  nonce u64, cookie [16]: join again with it

@@ -103,13 +103,15 @@ type memberMode interface {
 	leaving() []byte
 }
 
-// Join joins the group at the relay as name and returns once the relay has
-// welcomed the member and the member list is loaded. Names are 1 to 32 bytes
-// of UTF-8 without control or bidi characters or ':', unique in the group.
+// Join joins a room (WithRoom; the main room by default) at the relay as
+// name and returns once the relay has welcomed the member and the member
+// list is loaded. Names are 1 to 32 bytes of UTF-8 without control or bidi
+// characters or ':', unique in the room.
 //
 // Join retries until ctx is done; if the relay never answers, the error
 // matches ErrRelayUnreachable. A refusal matches ErrNameTaken, ErrRelayFull
-// or ErrInvalidName. Options: WithAddr (the relay), WithLocalAddr, WithBufferSize,
+// (the relay, the room, or the relay's rooms are full) or ErrInvalidName.
+// Options: WithAddr (the relay), WithRoom, WithLocalAddr, WithBufferSize,
 // WithInterface, WithLogger, WithQueueSize, WithKey, WithSocketBuffers,
 // WithPlainText (with which Join returns at once: there is no handshake),
 // and with WithPlainText also WithBroadcast, WithHeartbeat and WithExpiry.

@@ -107,6 +107,8 @@ func (m *memberSession) relayError(p *packet, now time.Time) {
 			err = fmt.Errorf("%w: member limit", ErrRelayFull)
 		case codeRoomsFull:
 			err = fmt.Errorf("%w: room limit, and room %q is not open", ErrRelayFull, m.cfg.room)
+		case codeRoomFull:
+			err = fmt.Errorf("%w: room %q has its limit of members", ErrRelayFull, m.cfg.room)
 		case codeBadName:
 			err = ErrInvalidName
 		default:

@@ -55,6 +55,7 @@ type config struct {
 	history    int
 	maxMembers int
 	maxRooms   int
+	roomSize   int    // WithMaxRoomMembers
 	room       string // WithRoom; "": the main room
 	queueSize  int
 	rateMsgs   float64 // per second; 0: no limit
@@ -79,6 +80,7 @@ func newConfig(s side, opts []Option) (*config, error) {
 		history:    DefaultHistory,
 		maxMembers: DefaultMaxMembers,
 		maxRooms:   DefaultMaxRooms,
+		roomSize:   DefaultMaxMembers,
 		queueSize:  DefaultQueueSize,
 		rateMsgs:   DefaultRateLimit,
 		rateBytes:  DefaultByteLimit,

@@ -88,6 +88,23 @@ func WithMaxRooms(n int) Option {
 	}
 }
 
+// WithMaxRoomMembers caps the members of each room (default 1024, as
+// WithMaxMembers: no cap of its own); the next Join to a full room fails
+// with ErrRelayFull. Relay only. With many rooms on one relay it keeps one
+// room from taking every place WithMaxMembers leaves.
+func WithMaxRoomMembers(n int) Option {
+	return func(c *config) error {
+		if err := relayOnly(c, "WithMaxRoomMembers"); err != nil {
+			return err
+		}
+		if n < 1 || n > maxMaxMembers {
+			return fmt.Errorf("%w: WithMaxRoomMembers(%d): want 1 to %d", ErrInvalidOption, n, maxMaxMembers)
+		}
+		c.roomSize = n
+		return nil
+	}
+}
+
 // WithRateLimit limits each member's chat datagrams to messages per second
 // and bytes per second, with bursts of two seconds' worth (default 100
 // messages and 128 KiB). Relay only. The relay drops and counts what goes

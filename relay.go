@@ -63,6 +63,7 @@ type relayMode interface {
 // NewRelay binds the relay's socket and returns a Relay ready to Serve.
 // Options: WithAddr, WithBufferSize, WithBroadcast, WithInterface,
 // WithLogger, WithHeartbeat, WithExpiry, WithHistory, WithMaxMembers,
+// WithMaxRooms, WithMaxRoomMembers,
 // WithRateLimit, WithNameRule, WithKey, WithSocketBuffers, WithPlainText.
 func NewRelay(opts ...Option) (*Relay, error) {
 	cfg, err := newConfig(sideRelay, opts)

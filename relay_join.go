@@ -83,6 +83,10 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 		refuse(codeRoomsFull)
 		return
 	}
+	if rm != nil && rm.members.len() >= r.cfg.roomSize {
+		refuse(codeRoomFull)
+		return
+	}
 	if r.cookies.used(p.nonce) {
 		// This join made or renewed a session before (its cookie is
 		// still good): a replay, perhaps after the member left. A Member

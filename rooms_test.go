@@ -283,8 +283,9 @@ func TestSendToNoSuchMember(t *testing.T) {
 	}
 }
 
-// The relay's limits: WithMaxRooms, WithMaxMembers across every room, room
-// names checked like names, and plain text has no rooms.
+// The relay's limits: WithMaxRooms, WithMaxMembers across every room,
+// WithMaxRoomMembers, room names checked like names, and plain text has no
+// rooms.
 func TestRoomLimits(t *testing.T) {
 	r := startRelay(t, WithMaxRooms(2), WithMaxMembers(3))
 	join(t, r, "a", WithRoom("one"))
@@ -298,6 +299,13 @@ func TestRoomLimits(t *testing.T) {
 	if !errors.Is(err, ErrRelayFull) || !strings.Contains(err.Error(), "member limit") {
 		t.Errorf("a fourth member with WithMaxMembers(3): %v, want ErrRelayFull for the member limit", err)
 	}
+	small := startRelay(t, WithMaxRoomMembers(1))
+	join(t, small, "a", WithRoom("one"))
+	join(t, small, "b", WithRoom("two"))
+	_, err = Join(ctxT(t), "c", WithAddr(small.Addr().String()), WithRoom("one"))
+	if !errors.Is(err, ErrRelayFull) || !strings.Contains(err.Error(), `room "one" has its limit`) {
+		t.Errorf("a second member of a room with WithMaxRoomMembers(1): %v, want ErrRelayFull for the room", err)
+	}
 	for _, room := range []string{"a:b", " lead", strings.Repeat("x", 33), "\x1b[2J"} {
 		if _, err := Join(ctxT(t), "e", WithAddr(r.Addr().String()), WithRoom(room)); !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("WithRoom(%q): %v, want ErrInvalidOption", room, err)
@@ -309,8 +317,13 @@ func TestRoomLimits(t *testing.T) {
 	if _, err := NewRelay(WithRoom("x")); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("NewRelay(WithRoom): %v, want ErrInvalidOption", err)
 	}
-	if _, err := NewRelay(WithMaxRooms(0)); !errors.Is(err, ErrInvalidOption) {
-		t.Errorf("WithMaxRooms(0): %v, want ErrInvalidOption", err)
+	for _, o := range []Option{WithMaxRooms(0), WithMaxRooms(maxMaxRooms + 1), WithMaxRoomMembers(0)} {
+		if _, err := NewRelay(o); !errors.Is(err, ErrInvalidOption) {
+			t.Errorf("NewRelay with a limit out of range: %v, want ErrInvalidOption", err)
+		}
+	}
+	if _, err := Join(ctxT(t), "e", WithMaxRooms(2)); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("Join(WithMaxRooms): %v, want ErrInvalidOption", err)
 	}
 	pr := startRelay(t, WithPlainText())
 	pm := join(t, pr, "pat", WithPlainText())

@@ -52,6 +52,7 @@ const (
 	codeInvalidText  byte = 5
 	codeNoSuchMember byte = 6
 	codeRoomsFull    byte = 7
+	codeRoomFull     byte = 8
 )
 
 const (
