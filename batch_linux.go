@@ -64,14 +64,7 @@ func newBatchConn(conn any, bufs [][]byte, flags batchFlags) (*batchConn, error)
 	if err != nil {
 		return nil, err
 	}
-	c := &batchConn{
-		rc:     rc,
-		flags:  flags,
-		bufs:   bufs,
-		rhdrs:  make([]unix.Mmsghdr, len(bufs)),
-		riovs:  make([]unix.Iovec, len(bufs)),
-		rnames: make([]unix.RawSockaddrInet6, len(bufs)),
-	}
+	c := &batchConn{rc: rc, flags: flags}
 	c.rcall.trap, c.rcall.fn = unix.SYS_RECVMMSG, c.rcall.do
 	c.wcall.trap, c.wcall.fn = unix.SYS_SENDMMSG, c.wcall.do
 	var serr error
@@ -110,8 +103,20 @@ func newBatchConn(conn any, bufs [][]byte, flags batchFlags) (*batchConn, error)
 	if serr != nil {
 		return nil, serr
 	}
-	if flags != 0 {
-		c.oob = make([]byte, readCmsgLen*len(bufs))
+	c.setBufs(bufs)
+	return c, nil
+}
+
+// setBufs has reads go into bufs from now on. It may not run during a read.
+func (c *batchConn) setBufs(bufs [][]byte) {
+	c.bufs = bufs
+	if len(c.rhdrs) != len(bufs) {
+		c.rhdrs = make([]unix.Mmsghdr, len(bufs))
+		c.riovs = make([]unix.Iovec, len(bufs))
+		c.rnames = make([]unix.RawSockaddrInet6, len(bufs))
+		if c.flags != 0 {
+			c.oob = make([]byte, readCmsgLen*len(bufs))
+		}
 	}
 	for i := range bufs {
 		c.riovs[i].Base = &bufs[i][0]
@@ -121,7 +126,6 @@ func newBatchConn(conn any, bufs [][]byte, flags batchFlags) (*batchConn, error)
 		h.Iov = &c.riovs[i]
 		h.Iovlen = 1
 	}
-	return c, nil
 }
 
 func (c *batchConn) read(in []inMsg) (int, error) {

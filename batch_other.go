@@ -92,6 +92,10 @@ func (c *batchConn) parseLocal(b []byte) netip.Addr {
 	return a.Unmap()
 }
 
+// setBufs has reads go into bufs from now on; here only the first is read
+// into. It may not run during a read.
+func (c *batchConn) setBufs(bufs [][]byte) { c.bufs = bufs }
+
 func (c *batchConn) drops() uint64 { return 0 }
 
 func (c *batchConn) write(out []outMsg) (int, error) {

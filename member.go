@@ -2,17 +2,12 @@ package udpchat
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // Retransmission timing. Loopback and LAN round trips are far below these;
@@ -135,8 +130,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udpchat: join: %w", err)
 	}
-	buf := make([]byte, readBufSize)
-	bc, err := newBatchConn(c, [][]byte{buf}, batchOverflow)
+	bc, err := newBatchConn(c, readBufs(1, readBufSize), batchOverflow)
 	if err == nil {
 		err = setBuffers(c, cfg)
 	}
@@ -170,7 +164,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		return nil, fmt.Errorf("udpchat: join: %w", err)
 	}
 	m.wg.Add(2)
-	go m.readLoop(bc, buf, false)
+	go m.readLoop(bc, false)
 	go m.timerLoop()
 	if err := m.mode.join(ctx); err != nil {
 		return nil, err
@@ -355,121 +349,6 @@ func (m *Member) writeLocked(b []byte) {
 	if _, err := m.conn.Write(b); err != nil {
 		m.lastErr = err
 	}
-}
-
-// readLoop reads datagrams from the relay until the socket is closed.
-// group is true for the broadcast/multicast listener, whose datagrams
-// handle checks the source of.
-func (m *Member) readLoop(bc *batchConn, buf []byte, group bool) {
-	defer m.wg.Done()
-	in := make([]inMsg, 1)
-	var drops uint64 // this socket's share of stats.DroppedKernel
-	for {
-		_, err := bc.read(in)
-		if d := bc.drops(); d != drops {
-			m.mu.Lock()
-			m.stats.DroppedKernel += d - drops
-			m.mu.Unlock()
-			drops = d
-		}
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// ICMP errors (the relay's port is closed: it is restarting)
-			// and the like concern one datagram, not the socket.
-			m.mu.Lock()
-			m.lastErr = err
-			if isRefused(err) {
-				// Nothing listens at the relay's address: a first join
-				// gives up after a few of these (see tick).
-				m.refusals++
-				signal(m.kick)
-			}
-			m.mu.Unlock()
-			if isTransient(err) {
-				continue
-			}
-			m.cfg.logger.Warn("udpchat member read", "err", err)
-			select {
-			case <-m.done:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-			continue
-		}
-		m.handle(buf[:in[0].n], in[0].from.remote, group)
-	}
-}
-
-// handle takes one datagram from the relay, under m.mu, and hands it to the
-// mode unless it is longer than any the relay sends. A datagram of the
-// group's listener (group) must come from the relay or from the source
-// of its group copies, which a rejoin may change (the unicast socket is
-// connected: the kernel checks its source).
-func (m *Member) handle(b []byte, from netip.AddrPort, group bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if len(b) > max(m.cfg.bufferSize, m.maxDatagram) {
-		m.stats.Dropped++
-		return
-	}
-	if from = unzoned(from); group && from != unzoned(m.relay) && from != m.groupSrc {
-		m.stats.Dropped++
-		return
-	}
-	m.mode.handle(b, time.Now())
-}
-
-// listenGroup opens the listener for the relay's broadcast or multicast
-// fan-out, on the group's port shared with other members of this host.
-func (m *Member) listenGroup(group netip.AddrPort) error {
-	if m.gpc != nil {
-		m.gpc.Close()
-		m.gpc = nil
-	}
-	m.group = group
-	if !group.IsValid() {
-		return nil
-	}
-	lc := net.ListenConfig{Control: controlShared}
-	network, any := "udp4", "0.0.0.0"
-	if group.Addr().Is6() {
-		network, any = "udp6", "::"
-	}
-	c, err := lc.ListenPacket(context.Background(), network, net.JoinHostPort(any, strconv.Itoa(int(group.Port()))))
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, readBufSize)
-	bc, err := newBatchConn(c, [][]byte{buf}, batchOverflow)
-	if err == nil {
-		err = setBuffers(c, m.cfg)
-	}
-	if err != nil {
-		c.Close()
-		return err
-	}
-	if group.Addr().IsMulticast() {
-		local := m.conn.LocalAddr().(*net.UDPAddr)
-		ifi, err := groupInterface(m.cfg.ifname, local.IP)
-		if err == nil {
-			ga := &net.UDPAddr{IP: group.Addr().AsSlice()}
-			if group.Addr().Is4() {
-				err = ipv4.NewPacketConn(c).JoinGroup(ifi, ga)
-			} else {
-				err = ipv6.NewPacketConn(c).JoinGroup(ifi, ga)
-			}
-		}
-		if err != nil {
-			c.Close()
-			return fmt.Errorf("joining multicast group: %w", err)
-		}
-	}
-	m.gpc = c
-	m.wg.Add(1)
-	go m.readLoop(bc, buf, true)
-	return nil
 }
 
 // timerLoop runs the mode's tick whenever something is due (joins,
