@@ -116,6 +116,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"-h"}, 0, "udpchat chat -name NAME"},
 		{[]string{"relay", "-h"}, 0, "-rate-bytes"},
 		{[]string{"relay", "-h"}, 0, "-max-rooms"},
+		{[]string{"relay", "-h"}, 0, "-max-room-members"},
 		{[]string{"help", "chat"}, 0, "-room room"},
 		{[]string{"help", "chat"}, 0, "-key-file"},
 		{[]string{"nonsense"}, 2, ""},

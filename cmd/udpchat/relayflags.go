@@ -13,7 +13,7 @@ type relayFlags struct {
 	fs                  *flag.FlagSet
 	iface               *string
 	history, maxMembers *int
-	maxRooms            *int
+	maxRooms, roomSize  *int
 	rate, rateBytes     *int
 	heartbeat, expiry   *time.Duration
 	readBuf, writeBuf   *int
@@ -27,13 +27,14 @@ func addRelayFlags(fs *flag.FlagSet, note string) *relayFlags {
 	f.history = fs.Int("history", udpchat.DefaultHistory, "recent `messages` kept to repair members' losses"+note)
 	f.maxMembers = fs.Int("max-members", udpchat.DefaultMaxMembers, "most `members` at once, in all rooms together"+note)
 	f.maxRooms = fs.Int("max-rooms", udpchat.DefaultMaxRooms, "most `rooms` open at once (a room is open while it has members)"+note)
+	f.roomSize = fs.Int("max-room-members", udpchat.DefaultMaxMembers, "most `members` of one room"+note)
 	f.rate = fs.Int("rate", udpchat.DefaultRateLimit, "chat `messages` per second per member (0: no limit)"+note)
 	f.rateBytes = fs.Int("rate-bytes", udpchat.DefaultByteLimit, "chat `bytes` per second per member (0: no limit; else at least 32753)"+note)
 	f.heartbeat = fs.Duration("heartbeat", udpchat.DefaultHeartbeat, "how often members heartbeat"+note)
 	f.expiry = fs.Duration("expiry", 0, "silence after which a member is removed, and a plain relay stops forwarding to an address (default 3 heartbeats + 1s)"+note)
 	f.readBuf = fs.Int("read-buffer", udpchat.DefaultReadBuffer, "socket receive buffer (SO_RCVBUF) in `bytes`, before the kernel's cap"+note)
 	f.writeBuf = fs.Int("write-buffer", udpchat.DefaultWriteBuffer, "socket send buffer (SO_SNDBUF) in `bytes`, before the kernel's cap"+note)
-	f.names = []string{"interface", "history", "max-members", "max-rooms", "rate", "rate-bytes", "heartbeat", "expiry", "read-buffer", "write-buffer"}
+	f.names = []string{"interface", "history", "max-members", "max-rooms", "max-room-members", "rate", "rate-bytes", "heartbeat", "expiry", "read-buffer", "write-buffer"}
 	return f
 }
 
@@ -64,6 +65,9 @@ func (f *relayFlags) options() []udpchat.Option {
 	}
 	if set("max-rooms") {
 		opts = append(opts, udpchat.WithMaxRooms(*f.maxRooms))
+	}
+	if set("max-room-members") {
+		opts = append(opts, udpchat.WithMaxRoomMembers(*f.roomSize))
 	}
 	if set("rate") || set("rate-bytes") {
 		opts = append(opts, udpchat.WithRateLimit(*f.rate, *f.rateBytes))
