@@ -58,7 +58,8 @@
 // A private message (SendTo) takes the room's next seq too, and travels
 // like a chat to its two parties only, sender and recipient (by unicast
 // even in broadcast mode); every other member of the room is sent a SKIP
-// of that seq instead, 20 bytes (53 sealed) whatever the message, so that
+// of that seq instead (28 bytes, 61 sealed, whatever the message, naming
+// the recipient's session so that it is no one else's to take), so that
 // its Receive goes on to the next seq with nothing lost and nothing to
 // repair. Repairs follow the same rule: the relay resends the message to
 // a member with the name and epoch of a party, the SKIP to anyone else.
@@ -107,7 +108,9 @@
 // seq it was sequenced at, and each rejoining member's JOIN says the first
 // seq of the old relay it lacked: the new relay sends the chat to the
 // members of that incarnation who lacked it, and a SKIP to those who had
-// it and to those who joined the new relay, who never had it coming. A
+// it and to those who joined the new relay, who never had it coming (a
+// resent private message whose recipient is not back yet waits for it
+// for the new relay's first expiry span). A
 // member that was further behind than the relay's history (whose missing
 // messages senders no longer keep) gets a GapError for them, in the old
 // relay's numbering. After a restart Seq starts anew.
@@ -116,29 +119,30 @@
 // when the relay went silent or said goodbye, KindRejoined when the member
 // is back ("same relay", or "new relay" after a restart, or when its room
 // had emptied and began anew). The join of a member back from the old
-// relay is no news to the members who were in it too: they are sent a
-// SKIP of its seq, and still list the member from before; a member that
-// joined the new relay first receives the KindJoin. An expiry span after
-// it rejoined, a member loads the new
-// relay's member list, and each member of the old relay that has not come
+// relay is marked: a member that still lists it from before takes it as
+// no news (counted in the next message's Skipped), while one that does not
+// (it joined the new relay first, or had already seen the member reported
+// as left) receives the KindJoin. An expiry span after it rejoined, a
+// member loads the new relay's member list, and each member of the old relay that has not come
 // back is reported as left (KindLeave, Seq 0).
 //
 // A member that the relay expired (its link was down for the expiry span)
 // joins again with a new session and resends the chats it keeps. The relay
 // remembers how far it sequenced the chats of each member that left (the
 // newest 65,536 departures, found by the departed session, which the JOIN
-// names), so it confirms those it sequenced before
-// instead of sequencing them again.
+// names; only a rejoin to the same incarnation of the room), so it
+// confirms those it sequenced before instead of sequencing them again.
 //
 // So within an incarnation every seq reaches every member: as a message,
 // as a SKIP (a private message between others; after a restart, a chat
-// resent that it had or that came before it joined, or the join of a
-// member back with it), or in a *GapError when history no longer holds
-// it. A member also drops a copy of a chat it has already taken (by its
-// origin), which a relay sequences twice only in two rare cases: after a
+// resent that it had or that came before it joined), as a join it takes as
+// no news (a member back with it from the old relay), or in a *GapError
+// when history no longer holds it. A member also drops a copy of a chat it
+// has already taken (by its origin), which a relay sequences twice only in
+// two rare cases: after a
 // restart, a chat its sender never learned was sequenced, resent; and a
 // chat resent after more than 65,536 other members left while its sender
-// was away. Receive returns nothing for a SKIP or a copy, and says how many
+// was away. Receive returns nothing for these, and says how many
 // it passed in the next message's Skipped: each message's Seq is the
 // previous one's plus Skipped plus one, plus any GapError between them.
 //
@@ -235,7 +239,7 @@
 //	14 COOKIE     r→m  nonce u64, cookie [16]: join again with it
 //	15 CHALLENGE  r→m  token u64: a datagram of this session came from this new address
 //	16 RESPONSE   m→r  token u64: the answer, from the new address, which moves the session there
-//	17 SKIP       r→m  seq u64: a message not for this member took this seq
+//	17 SKIP       r→m  seq u64, session u64: a message not for the member of that session took this seq
 //
 // With a group key (WithKey) each of these datagrams travels sealed with
 // AES-GCM, as "UC" | version | 0x80 | key id | nonce [12] | ciphertext |

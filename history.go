@@ -22,11 +22,11 @@ type history struct {
 }
 
 // A slot holds one message's datagram and, for a message that not every
-// member of the room gets, the SKIP the others are sent and who gets which.
+// member of the room gets, who gets it: the others are sent a SKIP, made
+// for each of them.
 type slot struct {
-	b    []byte    // the DELIVER, sealed with a key
-	skip []byte    // the SKIP (after b in the same buffer); nil if everyone gets b
-	sel  selection // who gets b, if skip is set
+	b   []byte    // the DELIVER, sealed with a key
+	sel selection // who gets b
 }
 
 // minSlots and minSlotBuf are where a history's ring and a slot's buffer
@@ -80,12 +80,6 @@ func (h *history) oldest() uint64 {
 	return 1
 }
 
-// forMember returns what m is to be sent for seq: the DELIVER, or the SKIP
-// of a message not for it.
-func (h *history) forMember(seq uint64, m *relayMember) []byte {
-	s := h.slot(seq)
-	if s.skip == nil || s.sel.gets(m) {
-		return s.b
-	}
-	return s.skip
-}
+// gets reports whether m is to be sent the DELIVER of seq, rather than a
+// SKIP.
+func (h *history) gets(seq uint64, m *relayMember) bool { return h.slot(seq).sel.gets(m) }

@@ -152,7 +152,13 @@ func (in *inbox) advance(r *roster) (dups uint64) {
 			in.skipped++
 			continue
 		case e.msg.Kind != KindChat && e.msg.Kind != KindPrivate:
+			back := e.msg.Kind == KindJoin && e.mseq == joinBack && r.carries(e.msg.From)
 			r.setPresent(e.msg.From, e.msg.Kind == KindJoin, e.msg.Seq)
+			if back {
+				// Listed since before the relay restarted: no news.
+				in.skipped++
+				continue
+			}
 		case !in.firstCopy(e):
 			dups++
 			in.skipped++

@@ -64,6 +64,12 @@ func (m *Member) readLoop(bc *batchConn, group bool) {
 		m.mu.Lock()
 		now := time.Now()
 		for i := range n {
+			if in[i].n == len(bc.bufs[i]) && len(bc.bufs[i]) <= max(m.cfg.bufferSize, m.maxDatagram) {
+				// Cut short by a buffer of the size before a WELCOME in
+				// this batch announced larger datagrams.
+				m.stats.Dropped++
+				continue
+			}
 			m.handleLocked(bc.bufs[i][:in[i].n], in[i].from.remote, group, now)
 		}
 		size := 0

@@ -229,8 +229,13 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 	case tGone:
 		m.gone(p.ranges[0][0], p.ranges[0][1], now)
 	case tSkip:
-		// A private message between others took the seq: nothing to
-		// receive, and nothing lost.
+		// A message not for us took the seq: nothing to receive, and
+		// nothing lost. It names our session: a SKIP of another member's
+		// is not ours to take.
+		if p.session != m.session {
+			m.stats.Dropped++
+			return
+		}
 		if m.in.skip(p.seq) {
 			m.stats.Duplicates++
 			return

@@ -55,7 +55,7 @@ type config struct {
 	history    int
 	maxMembers int
 	maxRooms   int
-	roomSize   int    // WithMaxRoomMembers
+	roomSize   int    // WithMaxRoomMembers; 0: as maxMembers
 	room       string // WithRoom; "": the main room
 	queueSize  int
 	rateMsgs   float64 // per second; 0: no limit
@@ -80,7 +80,6 @@ func newConfig(s side, opts []Option) (*config, error) {
 		history:    DefaultHistory,
 		maxMembers: DefaultMaxMembers,
 		maxRooms:   DefaultMaxRooms,
-		roomSize:   DefaultMaxMembers,
 		queueSize:  DefaultQueueSize,
 		rateMsgs:   DefaultRateLimit,
 		rateBytes:  DefaultByteLimit,
@@ -120,6 +119,9 @@ func newConfig(s side, opts []Option) (*config, error) {
 	}
 	if c.expiry < 2*c.heartbeat {
 		return nil, fmt.Errorf("%w: expiry %v must be at least two heartbeats (%v)", ErrInvalidOption, c.expiry, 2*c.heartbeat)
+	}
+	if c.roomSize == 0 {
+		c.roomSize = c.maxMembers
 	}
 	if c.logger == nil {
 		c.logger = slog.New(slog.DiscardHandler)

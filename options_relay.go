@@ -88,8 +88,8 @@ func WithMaxRooms(n int) Option {
 	}
 }
 
-// WithMaxRoomMembers caps the members of each room (default 1024, as
-// WithMaxMembers: no cap of its own); the next Join to a full room fails
+// WithMaxRoomMembers caps the members of each room (default: as
+// WithMaxMembers, no cap of its own); the next Join to a full room fails
 // with ErrRelayFull. Relay only. With many rooms on one relay it keeps one
 // room from taking every place WithMaxMembers leaves.
 func WithMaxRoomMembers(n int) Option {

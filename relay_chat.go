@@ -48,32 +48,44 @@ func (r *protoRelay) handleChat(m *relayMember, p *packet, now time.Time) {
 		r.sendStatus(m)
 		return
 	}
-	r.acceptChat(m, p.mseq, p.was, p.to, p.text, now)
+	if !r.acceptChat(m, p.mseq, p.was, p.to, p.text, now) {
+		return
+	}
 	for len(m.ahead) > 0 {
 		b, ok := m.ahead[m.nextMseq]
 		if !ok {
 			break
 		}
-		delete(m.ahead, m.nextMseq)
 		was := seqAt{binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])}
 		to, text, _ := splitName(b[16:])
-		r.acceptChat(m, m.nextMseq, was, to, text, now)
+		if !r.acceptChat(m, m.nextMseq, was, to, text, now) {
+			break
+		}
+		delete(m.ahead, m.nextMseq-1)
 	}
 }
 
 // acceptChat sequences the member's next chat (to the room, or to the
 // member called to) or refuses it; either way the member seq is used up.
 // A chat that another incarnation of the room sequenced (was) reaches only
-// the members who lacked it there (selection.gets).
-func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, was seqAt, to, text []byte, now time.Time) {
-	m.nextMseq++
+// the members who lacked it there (selection.gets). It reports false for
+// a chat that must wait: a private message resent after a restart whose
+// recipient has not come back yet, while members of the old relay still
+// may (the room's first expiry span). The member resends it.
+func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, was seqAt, to, text []byte, now time.Time) bool {
+	resent := was.inc != 0 && was.inc != m.room.inc
 	var dst *relayMember
 	if len(to) > 0 {
 		if dst = m.room.members.byName[string(to)]; dst == nil {
+			if resent && now.Sub(m.room.opened) < r.cfg.expiry {
+				return false
+			}
+			m.nextMseq++
 			r.refuse(m, mseq, codeNoSuchMember)
-			return
+			return true
 		}
 	}
+	m.nextMseq++
 	switch {
 	case !utf8.Valid(text):
 		r.refuse(m, mseq, codeInvalidText)
@@ -81,7 +93,7 @@ func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, was seqAt, to, text
 		r.refuse(m, mseq, codeTooLarge)
 	default:
 		var sel selection
-		if was.inc != 0 && was.inc != m.room.inc {
+		if resent {
 			sel.resent = was
 			// It may get a SKIP of its own chat: the batch's STATUS
 			// confirms it.
@@ -89,6 +101,7 @@ func (r *protoRelay) acceptChat(m *relayMember, mseq uint64, was seqAt, to, text
 		}
 		r.sequenceFor(KindChat, m, dst, mseq, text, sel, now)
 	}
+	return true
 }
 
 // owe has the end of the batch send m a STATUS.
@@ -126,7 +139,11 @@ func (r *protoRelay) handleNack(m *relayMember, p *packet, now time.Time) {
 			first = oldest
 		}
 		for s := first; s <= last && budget > 0; s++ {
-			r.q.resend(h, s, h.forMember(s, m), m.path)
+			if h.gets(s, m) {
+				r.q.resend(h, s, h.slot(s).b, m.path)
+			} else {
+				r.q.skip(rm.inc, s, m)
+			}
 			r.stats.Retransmitted++
 			budget--
 		}

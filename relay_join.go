@@ -65,6 +65,12 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 			r.sendWelcome(m)
 			return
 		}
+		if r.cookies.used(p.nonce) {
+			// A replay of an old Member's join, within its cookie's life:
+			// it may not put out the Member now at the address.
+			r.stats.DroppedReplayed++
+			return
+		}
 		// Another Member on the same socket address: the old one is gone,
 		// and with it the room, if it was alone there.
 		r.remove(m, now)
@@ -96,7 +102,7 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 	}
 	r.cookies.record(p.nonce)
 	if rm == nil {
-		rm = newRoom(string(p.room), r.cfg.history, r.cfg.bufferSize, udpPath{})
+		rm = newRoom(string(p.room), r.cfg.history, r.cfg.bufferSize, udpPath{}, now)
 		if rm.name == "" {
 			rm.group = r.group
 		}
@@ -126,9 +132,12 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 		// the chats resent to this one it lacks.
 		prevInc, prevNext = p.prevInc, p.prevNext
 	}
-	if dep, ok := r.departed.rejoin(p.id, p.epoch); ok {
-		nextMseq = max(nextMseq, dep.nextMseq)
-		if dep.prevInc != 0 {
+	if p.prevInc == rm.inc {
+		// Back to this very incarnation (it was expired): what it
+		// sequenced of the member's chats, and where the member came from
+		// before, are as they were.
+		if dep, ok := r.departed.rejoin(p.id, p.epoch); ok {
+			nextMseq = max(nextMseq, dep.nextMseq)
 			prevInc, prevNext = dep.prevInc, dep.prevNext
 		}
 	}
@@ -155,13 +164,13 @@ func (r *protoRelay) handleJoin(p *packet, src udpPath, now time.Time, salt uint
 	// The welcome goes out before the join event, so the member knows its
 	// session when the event arrives.
 	r.sendWelcome(m)
-	// A member back from the incarnation this one replaced is no news to
-	// those who were in it too: they get a SKIP, and still list it.
+	// A member back from the incarnation this one replaced is marked: a
+	// member that still lists it from before takes the join as no news.
 	var back uint64
 	if p.prevInc != 0 && p.prevInc != rm.inc {
-		back = p.prevInc
+		back = joinBack
 	}
-	r.sequenceFor(KindJoin, m, nil, 0, nil, selection{back: back}, now)
+	r.sequence(KindJoin, m, back, nil, now)
 	r.cfg.logger.Info("udpchat member joined", "name", name, "room", rm.name, "addr", src.remote)
 }
 

@@ -204,7 +204,7 @@ func (r *protoRelay) sequenceFor(kind Kind, from, to *relayMember, mseq uint64, 
 		seq, buf := r.q.next(rm.hist, n)
 		r.q.fanout(rm.hist, appendDeliver(buf, rm.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, "", text), rm.members.dsts, rm.group)
 	} else {
-		seq, buf := r.q.next(rm.hist, n+skipRoom)
+		seq, buf := r.q.next(rm.hist, n)
 		b := appendDeliver(buf, rm.inc, seq, now.UnixNano(), from.epoch, mseq, kind, from.name, toName, text)
 		r.q.fanoutSelected(rm.hist, rm.inc, b, rm.members.list, rm.members.dsts, sel)
 	}

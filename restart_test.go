@@ -3,7 +3,9 @@ package udpchat
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -168,4 +170,153 @@ func textsAfterRestart(log []Message, prefix string) []string {
 		}
 	}
 	return out
+}
+
+// welcomeOf sends a JOIN with the cookie the relay gives from, and returns
+// the WELCOME it answers with. r.mu is held; w is the relay's writer.
+func welcomeOf(t *testing.T, r *Relay, w *fakeWriter, from netip.AddrPort, nonce, prevSession, prevInc, epoch, prevNext uint64, name, room string, now time.Time) packet {
+	t.Helper()
+	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, now)
+	w.sent = nil
+	r.handleAt(appendJoin(nil, prevSession, nonce, prevInc, epoch, 1, prevNext, &c, name, room), from, now)
+	r.q.flush()
+	for _, s := range w.sent {
+		var p packet
+		if s.to.remote == from && decode(s.b, &p) == nil && p.typ == tWelcome && p.nonce == nonce {
+			return p
+		}
+	}
+	t.Fatalf("no WELCOME for %s", name)
+	return packet{}
+}
+
+// Both members of a room expire and the room empties; bob, who lacked
+// alice's chat, opens it again, and alice comes back and resends it. It is
+// a chat of the old incarnation, and bob gets it: what the relay
+// remembers of alice's departure belongs to that incarnation, not to the
+// new one.
+func TestResendIntoReopenedRoom(t *testing.T) {
+	r, err := NewRelay(WithAddr("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := &fakeWriter{}
+	r.q.w = w
+	now := time.Now()
+	aliceAt, bobAt := netip.MustParseAddrPort("127.0.0.1:40011"), netip.MustParseAddrPort("127.0.0.1:40012")
+	a := welcomeOf(t, r, w, aliceAt, 1, 0, 0, 111, 0, "alice", "ops", now)
+	b := welcomeOf(t, r, w, bobAt, 2, 0, 0, 222, 0, "bob", "ops", now)
+	r.handleAt(appendChat(nil, a.session, 1, seqAt{}, "", "lost to bob"), aliceAt, now) // seq 3
+	r.q.flush()
+	later := now.Add(time.Minute)
+	r.mode.sweep(later)
+	r.q.flush()
+	if len(r.mode.rooms()) != 0 {
+		t.Fatalf("rooms %v after both expired", r.mode.rooms())
+	}
+	// bob lacked seq 3 of the old incarnation; alice had everything.
+	welcomeOf(t, r, w, bobAt, 3, b.session, a.id, 222, 3, "bob", "ops", later)
+	a2 := welcomeOf(t, r, w, aliceAt, 4, a.session, a.id, 111, 4, "alice", "ops", later)
+	if a2.id == a.id {
+		t.Fatal("the room kept its incarnation")
+	}
+	w.sent = nil
+	r.handleAt(appendChat(nil, a2.session, 1, seqAt{a.id, 3}, "", "lost to bob"), aliceAt, later)
+	r.proto().batchDone(later)
+	r.q.flush()
+	for _, s := range w.sent {
+		var p packet
+		if s.to.remote == bobAt && decode(s.b, &p) == nil && p.typ == tDeliver && string(p.text) == "lost to bob" {
+			return
+		}
+	}
+	t.Fatalf("bob, who lacked alice's chat before the room emptied, never gets it: %d datagrams sent", len(w.sent))
+}
+
+// With a key, a lost SKIP's repair is sealed anew: carol's replay window,
+// moved on meanwhile by the relay's later control datagrams, takes it.
+func TestRepairedSkipWithKey(t *testing.T) {
+	opts := []Option{WithKey(key1)}
+	r := startRelay(t, append(opts, WithRateLimit(0, 0), WithHeartbeat(50*time.Millisecond))...)
+	px := newLossyProxy(t, r.Addr(), 3, impairment{}, impairment{})
+	px.keys = r.cfg.keys
+	var dropped atomic.Bool
+	px.setFilter(func(up bool, p *packet) bool {
+		return !up && p.typ == tSkip && dropped.CompareAndSwap(false, true)
+	})
+	ops := append(opts, WithRoom("ops"))
+	alice := join(t, r, "alice", ops...)
+	join(t, r, "bob", ops...)
+	carol := joinAt(t, px.Addr(), "carol", ops...)
+	dave := join(t, r, "dave", append(opts, WithRoom("busy"))...)
+	expect(t, carol, KindJoin, "carol", "")
+	ctx := ctxT(t)
+	if err := alice.SendTo(ctx, "bob", "psst"); err != nil {
+		t.Fatal(err)
+	}
+	newest := func() uint64 {
+		carol.mu.Lock()
+		defer carol.mu.Unlock()
+		return carol.mode.(*memberSession).relayReplay.newest
+	}
+	before := newest()
+	for i := range 2 * replayWindow { // the relay seals for the other room
+		if err := dave.Send(ctx, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return newest() > before+2*replayWindow }, "a STATUS to carol sealed after the other room's traffic")
+	if err := alice.Send(ctx, "pub"); err != nil {
+		t.Fatal(err)
+	}
+	if m := recv(t, carol); m.Text != "pub" || m.Skipped != 1 || !dropped.Load() {
+		t.Fatalf("carol received %+v (a SKIP dropped: %v), want pub after one skipped seq", m, dropped.Load())
+	}
+}
+
+// A private message bob lacked when the relay died: alice rejoins the new
+// relay first and resends it while bob is not back. It waits for him (the
+// room's first expiry span), and reaches him once he is.
+func TestResentPrivateWaitsForRecipient(t *testing.T) {
+	opts := []Option{WithHeartbeat(time.Second), WithExpiry(3 * time.Second), WithRateLimit(0, 0)}
+	rr := restartable{opts: opts}
+	rr.startRelayAt(t, "127.0.0.1:0")
+	bobPx := newLossyProxy(t, rr.relay.Addr(), 41, impairment{}, impairment{})
+	alice := join(t, rr.relay, "alice")
+	bob := joinAt(t, bobPx.Addr(), "bob")
+	expect(t, alice, KindJoin, "alice", "")
+	expect(t, alice, KindJoin, "bob", "")
+	expect(t, bob, KindJoin, "bob", "")
+	bobPx.setFilter(func(up bool, p *packet) bool { return !up && p.typ == tDeliver && p.kind == KindPrivate })
+	if err := alice.SendTo(ctxT(t), "bob", "psst"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, alice, KindPrivate, "alice", "psst")
+	bobPx.blackout.Store(true)
+	rr.stopRelay(false)
+	bobPx.setFilter(func(bool, *packet) bool { return false })
+	r2 := startRelay(t, append(opts, WithAddr(rr.addr))...)
+	waitFor(t, func() bool { return names(r2.Members()) == "alice" }, "alice to rejoin")
+	waitFor(t, func() bool {
+		r2.mu.Lock()
+		defer r2.mu.Unlock()
+		m := r2.proto().main().byName["alice"]
+		return m != nil && m.nextMseq == 1 && r2.stats.DroppedRejected == 0 && r2.stats.Received > 2
+	}, "alice's resend to reach the new relay and wait")
+	bobPx.blackout.Store(false)
+	for {
+		msg := recv(t, bob)
+		if msg.Kind == KindPrivate {
+			if msg.From != "alice" || msg.To != "bob" || msg.Text != "psst" {
+				t.Fatalf("bob got %+v", msg)
+			}
+			break
+		}
+	}
+	if s := r2.Stats(); s.DroppedRejected != 0 {
+		t.Errorf("the new relay refused %d chats", s.DroppedRejected)
+	}
 }

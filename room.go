@@ -1,5 +1,7 @@
 package udpchat
 
+import "time"
+
 // A room is one group of a relay: its members, the order of its messages
 // (its history) and how far every member has them. Rooms share the
 // relay's socket, send queue, cookies and rate limits, and nothing else:
@@ -15,14 +17,16 @@ type room struct {
 	stable    uint64  // every member has every seq up to this (or history lost it)
 	prunable  uint64  // every member knows stable reached this: senders may forget it
 	unsettled bool    // a progress report came since stable and prunable were worked out
+	opened    time.Time
 }
 
-func newRoom(name string, history, bufferSize int, group udpPath) *room {
+func newRoom(name string, history, bufferSize int, group udpPath, now time.Time) *room {
 	return &room{
-		name:  name,
-		inc:   randomID(),
-		hist:  newHistory(history, bufferSize+skipRoom),
-		group: group,
+		name:   name,
+		opened: now,
+		inc:    randomID(),
+		hist:   newHistory(history, bufferSize),
+		group:  group,
 	}
 }
 

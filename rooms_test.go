@@ -299,6 +299,14 @@ func TestRoomLimits(t *testing.T) {
 	if !errors.Is(err, ErrRelayFull) || !strings.Contains(err.Error(), "member limit") {
 		t.Errorf("a fourth member with WithMaxMembers(3): %v, want ErrRelayFull for the member limit", err)
 	}
+	big, err := NewRelay(WithAddr("127.0.0.1:0"), WithMaxMembers(5000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if big.cfg.roomSize != 5000 {
+		t.Errorf("WithMaxMembers(5000) leaves a room %d members", big.cfg.roomSize)
+	}
+	big.Close()
 	small := startRelay(t, WithMaxRoomMembers(1))
 	join(t, small, "a", WithRoom("one"))
 	join(t, small, "b", WithRoom("two"))
@@ -471,5 +479,33 @@ func TestRoomReplacedByNewMemberOnSameAddress(t *testing.T) {
 	}
 	if m := r.proto().byRoom["ops"].members.byName["alice"]; m == nil || m.epoch != 101 {
 		t.Fatalf("ops holds %+v, want the new alice", m)
+	}
+}
+
+// A replay of an old Member's JOIN, from the address a new Member of that
+// name now speaks from, does not put out the new one.
+func TestReplayedJoinDoesNotReplaceMember(t *testing.T) {
+	r, err := NewRelay(WithAddr("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from := netip.MustParseAddrPort("127.0.0.1:40021")
+	var joins [][]byte
+	for nonce := range uint64(2) {
+		_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce+1, time.Now())
+		joins = append(joins, appendJoin(nil, 0, nonce+1, 0, 100+nonce, 1, 0, &c, "alice", ""))
+		r.handleAt(joins[nonce], from, time.Now())
+		r.q.flush()
+	}
+	r.handleAt(joins[0], from, time.Now()) // the first Member's, replayed
+	r.q.flush()
+	if m := r.proto().main().byName["alice"]; m == nil || m.epoch != 101 {
+		t.Fatalf("alice is %+v, want the second Member (epoch 101)", m)
+	}
+	if r.stats.DroppedReplayed != 1 {
+		t.Errorf("DroppedReplayed %d, want 1", r.stats.DroppedReplayed)
 	}
 }

@@ -100,6 +100,13 @@ func (r *roster) page(p *packet, now time.Time) (more, loaded bool, gone []strin
 	return false, true, gone
 }
 
+// carries reports whether name is listed from before a relay restart and
+// not heard of since.
+func (r *roster) carries(name string) bool {
+	e, ok := r.entries[name]
+	return ok && e.carried && e.present
+}
+
 // setPresent takes a join or leave event at seq.
 func (r *roster) setPresent(name string, present bool, seq uint64) {
 	r.setPresentSeq(name, present, seq)

@@ -4,9 +4,8 @@ package udpchat
 // a SKIP of its seq. The zero selection is everyone.
 type selection struct {
 	private  bool
-	from, to party  // a private message's parties
-	resent   seqAt  // a chat that the incarnation resent.inc sequenced, at seq resent.seq at most
-	back     uint64 // the join of a member back from the incarnation back
+	from, to party // a private message's parties
+	resent   seqAt // a chat that the incarnation resent.inc sequenced, at seq resent.seq at most
 }
 
 // A party of a private message: a member's name and epoch. A repair of the
@@ -22,13 +21,9 @@ func (s *selection) everyone() bool { return *s == selection{} }
 // goes to the members of the incarnation that sequenced it who lacked it
 // then (they had not received up to its seq), not to those who joined
 // since; a member back from another incarnation may lack it, and takes it
-// once by its origin. The join of a member back from an incarnation is
-// news only to those who were not in it with it.
+// once by its origin.
 func (s *selection) gets(m *relayMember) bool {
 	if s.private && s.from != (party{m.name, m.epoch}) && s.to != (party{m.name, m.epoch}) {
-		return false
-	}
-	if s.back != 0 && m.prevInc == s.back {
 		return false
 	}
 	if s.resent.inc != 0 {

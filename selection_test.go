@@ -25,8 +25,6 @@ func TestSelectionGets(t *testing.T) {
 			map[*relayMember]bool{alice: false, bob: false, dave: false, erin: true}},
 		{"private resent", selection{private: true, from: party{"alice", 1}, to: party{"bob", 2}, resent: seqAt{old, 8}},
 			map[*relayMember]bool{alice: false, bob: true, dave: false, erin: false}},
-		{"back from old", selection{back: old},
-			map[*relayMember]bool{alice: false, bob: false, dave: true, erin: true, mallory: true}},
 	} {
 		for m, want := range tc.want {
 			if got := tc.sel.gets(m); got != want {

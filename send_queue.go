@@ -13,7 +13,7 @@ import (
 // state.
 //
 // Queued deliver datagrams point into their history, so a history slot may
-// not be reused while one is queued: slotBuf flushes first.
+// not be reused while one is queued: next flushes first.
 type sendQueue struct {
 	w      datagramWriter
 	out    []outMsg   // queued for the next flush
@@ -78,36 +78,33 @@ func (q *sendQueue) fanout(h *history, b []byte, dsts []udpPath, group udpPath) 
 		q.stats.Delivered++
 		return
 	}
-	q.pin(h, h.seq)
 	q.queueAll(s.b, dsts)
+	q.pin(h, h.seq) // after the queueing, which may have flushed
 	q.stats.Delivered += uint64(len(dsts))
 }
 
-// fanoutSelected seals b, built in h's newest slot by next (with room for
-// skipRoom more), builds and seals its SKIP after it, keeps both there with
-// sel, and queues b for the members sel picks and the SKIP for the rest:
-// members and dsts are a room's, side by side. inc is the room's
-// incarnation.
+// fanoutSelected seals b, built in h's newest slot by next, keeps it there
+// with sel, and queues it for the members sel picks; each of the others is
+// sent a SKIP of its own. members and dsts are a room's, side by side; inc
+// is the room's incarnation.
 func (q *sendQueue) fanoutSelected(h *history, inc uint64, b []byte, members []*relayMember, dsts []udpPath, sel selection) {
 	s := h.slot(h.seq)
-	s.b = q.sealAt(s.b, b)
-	rest := s.b[len(s.b):len(s.b):cap(s.b)]
-	p := sealPrefix(q.sealer)
-	s.skip = q.sealAt(rest, appendSkip(rest[p:p], inc, h.seq))
-	s.sel = sel
-	q.pin(h, h.seq)
+	s.b, s.sel = q.sealAt(s.b, b), sel
 	for i, m := range members {
 		if s.sel.gets(m) {
 			q.queue(s.b, dsts[i])
 		} else {
-			q.queue(s.skip, dsts[i])
+			q.skip(inc, h.seq, m)
 		}
 	}
+	q.pin(h, h.seq) // after the queueing, which may have flushed
 	q.stats.Delivered += uint64(len(dsts))
 }
 
-// skipRoom is what a private message's slot needs besides its DELIVER.
-const skipRoom = skipLen + sealOverhead
+// skip queues m's SKIP of seq, in the room of incarnation inc.
+func (q *sendQueue) skip(inc, seq uint64, m *relayMember) {
+	q.reply(m.path, appendSkip(q.replyBuf(skipLen), inc, seq, m.session))
+}
 
 // sealAt seals b, which lies in slot buffer buf after sealPrefix bytes,
 // and returns it as it goes out.
@@ -134,11 +131,8 @@ func (q *sendQueue) queueAll(b []byte, dsts []udpPath) {
 
 // resend queues b, which h's slot of seq holds, for dst.
 func (q *sendQueue) resend(h *history, seq uint64, b []byte, dst udpPath) {
-	if len(q.out) == cap(q.out) {
-		q.flush()
-	}
+	q.queue(b, dst)
 	q.pin(h, seq)
-	q.out = append(q.out, outMsg{b, dst})
 }
 
 // replyBuf returns an empty buffer with room for n bytes in the slab,

@@ -45,7 +45,7 @@ func (w *fakeWriter) write(out []outMsg) (int, error) {
 
 func testQueue(w datagramWriter, history int, s *sealer) (*sendQueue, *history, *RelayStats) {
 	var st RelayStats
-	return newSendQueue(w, 256, s, &st, slog.New(slog.DiscardHandler)), newHistory(history, 256+skipRoom), &st
+	return newSendQueue(w, 256, s, &st, slog.New(slog.DiscardHandler)), newHistory(history, 256), &st
 }
 
 func addrs(n int) []udpPath {
@@ -312,4 +312,28 @@ func TestHistoryNotOverwrittenBeforeFlush(t *testing.T) {
 		t.Errorf("sequenced %d, want %d", r.stats.Sequenced-sent, 3*sendWindow)
 	}
 	r.q.flush()
+}
+
+// A fan-out that fills the batch flushes in the middle: the datagrams it
+// queues after the flush must still hold their slot against reuse.
+func TestSendQueuePinsAfterMidFanoutFlush(t *testing.T) {
+	w := &fakeWriter{}
+	q, h, _ := testQueue(w, 128, nil)
+	all := addrs(writeBatchSize + 2)
+	big, one := all[:writeBatchSize], all[writeBatchSize:writeBatchSize+1]
+	q.fanout(h, seqMsg(q, h), big, udpPath{}) // the batch is full
+	q.fanout(h, seqMsg(q, h), one, udpPath{}) // seq 2 flushes, then is queued
+	for range 128 {
+		q.fanout(h, seqMsg(q, h), one, udpPath{}) // seq 130 takes seq 2's slot
+	}
+	q.flush()
+	for _, s := range w.sent {
+		if s.to == one[0] {
+			if got := binary.BigEndian.Uint64(s.b); got != 2 {
+				t.Fatalf("the first datagram to the member names seq %d, want 2", got)
+			}
+			return
+		}
+	}
+	t.Fatal("nothing sent to the member")
 }

@@ -40,7 +40,7 @@ const (
 	tCookie    byte = 14 // r→m nonce u64, cookie [16]: join again with it
 	tChallenge byte = 15 // r→m token u64: a session's datagram came from a new address; answer from it
 	tResponse  byte = 16 // m→r token u64: the answer, which moves the session to the address it comes from
-	tSkip      byte = 17 // r→m seq u64: a message not for this member took this seq (selection.gets)
+	tSkip      byte = 17 // r→m seq u64, session u64 (the recipient's): a message not for this member took this seq (selection.gets)
 )
 
 // Error codes carried by tError.
@@ -58,13 +58,17 @@ const (
 const (
 	welcomeLen    = headerLen + 8 + 8 + 8 + 4 + 4 + 4 + 2 + 16 + 2 + 16
 	tokenLen      = headerLen + 8 // challenge, response
-	skipLen       = headerLen + 8
+	skipLen       = headerLen + 16
 	byeLen        = headerLen + 8
 	cookieLen     = 16
 	cookieMsgLen  = headerLen + 8 + cookieLen
 	deliverHdrLen = headerLen + 8 + 8 + 8 + 8 + 1 + 1
 	chatHdrLen    = headerLen + 8 + 16 + 1
 	maxNackRanges = 8
+
+	// joinBack, in the member seq of a KindJoin deliver, says that the
+	// member came back from the incarnation this one replaced.
+	joinBack = 1
 
 	// sendWindow is how many chats a member has in flight: the relay
 	// holds at most this many past the first one it lacks.
@@ -97,7 +101,7 @@ type packet struct {
 	cookie   [cookieLen]byte // join, cookie
 	stable   uint64          // heartbeat (as known), status: every member has every seq up to this
 	prunable uint64          // status: every member knows that stable passed this
-	session  uint64          // welcome, bye
+	session  uint64          // welcome, bye, skip
 	seq      uint64          // welcome (join seq), deliver, heartbeat (next), status (last), roster, skip
 	mseq     uint64          // join (first), chat, deliver, status (last sequenced)
 	unixNano int64           // deliver
@@ -230,9 +234,11 @@ func appendCookie(b []byte, inc, nonce uint64, cookie *[cookieLen]byte) []byte {
 	return append(b, cookie[:]...)
 }
 
-func appendSkip(b []byte, inc, seq uint64) []byte {
-	b = appendHeader(b, tSkip, inc)
-	return binary.BigEndian.AppendUint64(b, seq)
+// appendSkip builds the SKIP of seq for the member of session: naming it,
+// the SKIP cannot be replayed to another member, for whom the message may
+// be meant.
+func appendSkip(b []byte, inc, seq, session uint64) []byte {
+	return appendU64Pair(b, tSkip, inc, seq, session)
 }
 
 func appendBye(b []byte, inc, session uint64) []byte {

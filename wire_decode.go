@@ -147,10 +147,10 @@ func decode(b []byte, p *packet) error {
 		}
 		p.session = u64(0)
 	case tSkip:
-		if err := fixed(8); err != nil {
+		if err := fixed(16); err != nil {
 			return err
 		}
-		if p.seq = u64(0); p.seq == 0 {
+		if p.seq, p.session = u64(0), u64(8); p.seq == 0 {
 			return errField
 		}
 	case tCookie:

@@ -39,7 +39,7 @@ func encode(p *packet) []byte {
 	case tChallenge, tResponse:
 		return appendToken(nil, p.typ, p.id, p.token)
 	case tSkip:
-		return appendSkip(nil, p.id, p.seq)
+		return appendSkip(nil, p.id, p.seq, p.session)
 	case tCookie:
 		return appendCookie(nil, p.id, p.nonce, &p.cookie)
 	case tLeave:
@@ -84,7 +84,7 @@ func seedDatagrams() [][]byte {
 		appendRosterReq(nil, 5, ""),
 		roster,
 		appendToken(nil, tChallenge, 9, 0xc0ffee),
-		appendSkip(nil, 9, 12),
+		appendSkip(nil, 9, 12, 5),
 		appendJoin(nil, 5, 1, 99, 7, 12, 40, &[cookieLen]byte{1}, "bob", "ops"),
 		appendChat(nil, 5, 3, seqAt{99, 41}, "alice", "psst"),
 		appendDeliver(nil, 9, 5, 1, 7, 3, KindPrivate, "bob", "alice", []byte("psst")),

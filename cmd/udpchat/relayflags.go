@@ -27,7 +27,7 @@ func addRelayFlags(fs *flag.FlagSet, note string) *relayFlags {
 	f.history = fs.Int("history", udpchat.DefaultHistory, "recent `messages` kept to repair members' losses"+note)
 	f.maxMembers = fs.Int("max-members", udpchat.DefaultMaxMembers, "most `members` at once, in all rooms together"+note)
 	f.maxRooms = fs.Int("max-rooms", udpchat.DefaultMaxRooms, "most `rooms` open at once (a room is open while it has members)"+note)
-	f.roomSize = fs.Int("max-room-members", udpchat.DefaultMaxMembers, "most `members` of one room"+note)
+	f.roomSize = fs.Int("max-room-members", 0, "most `members` of one room (default -max-members)"+note)
 	f.rate = fs.Int("rate", udpchat.DefaultRateLimit, "chat `messages` per second per member (0: no limit)"+note)
 	f.rateBytes = fs.Int("rate-bytes", udpchat.DefaultByteLimit, "chat `bytes` per second per member (0: no limit; else at least 32753)"+note)
 	f.heartbeat = fs.Duration("heartbeat", udpchat.DefaultHeartbeat, "how often members heartbeat"+note)
