@@ -27,15 +27,7 @@ var (
 )
 
 func newPathRelay(t *testing.T) *pathRelay {
-	r, err := NewRelay(WithAddr("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	r.mu.Lock()
-	t.Cleanup(r.mu.Unlock)
-	w := &fakeWriter{}
-	r.q.w = w
+	r, w := idleRelay(t)
 	pr := &pathRelay{t: t, r: r, w: w, now: time.Now()}
 	pr.send(cookieJoin(r, pathHome, 1, aliceEpoch, "alice"), pathHome)
 	if pr.alice = r.proto().main().byName["alice"]; pr.alice == nil {

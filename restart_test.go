@@ -196,15 +196,7 @@ func welcomeOf(t *testing.T, r *Relay, w *fakeWriter, from netip.AddrPort, nonce
 // remembers of alice's departure belongs to that incarnation, not to the
 // new one.
 func TestResendIntoReopenedRoom(t *testing.T) {
-	r, err := NewRelay(WithAddr("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	w := &fakeWriter{}
-	r.q.w = w
+	r, w := idleRelay(t)
 	now := time.Now()
 	aliceAt, bobAt := netip.MustParseAddrPort("127.0.0.1:40011"), netip.MustParseAddrPort("127.0.0.1:40012")
 	a := welcomeOf(t, r, w, aliceAt, 1, 0, 0, 111, 0, "alice", "ops", now)

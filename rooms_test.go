@@ -454,23 +454,31 @@ func TestRoomsSurviveRestart(t *testing.T) {
 	waitFor(t, func() bool { return fmt.Sprint(r2.Rooms()) == "[{ 1} {ops 2}]" }, "both rooms on the new relay")
 }
 
+// idleRelay returns a relay that does not serve, held locked until the
+// test ends, whose datagrams a fake writer takes: tests hand it datagrams
+// with handleAt.
+func idleRelay(t *testing.T, opts ...Option) (*Relay, *fakeWriter) {
+	t.Helper()
+	r, err := NewRelay(append([]Option{WithAddr("127.0.0.1:0")}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	r.mu.Lock()
+	t.Cleanup(r.mu.Unlock)
+	w := &fakeWriter{}
+	r.q.w = w
+	return r, w
+}
+
 // A new Member on the address of the only member of a room (a program
 // restarted on a fixed port) takes its place: the old one leaves, which
 // empties the room, and the new one opens it again.
 func TestRoomReplacedByNewMemberOnSameAddress(t *testing.T) {
-	r, err := NewRelay(WithAddr("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r, w := idleRelay(t)
 	from := netip.MustParseAddrPort("127.0.0.1:40009")
-	for nonce := range uint64(2) {
-		_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce+1, time.Now())
-		r.handleAt(appendJoin(nil, 0, nonce+1, 0, 100+nonce, 1, 0, &c, "alice", "ops"), from, time.Now())
-		r.q.flush()
-	}
+	welcomeOf(t, r, w, from, 1, 0, 0, 100, 0, "alice", "ops", time.Now())
+	welcomeOf(t, r, w, from, 2, 0, 0, 101, 0, "alice", "ops", time.Now())
 	if err := r.proto().check(); err != nil {
 		t.Fatal(err)
 	}
@@ -485,22 +493,13 @@ func TestRoomReplacedByNewMemberOnSameAddress(t *testing.T) {
 // A replay of an old Member's JOIN, from the address a new Member of that
 // name now speaks from, does not put out the new one.
 func TestReplayedJoinDoesNotReplaceMember(t *testing.T) {
-	r, err := NewRelay(WithAddr("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r, w := idleRelay(t)
 	from := netip.MustParseAddrPort("127.0.0.1:40021")
-	var joins [][]byte
-	for nonce := range uint64(2) {
-		_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce+1, time.Now())
-		joins = append(joins, appendJoin(nil, 0, nonce+1, 0, 100+nonce, 1, 0, &c, "alice", ""))
-		r.handleAt(joins[nonce], from, time.Now())
-		r.q.flush()
-	}
-	r.handleAt(joins[0], from, time.Now()) // the first Member's, replayed
+	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, 1, time.Now())
+	first := appendJoin(nil, 0, 1, 0, 100, 1, 0, &c, "alice", "")
+	r.handleAt(first, from, time.Now())
+	welcomeOf(t, r, w, from, 2, 0, 0, 101, 0, "alice", "", time.Now())
+	r.handleAt(first, from, time.Now()) // the first Member's, replayed
 	r.q.flush()
 	if m := r.proto().main().byName["alice"]; m == nil || m.epoch != 101 {
 		t.Fatalf("alice is %+v, want the second Member (epoch 101)", m)
