@@ -414,33 +414,12 @@ func runMemory(cfg *config) (m memResult, err error) {
 	for i, k := range rand.Perm(total) { // joins in no particular name order
 		names[i] = fmt.Sprintf("member-%05d", k)
 	}
-	j := newJoiner(relay.addr, names, joinWindow)
-	d, err := newDrain(memSockets, -1, 0, j.handle)
+	j, d, err := spreadJoiner(relay, names, rcvBufMax)
 	if err != nil {
 		relay.stop()
 		return m, err
 	}
-	defer func() {
-		rerr := relay.stop()
-		if derr := d.stop(); rerr == nil {
-			rerr = derr
-		}
-		if err == nil {
-			err = rerr
-		}
-	}()
-	for i := range memSockets {
-		fd, _, err := openUDP(loopback, 0, false, true, rcvBufMax)
-		if err != nil {
-			return m, err
-		}
-		if _, err := d.add(fd); err != nil {
-			return m, err
-		}
-		for k := i; k < total; k += memSockets {
-			j.reqs[k].fd = fd
-		}
-	}
+	defer stopBoth(relay, d, &err)
 	if err := j.join(0, cfg.MemBase, joinWindow, cfg.Timeout); err != nil {
 		return m, err
 	}
@@ -462,6 +441,43 @@ func runMemory(cfg *config) (m memResult, err error) {
 		m.Notes = append(m.Notes, fmt.Sprintf("relay has %d members, want %d", s.Members, total))
 	}
 	return m, nil
+}
+
+// spreadJoiner readies a joiner of names to relay, joining from memSockets
+// sockets (name i from socket i % memSockets, each with a receive buffer
+// of rcvBuf bytes, 0 for the system's) drained by one drain.
+func spreadJoiner(relay *relayRun, names []string, rcvBuf int) (*joiner, *drain, error) {
+	j := newJoiner(relay.addr, names, joinWindow)
+	d, err := newDrain(memSockets, -1, 0, j.handle)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range memSockets {
+		fd, _, err := openUDP(loopback, 0, false, true, rcvBuf)
+		if err == nil {
+			_, err = d.add(fd)
+		}
+		if err != nil {
+			d.stop()
+			return nil, nil, err
+		}
+		for k := i; k < len(names); k += memSockets {
+			j.reqs[k].fd = fd
+		}
+	}
+	return j, d, nil
+}
+
+// stopBoth stops the relay and the drain, and sets *err to what stopping
+// them failed with if it is not set yet.
+func stopBoth(relay *relayRun, d *drain, err *error) {
+	rerr := relay.stop()
+	if derr := d.stop(); rerr == nil {
+		rerr = derr
+	}
+	if *err == nil {
+		*err = rerr
+	}
 }
 
 func heapAlloc() uint64 {

@@ -394,33 +394,14 @@ func runIdleRooms(cfg *config) (m idleRooms, err error) {
 	for i := range names {
 		names[i] = fmt.Sprintf("m%d", i)
 	}
-	j := newJoiner(relay.addr, names, joinWindow)
-	d, err := newDrain(memSockets, -1, 0, j.handle)
+	j, d, err := spreadJoiner(relay, names, 0)
 	if err != nil {
 		relay.stop()
 		return m, err
 	}
-	defer func() {
-		rerr := relay.stop()
-		if derr := d.stop(); rerr == nil {
-			rerr = derr
-		}
-		if err == nil {
-			err = rerr
-		}
-	}()
-	for i := range memSockets {
-		fd, _, err := openUDP(loopback, 0, false, true, 0)
-		if err != nil {
-			return m, err
-		}
-		if _, err := d.add(fd); err != nil {
-			return m, err
-		}
-		for x := i; x <= k; x += memSockets {
-			j.reqs[x].fd = fd
-			j.reqs[x].room = fmt.Sprintf("idle%05d", x)
-		}
+	defer stopBoth(relay, d, &err)
+	for x := range j.reqs {
+		j.reqs[x].room = fmt.Sprintf("idle%05d", x)
 	}
 	if err := j.join(0, 1, 1, cfg.Timeout); err != nil {
 		return m, err
