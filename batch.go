@@ -3,8 +3,8 @@ package udpchat
 import "net/netip"
 
 const (
-	readBatchSize  = 64  // datagrams per recvmmsg
-	writeBatchSize = 256 // datagrams per sendmmsg
+	readBatchSize  = 64 // datagrams per recvmmsg
+	writeBatchSize = 64 // datagrams per sendmmsg
 )
 
 // A udpPath is where a datagram came from or goes to: the remote address,

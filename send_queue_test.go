@@ -170,16 +170,18 @@ func TestSendQueueReplies(t *testing.T) {
 	w := &fakeWriter{}
 	q, _, _ := testQueue(w, 8, nil)
 	to := addrs(1)[0]
+	// Replies large enough that the slab fills at half a batch.
+	size := cap(q.slab) / (writeBatchSize / 2)
 	n := 0
-	for cap(q.slab)-len(q.slab) >= 100 {
-		b := append(q.replyBuf(100), bytes.Repeat([]byte{byte(n)}, 100)...)
+	for cap(q.slab)-len(q.slab) >= size {
+		b := append(q.replyBuf(size), bytes.Repeat([]byte{byte(n)}, size)...)
 		q.reply(to, b)
 		n++
 	}
 	if w.flushes != 0 {
 		t.Fatal("flushed before the slab was full")
 	}
-	q.reply(to, append(q.replyBuf(100), bytes.Repeat([]byte{byte(n)}, 100)...))
+	q.reply(to, append(q.replyBuf(size), bytes.Repeat([]byte{byte(n)}, size)...))
 	n++
 	if w.flushes != 1 {
 		t.Fatalf("%d flushes when the slab filled, want 1", w.flushes)
@@ -189,7 +191,7 @@ func TestSendQueueReplies(t *testing.T) {
 		t.Fatalf("sent %d replies, want %d", len(w.sent), n)
 	}
 	for i, s := range w.sent {
-		if !bytes.Equal(s.b, bytes.Repeat([]byte{byte(i)}, 100)) {
+		if !bytes.Equal(s.b, bytes.Repeat([]byte{byte(i)}, size)) {
 			t.Fatalf("reply %d was overwritten", i)
 		}
 	}
