@@ -50,10 +50,15 @@ type batchConn struct {
 type mmsgCall struct {
 	trap  uintptr
 	fn    func(fd uintptr) bool
+	wait  func() bool // asked before the call waits for the socket; nil: it waits
 	hs    []unix.Mmsghdr
 	n     int
 	errno syscall.Errno
 }
+
+// directReads: a member's Receive may read its socket itself (see
+// readRole), which needs setReadWait.
+const directReads = true
 
 func newBatchConn(conn any, bufs [][]byte, flags batchFlags) (*batchConn, error) {
 	sc, ok := conn.(syscall.Conn)
@@ -127,6 +132,10 @@ func (c *batchConn) setBufs(bufs [][]byte) {
 		h.Iovlen = 1
 	}
 }
+
+// setReadWait has read ask wait each time it would wait for a datagram,
+// and return EAGAIN at once when wait says no.
+func (c *batchConn) setReadWait(wait func() bool) { c.rcall.wait = wait }
 
 func (c *batchConn) read(in []inMsg) (int, error) {
 	hs := c.rhdrs[:min(len(in), len(c.rhdrs))]
@@ -326,6 +335,6 @@ func (m *mmsgCall) do(fd uintptr) bool {
 			continue
 		}
 		m.n, m.errno = int(r), e
-		return e != unix.EAGAIN
+		return e != unix.EAGAIN || (m.wait != nil && !m.wait())
 	}
 }

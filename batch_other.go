@@ -51,6 +51,13 @@ func newBatchConn(conn any, bufs [][]byte, flags batchFlags) (*batchConn, error)
 	return c, nil
 }
 
+// directReads: a member's Receive may not read its socket itself here
+// (see readRole): the standard library's reads cannot ask before they
+// wait.
+const directReads = false
+
+func (c *batchConn) setReadWait(func() bool) {}
+
 func (c *batchConn) read(in []inMsg) (int, error) {
 	if len(in) == 0 || len(c.bufs) == 0 {
 		return 0, nil

@@ -71,6 +71,13 @@ type Member struct {
 	in  inbox  // what the relay delivers, in order for Receive
 	out outbox // our chats until every member has them
 
+	// Reading the unicast socket: by the read loop or a Receive (rd).
+	sock    *memberSocket
+	rd      readRole
+	readCtx context.Context // of the Receive that holds the role
+	watched <-chan struct{} // the Done of the ctx whose end wakes a Receive's read
+	unwatch func() bool     // stops that
+
 	stats MemberStats
 }
 
@@ -150,6 +157,11 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		roster:   newRoster(),
 		in:       newInbox(cfg.queueSize),
 		out:      newOutbox(),
+		sock:     newMemberSocket(bc, false),
+		rd:       newReadRole(),
+	}
+	if directReads {
+		bc.setReadWait(m.mayWait)
 	}
 	if cfg.keys != nil {
 		m.sealer = newSealer(cfg.keys)
@@ -164,7 +176,7 @@ func Join(ctx context.Context, name string, opts ...Option) (*Member, error) {
 		return nil, fmt.Errorf("udpchat: join: %w", err)
 	}
 	m.wg.Add(2)
-	go m.readLoop(bc, false)
+	go m.readLoop(m.sock)
 	go m.timerLoop()
 	if err := m.mode.join(ctx); err != nil {
 		return nil, err
@@ -224,9 +236,11 @@ func (m *Member) SendTo(ctx context.Context, name, text string) error {
 // comes before ctx's error: with a done ctx, Receive returns the messages
 // queued, then the error.
 func (m *Member) Receive(ctx context.Context) (Message, error) {
+	reading := false // this call holds the unicast socket's read role
 	for {
 		m.mu.Lock()
 		if m.state == stateClosed {
+			m.dropRole(reading)
 			m.mu.Unlock()
 			return Message{}, ErrClosed
 		}
@@ -235,26 +249,56 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 			if it.err == nil {
 				m.stats.Received++
 			}
+			m.dropRole(reading)
 			m.mu.Unlock()
 			return it.msg, it.err
 		}
 		if m.state == stateFailed {
 			err := m.failErr
+			m.dropRole(reading)
 			m.mu.Unlock()
 			return Message{}, err
 		}
-		m.mu.Unlock()
 		if err := ctx.Err(); err != nil {
 			// Checked after the queue: a message that arrived as ctx
 			// ended is not left behind.
+			m.dropRole(reading)
+			m.mu.Unlock()
 			return Message{}, err
 		}
+		if reading && !m.direct() {
+			m.dropRole(true)
+			reading = false
+		}
+		if !reading && m.direct() && m.rd.take() {
+			reading = true
+		}
+		if reading {
+			// Read the socket here: the network poller wakes this
+			// goroutine itself (see readRole).
+			if !m.readDirect(ctx) {
+				m.dropRole(true)
+				reading = false
+			}
+			m.mu.Unlock()
+			continue
+		}
+		m.mu.Unlock()
 		select {
 		case <-m.in.ready:
+		case <-m.rd.handoff:
 		case <-m.failed:
 		case <-ctx.Done():
 		case <-m.done:
 		}
+	}
+}
+
+// dropRole gives up the read role as a Receive returns, if it holds it
+// (reading): leased to the next Receive, or back to the loop.
+func (m *Member) dropRole(reading bool) {
+	if reading {
+		m.rd.release(m.loopNeeded())
 	}
 }
 
@@ -290,6 +334,12 @@ func (m *Member) Close() error {
 		leave := m.mode.leaving()
 		m.state = stateClosed
 		m.out.closeAll(ErrClosed)
+		m.rd.reclaim() // the loop reads the relay's answer to LEAVE
+		m.wakeReceive()
+		if m.unwatch != nil {
+			m.unwatch()
+			m.watched, m.unwatch, m.readCtx = nil, nil, nil
+		}
 		m.mu.Unlock()
 		if leave != nil {
 			m.leave(leave)
@@ -366,7 +416,11 @@ func (m *Member) timerLoop() {
 		case <-m.kick:
 		}
 		m.mu.Lock()
+		// What the timer sends is answered: the loop reads unless a
+		// Receive does now (see readRole).
+		m.rd.reclaim()
 		d := m.mode.tick(time.Now())
+		m.wakeReceive()
 		m.mu.Unlock()
 		t.Reset(d)
 	}

@@ -77,6 +77,7 @@ func (m *memberSession) send(ctx context.Context, to, text string) error {
 		default:
 			// The outbox keeps what not every member has yet, for a relay
 			// restart; it may not outgrow what the relay's history holds.
+			m.rd.reclaim() // the relay's word that it shrank is to be read
 			m.mu.Unlock()
 			select {
 			case <-m.out.room:
@@ -110,6 +111,7 @@ func (m *memberSession) send(ctx context.Context, to, text string) error {
 		// the next report to bring the answer.
 		m.beat(now)
 	}
+	m.rd.reclaim() // the answer is to be read, with or without a Receive
 	m.mu.Unlock()
 
 	select {
