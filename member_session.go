@@ -90,6 +90,11 @@ func (m *memberSession) send(ctx context.Context, to, text string) error {
 			case <-m.failed:
 			}
 			m.mu.Lock()
+			if !m.out.full() {
+				// One signal for however much the outbox shrank: pass it
+				// on to the next Send that waits.
+				signal(m.out.room)
+			}
 			continue
 		}
 		break

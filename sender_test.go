@@ -277,3 +277,37 @@ func BenchmarkMemberSend(b *testing.B) {
 		})
 	}
 }
+
+// Sends that wait for room in a full outbox all go on when it empties,
+// though the outbox signals room once.
+func TestSendsWaitingForRoomAllGoOn(t *testing.T) {
+	r := startRelay(t, WithRateLimit(0, 0))
+	alice := join(t, r, "alice")
+	// Fill the outbox with chats sequenced long ago that not every member
+	// has: nothing of them is sent.
+	alice.mu.Lock()
+	for !alice.out.full() {
+		p := alice.out.newChat("", "old")
+		alice.out.add(p)
+		p.done, p.confirmed, p.seqBound = nil, true, 1<<40
+	}
+	base := len(alice.out.chats)
+	alice.mu.Unlock()
+	const waiting = 10
+	ctx, cancel := context.WithCancel(ctxT(t))
+	var wg sync.WaitGroup
+	for range waiting {
+		wg.Go(func() { alice.Send(ctx, "new") })
+	}
+	defer func() { cancel(); wg.Wait() }()
+	waitFor(t, func() bool { return len(alice.out.window) == waiting }, "the Sends waiting for room")
+	alice.mu.Lock()
+	alice.out.heard(1<<41, 1<<41) // every member has them
+	alice.out.prune()             // all of them: room is signalled
+	alice.mu.Unlock()
+	waitFor(t, func() bool {
+		alice.mu.Lock()
+		defer alice.mu.Unlock()
+		return len(alice.out.chats) == waiting
+	}, fmt.Sprintf("all %d waiting Sends to queue their chats (outbox of %d emptied)", waiting, base))
+}
