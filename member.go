@@ -235,6 +235,12 @@ func (m *Member) SendTo(ctx context.Context, name, text string) error {
 // done or the member is closed (ErrClosed). What the member holds already
 // comes before ctx's error: with a done ctx, Receive returns the messages
 // queued, then the error.
+//
+// On Linux, in unicast mode, a Receive that waits reads the member's
+// socket itself: a program that calls Receive in a loop is woken by the
+// network as directly as one reading its own socket. While Sends wait for
+// their answers, messages are queued, or no Receive has come since the
+// member's last timer tick, the member reads in the background.
 func (m *Member) Receive(ctx context.Context) (Message, error) {
 	reading := false // this call holds the unicast socket's read role
 	for {
@@ -277,7 +283,7 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 			// Read the socket here: the network poller wakes this
 			// goroutine itself (see readRole).
 			if !m.readDirect(ctx) {
-				m.dropRole(true)
+				m.rd.release(true) // the loop waits out what failed
 				reading = false
 			}
 			m.mu.Unlock()
@@ -295,10 +301,18 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 }
 
 // dropRole gives up the read role as a Receive returns, if it holds it
-// (reading): leased to the next Receive, or back to the loop.
+// (reading): leased to the next Receive, or back to the loop while the
+// member needs it or messages wait in the queue (the Receives that take
+// them do not read: the loop keeps taking what arrives meanwhile, as the
+// queue and the early messages hold more than a socket buffer may). A
+// Receive that does not hold it passes on a hand-over it may have taken
+// from another waiting one.
 func (m *Member) dropRole(reading bool) {
-	if reading {
-		m.rd.release(m.loopNeeded())
+	switch {
+	case reading:
+		m.rd.release(m.loopNeeded() || m.in.queue.n > 0)
+	case m.rd.owner == ownerNone:
+		signal(m.rd.handoff)
 	}
 }
 

@@ -11,7 +11,8 @@ package udpchat
 // while joining, while Sends wait for their answers, in broadcast mode
 // (whose messages come on the group's socket). Otherwise a Receive that
 // finds nothing to return asks for the role, and the loop gives it up
-// once the socket is drained. Between Receive calls the role is leased:
+// once the socket is drained. Between Receive calls, while nothing waits
+// in the queue, the role is leased:
 // the next Receive reads on, unless the loop takes it back first, as it
 // does when a Send needs its answer read and at each of the member's
 // timer ticks (heartbeats, resends, NACKs: their answers are read even if

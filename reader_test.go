@@ -294,3 +294,45 @@ func TestConcurrentReceives(t *testing.T) {
 		}
 	}
 }
+
+// While messages wait in the queue, the loop reads: the Receives that take
+// them do not, and what arrives meanwhile belongs in the member's queue
+// and early messages, not in the socket's buffer, which may overflow.
+func TestQueuedMessagesKeepLoopReading(t *testing.T) {
+	if !directReads {
+		t.Skip("Receive reads its socket itself only on Linux")
+	}
+	r := startRelay(t, WithRateLimit(0, 0))
+	alice := join(t, r, "alice")
+	bob := join(t, r, "bob")
+	expect(t, bob, KindJoin, "bob", "")
+	const burst = 10
+	for round := range 20 {
+		got := readsDirect(t, bob, alice, ctxT(t))
+		var wg sync.WaitGroup
+		for i := range burst {
+			wg.Go(func() {
+				if err := alice.Send(ctxT(t), fmt.Sprintf("%d.%d", round, i)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		g := <-got
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		bob.mu.Lock()
+		queued, owner := bob.in.queue.n, bob.rd.owner
+		bob.mu.Unlock()
+		receiveN(t, bob, burst-1)
+		wg.Wait()
+		if queued == 0 {
+			continue // the read took one datagram: try again
+		}
+		if owner != ownerLoop {
+			t.Fatalf("%d messages queued and the read role with %v, not the loop", queued, owner)
+		}
+		return
+	}
+	t.Fatal("no read took more than one datagram in 20 bursts")
+}
