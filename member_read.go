@@ -176,7 +176,7 @@ func (m *Member) loopNeeded() bool {
 // message, the member failed or is rejoining, the group moved to
 // broadcast.
 func (m *Member) wakeReceive() {
-	if m.rd.mustEnd() && (m.in.queue.n > 0 || !m.direct()) {
+	if m.in.queue.n > 0 || !m.direct() {
 		m.endRead()
 	}
 }

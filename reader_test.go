@@ -109,53 +109,56 @@ type received struct {
 	err error
 }
 
-// A Receive reads the socket itself once the loop has given it the role,
-// and takes what arrives there.
-func TestReceiveReadsSocket(t *testing.T) {
+// directPair runs a relay with alice and bob in it, alice having taken
+// both join events, on a platform where Receive reads its socket.
+func directPair(t *testing.T) (r *Relay, alice, bob *Member) {
+	t.Helper()
 	if !directReads {
 		t.Skip("Receive reads its socket itself only on Linux")
 	}
-	r := startRelay(t)
-	alice := join(t, r, "alice")
-	bob := join(t, r, "bob")
+	r = startRelay(t)
+	alice = join(t, r, "alice")
+	bob = join(t, r, "bob")
 	expect(t, alice, KindJoin, "alice", "")
 	expect(t, alice, KindJoin, "bob", "")
+	return r, alice, bob
+}
+
+// returned waits for the background Receive's result; what names it.
+func returned(t *testing.T, got <-chan received, what string) received {
+	t.Helper()
+	select {
+	case g := <-got:
+		return g
+	case <-time.After(testTimeout):
+		t.Fatalf("%s never returned", what)
+		return received{}
+	}
+}
+
+// A Receive reads the socket itself once the loop has given it the role,
+// and takes what arrives there.
+func TestReceiveReadsSocket(t *testing.T) {
+	_, alice, bob := directPair(t)
 	got := readsDirect(t, alice, bob, ctxT(t))
 	if err := bob.Send(ctxT(t), "second"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case g := <-got:
-		if g.err != nil || g.msg.Text != "second" {
-			t.Fatalf("Receive: %+v, %v", g.msg, g.err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("the Receive that reads the socket never returned")
+	if g := returned(t, got, "the Receive that reads the socket"); g.err != nil || g.msg.Text != "second" {
+		t.Fatalf("Receive: %+v, %v", g.msg, g.err)
 	}
 }
 
 // A Receive that waits on the socket returns ctx's error when ctx ends,
 // and Close ends one with ErrClosed; a Receive after the first goes on.
 func TestReceiveReadingEnds(t *testing.T) {
-	if !directReads {
-		t.Skip("Receive reads its socket itself only on Linux")
-	}
-	r := startRelay(t)
-	alice := join(t, r, "alice")
-	bob := join(t, r, "bob")
-	expect(t, alice, KindJoin, "alice", "")
-	expect(t, alice, KindJoin, "bob", "")
+	r, alice, bob := directPair(t)
 
 	ctx, cancel := context.WithCancel(ctxT(t))
 	got := readsDirect(t, alice, bob, ctx)
 	cancel()
-	select {
-	case g := <-got:
-		if !errors.Is(g.err, context.Canceled) {
-			t.Fatalf("Receive after cancel: %+v, %v; want context.Canceled", g.msg, g.err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("a cancelled Receive went on reading the socket")
+	if g := returned(t, got, "a cancelled Receive reading the socket"); !errors.Is(g.err, context.Canceled) {
+		t.Fatalf("Receive after cancel: %+v, %v; want context.Canceled", g.msg, g.err)
 	}
 	if err := bob.Send(ctxT(t), "after"); err != nil {
 		t.Fatal(err)
@@ -164,13 +167,8 @@ func TestReceiveReadingEnds(t *testing.T) {
 
 	got = readsDirect(t, alice, bob, ctxT(t))
 	alice.Close()
-	select {
-	case g := <-got:
-		if !errors.Is(g.err, ErrClosed) {
-			t.Fatalf("Receive after Close: %+v, %v; want ErrClosed", g.msg, g.err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatal("Close left a Receive reading the socket")
+	if g := returned(t, got, "a Receive reading the socket at Close"); !errors.Is(g.err, ErrClosed) {
+		t.Fatalf("Receive after Close: %+v, %v; want ErrClosed", g.msg, g.err)
 	}
 	waitFor(t, func() bool { return names(r.Members()) == "bob" }, "alice's LEAVE taken")
 }
@@ -317,8 +315,7 @@ func TestQueuedMessagesKeepLoopReading(t *testing.T) {
 				}
 			})
 		}
-		g := <-got
-		if g.err != nil {
+		if g := returned(t, got, "bob's Receive of the burst"); g.err != nil {
 			t.Fatal(g.err)
 		}
 		bob.mu.Lock()
