@@ -27,6 +27,13 @@ type outbox struct {
 	srtt, rttvar  time.Duration
 	lastChallenge time.Time // the last challenge that had chats resent
 
+	// Timeouts since the last round trip measured, and when the newest
+	// was: each doubles the first timeout of new chats (RFC 6298, 5.5;
+	// Karn). Without it a round trip past rtoMin, as a fan-out to many
+	// members takes, has every chat resent, and, resent, none measured.
+	backoff   uint
+	backedOff time.Time
+
 	window chan struct{} // one token per chat in flight, taken by Send
 	room   chan struct{} // the outbox shrank: a Send waiting for room may go on
 }
@@ -47,6 +54,7 @@ type pendingChat struct {
 	rto       time.Duration
 	sentAt    time.Time
 	resent    bool // sent more than once: its confirmation says nothing of the round trip
+	early     bool // due at once, not timed out: its loss is known, or a new relay or address needs it
 }
 
 func newOutbox() outbox {
@@ -96,16 +104,34 @@ func (o *outbox) newChat(to, text string) *pendingChat {
 }
 
 // rto is the first resend timeout of a chat: the round trip plus four
-// times its variation, from rtoMin to rtoMax.
+// times its variation, doubled for each timeout since the last round trip
+// measured, from rtoMin to rtoMax.
 func (o *outbox) rto() time.Duration {
-	if o.srtt == 0 {
-		return rtoMin
+	rto := rtoMin
+	if o.srtt != 0 {
+		rto = max(o.srtt+4*o.rttvar, rtoMin)
 	}
-	return min(max(o.srtt+4*o.rttvar, rtoMin), rtoMax)
+	return min(rto<<o.backoff, rtoMax)
 }
 
-// sample takes one round trip into the estimate.
+// maxBackoff is where doubling rtoMin has passed rtoMax.
+const maxBackoff = 5
+
+// timedOut takes a timeout of c, about to be resent at now, into the
+// backoff. Chats sent before the last timeout counted went out with a
+// shorter timeout: theirs are not counted again, or a window of chats
+// timing out together would reach the ceiling at once.
+func (o *outbox) timedOut(c *pendingChat, now time.Time) {
+	if c.sentAt.Before(o.backedOff) {
+		return
+	}
+	o.backoff, o.backedOff = min(o.backoff+1, maxBackoff), now
+}
+
+// sample takes one round trip into the estimate, which replaces the
+// backoff.
 func (o *outbox) sample(rtt time.Duration) {
+	o.backoff = 0
 	if o.srtt == 0 {
 		o.srtt, o.rttvar = rtt, rtt/2
 		return
@@ -141,7 +167,7 @@ func (o *outbox) first() uint64 {
 func (o *outbox) sent(c *pendingChat, now time.Time) (again bool) {
 	again = !c.sentAt.IsZero()
 	c.resent = c.resent || again
-	c.sentAt, c.next = now, now.Add(c.rto)
+	c.sentAt, c.next, c.early = now, now.Add(c.rto), false
 	c.rto = min(2*c.rto, rtoMax)
 	return again
 }
@@ -163,6 +189,9 @@ func (o *outbox) due(now time.Time, send func(*pendingChat)) time.Time {
 			break
 		}
 		if !now.Before(c.next) {
+			if !c.sentAt.IsZero() && !c.early {
+				o.timedOut(c, now)
+			}
 			send(c)
 		}
 		if due.IsZero() || c.next.Before(due) {
@@ -211,7 +240,7 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 	// confirmation is overdue by the round trip, it was lost, so resend it
 	// now rather than after its timeout.
 	if head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > max(rtoMin/5, o.srtt+2*o.rttvar) {
-		head.next = now
+		head.next, head.early = now, true
 		return answered, true
 	}
 	return answered, false
@@ -285,7 +314,7 @@ func (o *outbox) challenged(now time.Time) bool {
 	any := false
 	for _, c := range o.chats {
 		if !c.confirmed && !c.sentAt.IsZero() {
-			c.next, any = now, true
+			c.next, c.early, any = now, true, true
 		}
 	}
 	return any
@@ -298,8 +327,9 @@ func (o *outbox) newRelay() { o.stable, o.prunable = 0, 0 }
 // newSession has every chat sent again at once: a new session takes the
 // outbox from its first chat on.
 func (o *outbox) newSession(now time.Time) {
+	o.backoff = 0 // what timed out went to a relay that is gone
 	for _, c := range o.chats {
-		c.confirmed, c.next, c.rto = false, now, rtoMin
+		c.confirmed, c.next, c.early, c.rto = false, now, true, rtoMin
 	}
 }
 

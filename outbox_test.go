@@ -415,3 +415,70 @@ func TestOutboxRoundTrip(t *testing.T) {
 		t.Errorf("rto = %v, want the ceiling %v", got, rtoMax)
 	}
 }
+
+// Timeouts back off the first timeout of new chats, once per round of
+// chats that went out under the same timeout, up to rtoMax; a chat sent
+// once and confirmed (a round trip measured) ends the backoff. Resends
+// that were not timeouts (a loss known from the confirmations, a
+// challenge, a new session) leave it.
+func TestOutboxBackoff(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	o := testOutbox(t, 100, 4)
+	send := func(now time.Time) []uint64 {
+		var sent []uint64
+		o.due(now, func(c *pendingChat) { sent = append(sent, c.mseq); o.sent(c, now) })
+		return sent
+	}
+	if got := send(t0); len(got) != 4 {
+		t.Fatalf("first sends: %v", got)
+	}
+	// All four time out together: one doubling, not four.
+	t1 := t0.Add(rtoMin)
+	if got := send(t1); len(got) != 4 || o.rto() != 2*rtoMin {
+		t.Fatalf("timeouts: sent %v, rto %v; want 4 sent, %v", got, o.rto(), 2*rtoMin)
+	}
+	// A new chat goes out under the backed-off timeout.
+	o.window <- struct{}{}
+	c := o.newChat("", "new")
+	o.add(c)
+	if send(t1); c.rto != 4*rtoMin || !c.next.Equal(t1.Add(2*rtoMin)) {
+		t.Fatalf("new chat: rto %v, next %v; want next at %v", c.rto, c.next, t1.Add(2*rtoMin))
+	}
+	// The resent ones time out again, and so does the new one: each was
+	// sent under the current timeout, but they count once.
+	t2 := t1.Add(2 * rtoMin)
+	if got := send(t2); len(got) != 5 || o.rto() != 4*rtoMin {
+		t.Fatalf("second timeouts: sent %v, rto %v; want 5 sent, %v", got, o.rto(), 4*rtoMin)
+	}
+	for range 10 {
+		o.timedOut(c, t2.Add(time.Hour))
+		c.sentAt = t2.Add(time.Hour)
+	}
+	if o.rto() != rtoMax {
+		t.Errorf("rto %v after many timeouts, want the ceiling %v", o.rto(), rtoMax)
+	}
+	// An early resend is no timeout.
+	o.backoff, o.backedOff = 0, time.Time{}
+	o.ack(1, 1, t2)
+	o.chats[1].next, o.chats[1].early = t2, true
+	if got := send(t2); len(got) != 1 || o.backoff != 0 {
+		t.Errorf("an early resend: sent %v, backoff %d; want one sent, 0", got, o.backoff)
+	}
+	// A chat confirmed after one send is a round trip: the estimate takes
+	// over from the backoff.
+	o.backoff = 3
+	o.window <- struct{}{}
+	d := o.newChat("", "measured")
+	o.add(d)
+	o.sent(d, t2)
+	o.ack(d.mseq, 10, t2.Add(30*time.Millisecond))
+	if want := 90 * time.Millisecond; o.backoff != 0 || o.rto() != want { // srtt + 4 x rttvar
+		t.Errorf("after a round trip of 30ms: backoff %d, rto %v; want 0, %v", o.backoff, o.rto(), want)
+	}
+	// A new session starts without the old relay's backoff.
+	o.backoff = 2
+	o.newSession(t2)
+	if o.backoff != 0 {
+		t.Errorf("new session kept backoff %d", o.backoff)
+	}
+}
