@@ -69,8 +69,9 @@
 // # Delivery
 //
 // Send numbers each message of the member (its member seq, never reused in
-// the Member's lifetime) and resends it, with backoff from 50ms to 1s, until
-// the relay confirms that it sequenced it. The relay takes a member's
+// the Member's lifetime) and resends it until the relay confirms that it
+// sequenced it: after a timeout that follows the measured round trip (at
+// least 50ms) and doubles with each timeout, up to 1s. The relay takes a member's
 // messages in member-seq order, holding those that arrive ahead of a lost
 // one (at most 64), and sequences each once. A member that sees a gap in the
 // sequence, or learns from a heartbeat answer that it missed the latest
