@@ -97,13 +97,14 @@ func runRaw(cfg *config, n int, broadcast, windowed bool) (result, error) {
 		return r, err
 	}
 	defer d.stop()
-	port := 0
+	port, release := 0, func() {}
 	if broadcast {
-		if port, err = freePort(); err != nil {
+		if port, release, err = reservePort(); err != nil {
 			return r, err
 		}
 	}
 	_, _, addrs, err := d.receivers(n, port)
+	release()
 	if err != nil {
 		return r, err
 	}
@@ -226,13 +227,14 @@ func runFed(cfg *config, n int, broadcast bool, name string, start func([]netip.
 		return r, err
 	}
 	defer d.stop()
-	port := 0
+	port, release := 0, func() {}
 	if broadcast {
-		if port, err = freePort(); err != nil {
+		if port, release, err = reservePort(); err != nil {
 			return r, err
 		}
 	}
 	_, fds, addrs, err := d.receivers(n, port)
+	release()
 	if err != nil {
 		return r, err
 	}

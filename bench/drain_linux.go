@@ -319,8 +319,20 @@ func openUDP(ip [4]byte, port int, shared, nonblock bool, rcvbuf int) (int, neti
 	return fd, netip.AddrPortFrom(netip.AddrFrom4(ip), uint16(in4.Port)), nil
 }
 
+// reservePort holds a UDP port on every address for a broadcast group of
+// the benchmark's own, bound with the options its receivers bind with, so
+// that no socket opened meanwhile (a joiner's, on an ephemeral port) takes
+// it. release lets it go once the receivers hold the port.
+func reservePort() (port int, release func(), err error) {
+	fd, local, err := openUDP([4]byte{}, 0, true, true, 0)
+	if err != nil {
+		return 0, nil, err
+	}
+	return int(local.Port()), func() { unix.Close(fd) }, nil
+}
+
 // freePort finds a UDP port that no socket holds on any address, for a
-// broadcast group of the benchmark's own.
+// broadcast no one is to receive.
 func freePort() (int, error) {
 	fd, local, err := openUDP([4]byte{}, 0, false, false, 0)
 	if err != nil {

@@ -143,9 +143,13 @@ func newGroup(cfg *config, n int, broadcast bool, samples int, r *result) (_ *gr
 	var extra []udpchat.Option
 	port := 0
 	if broadcast {
-		if port, err = freePort(); err != nil {
+		// Held until the receivers bind it, after the joins: n joiners'
+		// sockets are opened meanwhile.
+		var release func()
+		if port, release, err = reservePort(); err != nil {
 			return nil, err
 		}
+		defer release()
 		extra = append(extra, udpchat.WithBroadcast(netip.AddrPortFrom(bcastIP, uint16(port)).String()))
 	}
 	relay, err := startRelay(n, extra...)
