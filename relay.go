@@ -327,27 +327,13 @@ func (r *Relay) Serve(ctx context.Context) error {
 			deadline = nextSweep
 		}
 		n, err := r.bc.read(in)
-		now := time.Now()
-		r.mu.Lock()
-		for i := range n {
-			r.handle(r.bufs[i][:in[i].n], in[i].from, now)
+		if r.take(in[:n], time.Now(), &nextSweep) {
+			return nil
 		}
-		r.mode.batchDone(now)
-		r.stats.DroppedKernel = r.bc.drops()
-		if !now.Before(nextSweep) {
-			r.limit.sweep(now)
-			r.mode.sweep(now)
-			nextSweep = now.Add(r.cfg.heartbeat)
-		}
-		r.q.flush()
-		closed := r.closed
-		r.mu.Unlock()
 		if err == nil {
 			continue
 		}
 		switch {
-		case closed:
-			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case isTimeout(err):
@@ -357,6 +343,31 @@ func (r *Relay) Serve(ctx context.Context) error {
 			return fmt.Errorf("udpchat: relay read: %w", err)
 		}
 	}
+}
+
+// take handles a batch of datagrams read at now, sweeps if it is time
+// (moving nextSweep on), and sends what they call for. It reports whether
+// the relay is closed, and then takes nothing in: Close has said goodbye
+// to every member, and a member welcomed now would be joined to a relay
+// that is going.
+func (r *Relay) take(in []inMsg, now time.Time, nextSweep *time.Time) (closed bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return true
+	}
+	for i := range in {
+		r.handle(r.bufs[i][:in[i].n], in[i].from, now)
+	}
+	r.mode.batchDone(now)
+	r.stats.DroppedKernel = r.bc.drops()
+	if !now.Before(*nextSweep) {
+		r.limit.sweep(now)
+		r.mode.sweep(now)
+		*nextSweep = now.Add(r.cfg.heartbeat)
+	}
+	r.q.flush()
+	return false
 }
 
 // Close tells every member that the relay is going away (a plain-text relay

@@ -591,6 +591,47 @@ func TestServeAndClose(t *testing.T) {
 	}
 }
 
+// What Serve reads as the relay closes is not taken in: Close has said
+// goodbye to every member, and a JOIN answered then would welcome a member
+// to a relay that is going (to lose it again at once, and rejoin the next
+// one as if from a relay of its own). Without Close, the same JOIN is
+// welcomed.
+func TestClosingRelayTakesNothing(t *testing.T) {
+	from := netip.MustParseAddrPort("127.0.0.1:40031")
+	for _, closed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("closed=%v", closed), func(t *testing.T) {
+			r, err := NewRelay(WithAddr("127.0.0.1:0"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			r.mu.Lock()
+			join := cookieJoin(r, from, 1, 1, "alice")
+			r.mu.Unlock()
+			if closed {
+				r.Close()
+			}
+			w := &fakeWriter{}
+			r.mu.Lock()
+			r.q.w = w
+			r.mu.Unlock()
+			n := copy(r.bufs[0], join)
+			next := time.Now().Add(time.Hour)
+			if got := r.take([]inMsg{{n: n, from: udpPath{remote: from}}}, time.Now(), &next); got != closed {
+				t.Fatalf("take reported closed %v, want %v", got, closed)
+			}
+			var welcomed bool
+			for _, s := range w.sent {
+				var p packet
+				welcomed = welcomed || decode(s.b, &p) == nil && p.typ == tWelcome && s.to.remote == from
+			}
+			if welcomed == closed || (len(r.Members()) == 1) == closed {
+				t.Errorf("welcomed %v, members %v", welcomed, r.Members())
+			}
+		})
+	}
+}
+
 // TestCloseUnblocks checks that Close ends a blocked Receive and Send.
 func TestCloseUnblocks(t *testing.T) {
 	r := startRelay(t)
