@@ -69,6 +69,11 @@ func (rr *restartable) startRelayAt(t testing.TB, addr string) {
 // word to the members, as when its process dies.
 func (rr *restartable) stopRelay(kill bool) {
 	if kill {
+		// A killed relay says nothing more: not even Close's goodbyes,
+		// which would still leave by the fan-out socket.
+		rr.relay.mu.Lock()
+		rr.relay.q.w = &fakeWriter{}
+		rr.relay.mu.Unlock()
 		rr.relay.conn.Close()
 	}
 	rr.relay.Close()
