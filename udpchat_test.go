@@ -1015,14 +1015,16 @@ func TestReceiveReturnsQueuedBeforeCtxError(t *testing.T) {
 	}
 }
 
-// waitParked waits until a goroutine whose stack holds fn is blocked in a
-// select, as the runtime's goroutine dump shows it.
+// waitParked waits until a goroutine whose stack holds fn is blocked, as
+// the runtime's goroutine dump shows it: in a select, or (a Receive that
+// holds the read role) in a read of the socket.
 func waitParked(t *testing.T, fn string) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
 	waitFor(t, func() bool {
 		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-			if strings.Contains(g, "[select]") && strings.Contains(g, fn) {
+			parked := strings.Contains(g, "[select") || strings.Contains(g, "[IO wait")
+			if parked && strings.Contains(g, fn) {
 				return true
 			}
 		}
