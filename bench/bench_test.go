@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +17,21 @@ import (
 
 // Every goroutine the benchmark starts (drains, relays, loads) must have
 // stopped when a run returns.
+//
+// Started again with -serve-e2e-relay (startRelayProcess does), this test
+// binary is an end-to-end relay, as the program is.
 func TestMain(m *testing.M) {
+	if len(os.Args) == 5 && os.Args[1] == "-serve-e2e-relay" && os.Args[3] == "-serve-e2e-members" {
+		n, err := strconv.Atoi(os.Args[4])
+		if err == nil {
+			err = serveE2ERelay(os.Args[2], n)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 
@@ -124,27 +140,53 @@ func checkE2E(t *testing.T, cfg *config, rep *report) {
 	}
 }
 
-// TestE2EOnly runs only the end-to-end cases, at two sizes.
+// TestE2EOnly runs only the end-to-end cases, at two sizes, with the
+// relays in processes of their own and in this one.
 func TestE2EOnly(t *testing.T) {
-	cfg := quickConfig()
-	cfg.E2EOnly, cfg.E2EMembers = true, []int{3, 20}
-	cfg.Burst, cfg.Sustained, cfg.E2ELatency = 100, 200, 50
-	var progress strings.Builder
-	rep, err := run(cfg, &progress)
-	t.Log(progress.String())
-	if err != nil {
-		t.Fatalf("run: %v", err)
+	for _, inProc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in_process=%v", inProc), func(t *testing.T) {
+			cfg := quickConfig()
+			cfg.E2EOnly, cfg.E2EMembers, cfg.E2EInProcess = true, []int{3, 20}, inProc
+			cfg.Burst, cfg.Sustained, cfg.E2ELatency = 100, 200, 50
+			var progress strings.Builder
+			rep, err := run(cfg, &progress)
+			t.Log(progress.String())
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			if len(rep.Runs) > 0 || rep.Memory.Members > 0 || rep.Rooms != nil {
+				t.Errorf("-e2e ran other cases: %d runs, memory %+v, rooms %v", len(rep.Runs), rep.Memory, rep.Rooms != nil)
+			}
+			checkE2E(t, &cfg, rep)
+			var out bytes.Buffer
+			if err := rep.print(&out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "e2e burst") || strings.Contains(out.String(), "memory:") {
+				t.Errorf("table:\n%s", out.String())
+			}
+		})
 	}
-	if len(rep.Runs) > 0 || rep.Memory.Members > 0 || rep.Rooms != nil {
-		t.Errorf("-e2e ran other cases: %d runs, memory %+v, rooms %v", len(rep.Runs), rep.Memory, rep.Rooms != nil)
+}
+
+// TestRelayProcess starts each end-to-end relay in a process of its own
+// and stops it; a child that cannot serve says why.
+func TestRelayProcess(t *testing.T) {
+	for _, kind := range []string{"udpchat", "naive"} {
+		p, err := startRelayProcess(kind, 10, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		rep, err := p.report()
+		if err != nil || !strings.HasPrefix(p.addr(), "127.0.0.1:") || rep.Addr != p.addr() {
+			t.Errorf("%s: report %+v, %v; addr %q", kind, rep, err, p.addr())
+		}
+		if err := p.close(); err != nil {
+			t.Errorf("%s: close: %v", kind, err)
+		}
 	}
-	checkE2E(t, &cfg, rep)
-	var out bytes.Buffer
-	if err := rep.print(&out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "e2e burst") || strings.Contains(out.String(), "memory:") {
-		t.Errorf("table:\n%s", out.String())
+	if _, err := startRelayProcess("quic", 10, 10*time.Second); err == nil || !strings.Contains(err.Error(), "want udpchat or naive") {
+		t.Errorf("a relay of an unknown kind: %v", err)
 	}
 }
 

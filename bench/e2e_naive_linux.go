@@ -20,14 +20,17 @@ import (
 func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	n := spec.N
 	res = e2eResult{Case: spec.Case, Via: "naive", N: n, Msgs: spec.Msgs}
-	nr, err := startNaiveE2E()
+	nr, err := startE2ERelay(cfg, "naive", n)
 	if err != nil {
 		return res, err
 	}
 	defer func() {
-		if errs, first := nr.stop(); errs > 0 {
-			res.notef("naive relay: %d reads or writes failed, the first with %v", errs, first)
+		if rep, rerr := nr.report(); rerr != nil {
+			err = errors.Join(err, rerr)
+		} else if rep.Errs > 0 {
+			res.notef("naive relay: %d reads or writes failed, the first with %v", rep.Errs, rep.First)
 		}
+		err = errors.Join(err, nr.close())
 	}()
 	clients := make([]*net.UDPConn, 0, n)
 	var rwg sync.WaitGroup
@@ -46,7 +49,11 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 		c.SetReadBuffer(naiveBuffer)
 		c.SetWriteBuffer(naiveBuffer)
 	}
-	to := net.UDPAddrFromAddrPort(nr.addr)
+	relayAddr, err := netip.ParseAddrPort(nr.addr())
+	if err != nil {
+		return res, err
+	}
+	to := net.UDPAddrFromAddrPort(relayAddr)
 	t := newTally(n, spec.Msgs, spec.Case == "latency")
 	for i, c := range clients {
 		rwg.Go(func() {
@@ -73,22 +80,32 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 			time.Sleep(time.Millisecond) // let the relay keep up
 		}
 	}
-	for nr.clients.Load() < int64(n) {
-		if time.Now().After(reg) {
-			return res, fmt.Errorf("naive relay heard %d of %d clients", nr.clients.Load(), n)
-		}
+	for {
 		time.Sleep(100 * time.Millisecond)
-		if nr.clients.Load() == int64(n) {
+		rep, err := nr.report()
+		if err != nil {
+			return res, err
+		}
+		if len(rep.Known) == n {
 			break
 		}
+		if time.Now().After(reg) {
+			return res, fmt.Errorf("naive relay heard %d of %d clients", len(rep.Known), n)
+		}
+		known := make(map[string]bool, len(rep.Known))
+		for _, a := range rep.Known {
+			known[a] = true
+		}
 		for i, c := range clients { // again: a hello may have been dropped
-			if !nr.knows(c.LocalAddr().(*net.UDPAddr).AddrPort()) {
+			if !known[c.LocalAddr().String()] {
 				c.WriteToUDP([]byte(fmt.Sprintf("c%d: hello", i)), to)
 			}
 		}
 	}
 	// The hellos' fan-out (one write per client per hello) drains.
-	if !nr.quiet(50*time.Millisecond, cfg.Timeout) {
+	if ok, err := relayQuiet(nr, 50*time.Millisecond, cfg.Timeout); err != nil {
+		return res, err
+	} else if !ok {
 		res.notef("the naive relay was still writing hellos after %v", cfg.Timeout)
 	}
 
@@ -113,10 +130,22 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	}
 	// Lost datagrams never come: wait until all came, the deadline, or
 	// the relay and the receivers were idle for e2eIdle.
+	// The relay's writes are asked for every 50ms, not at each look at
+	// the receivers: a relay in its own process answers each ask.
 	want := res.Sent * uint64(n)
-	quiet, last := time.Now(), t.total.Load()+nr.writes.Load()
+	quiet, last, writes, asked := time.Now(), t.total.Load(), uint64(0), time.Time{}
 	for t.total.Load() < want && time.Now().Before(deadline) && time.Since(quiet) < e2eIdle {
-		if now := t.total.Load() + nr.writes.Load(); now != last {
+		now := t.total.Load()
+		if time.Since(asked) >= 50*time.Millisecond {
+			rep, err := nr.report()
+			if err != nil {
+				return res, err
+			}
+			now, writes, asked = now+rep.Writes, rep.Writes, time.Now()
+		} else {
+			now += writes
+		}
+		if now != last {
 			quiet, last = time.Now(), now
 		}
 		time.Sleep(time.Millisecond)
@@ -135,15 +164,14 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 // naiveE2E is the naive relay of the end-to-end cases: clients register
 // by sending, and every datagram goes to every client heard from.
 type naiveE2E struct {
-	conn    *net.UDPConn
-	addr    netip.AddrPort
-	clients atomic.Int64
-	writes  atomic.Uint64 // datagrams written
-	mu      sync.Mutex
-	known   map[netip.AddrPort]bool
-	errs    uint64
-	first   error
-	done    chan struct{}
+	conn   *net.UDPConn
+	addr   netip.AddrPort
+	writes atomic.Uint64 // datagrams written
+	mu     sync.Mutex
+	known  map[netip.AddrPort]bool
+	errs   uint64
+	first  error
+	done   chan struct{}
 }
 
 func startNaiveE2E() (*naiveE2E, error) {
@@ -156,12 +184,6 @@ func startNaiveE2E() (*naiveE2E, error) {
 	r := &naiveE2E{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), known: map[netip.AddrPort]bool{}, done: make(chan struct{})}
 	go r.serve()
 	return r, nil
-}
-
-func (r *naiveE2E) knows(a netip.AddrPort) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.known[a]
 }
 
 func (r *naiveE2E) serve() {
@@ -182,7 +204,6 @@ func (r *naiveE2E) serve() {
 		if !r.known[ap] {
 			r.known[ap] = true
 			clients = append(clients, from)
-			r.clients.Add(1)
 		}
 		r.mu.Unlock()
 		for _, c := range clients {
@@ -197,31 +218,15 @@ func (r *naiveE2E) serve() {
 	}
 }
 
-// quiet waits until the relay has written nothing for idle; false after
-// timeout.
-func (r *naiveE2E) quiet(idle, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	last, since := r.writes.Load(), time.Now()
-	for time.Since(since) < idle {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(5 * time.Millisecond)
-		if w := r.writes.Load(); w != last {
-			last, since = w, time.Now()
-		}
-	}
-	return true
-}
-
 func (r *naiveE2E) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.errs++; r.first == nil {
 		r.first = err
 	}
 }
 
-func (r *naiveE2E) stop() (uint64, error) {
+func (r *naiveE2E) stop() {
 	r.conn.Close()
 	<-r.done
-	return r.errs, r.first
 }

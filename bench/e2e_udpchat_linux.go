@@ -15,33 +15,24 @@ import (
 	"github.com/udpchat/udpchat"
 )
 
-// The end-to-end cases' udpchat side: a Relay and N Members in this process.
+// The end-to-end cases' udpchat side: a Relay (see startE2ERelay) and N
+// Members in this process.
 
-// runE2EUdpchat runs spec through a udpchat Relay served in process and
-// spec.N udpchat Members, member 0 sending.
+// runE2EUdpchat runs spec through a udpchat Relay and spec.N udpchat
+// Members, member 0 sending.
 func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	n := spec.N
 	res = e2eResult{Case: spec.Case, Via: "udpchat", N: n, Msgs: spec.Msgs}
-	relay, err := udpchat.NewRelay(
-		udpchat.WithAddr("127.0.0.1:0"),
-		udpchat.WithRateLimit(0, 0),
-		udpchat.WithMaxMembers(max(n, 1024)),
-	)
+	relay, err := startE2ERelay(cfg, "udpchat", n)
 	if err != nil {
 		return res, err
 	}
-	served := make(chan error, 1)
-	go func() { served <- relay.Serve(context.Background()) }()
-	defer func() {
-		cerr := relay.Close()
-		if serr := <-served; serr != nil && cerr == nil {
-			cerr = fmt.Errorf("relay Serve returned %w after Close", serr)
-		}
-		if err == nil {
-			err = cerr
-		}
-	}()
-	addr := relay.Addr().String()
+	defer func() { err = errors.Join(err, relay.close()) }()
+	addr := relay.addr()
+	stats := func() (udpchat.RelayStats, error) {
+		rep, err := relay.report()
+		return rep.Stats, err
+	}
 
 	members := make([]*udpchat.Member, n)
 	defer func() {
@@ -109,7 +100,11 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	settle := time.Now().Add(cfg.Timeout)
 	for last := ^uint64(0); time.Now().Before(settle); {
 		time.Sleep(50 * time.Millisecond)
-		j := joins.Load() + relay.Stats().Delivered
+		rs, err := stats()
+		if err != nil {
+			return res, err
+		}
+		j := joins.Load() + rs.Delivered
 		if j == last {
 			break
 		}
@@ -118,11 +113,14 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	if j, want := joins.Load(), uint64(n)*uint64(n+1)/2; j != want {
 		res.notef("members received %d join events before the run, want %d", j, want)
 	}
-	if s := relay.Stats(); s.Members != n {
-		res.notef("relay has %d members, want %d", s.Members, n)
+	s0, err := stats()
+	if err != nil {
+		return res, err
 	}
-
-	s0, m0 := relay.Stats(), memberTotals(members)
+	if s0.Members != n {
+		res.notef("relay has %d members, want %d", s0.Members, n)
+	}
+	m0 := memberTotals(members)
 	start := time.Now()
 	t0 := nowNS()
 	deadline := start.Add(spec.Deadline)
@@ -161,7 +159,11 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	}
 	end := nowNS()
 	res.TimedOut = t.total.Load() < want
-	s1, m1 := relay.Stats(), memberTotals(members)
+	s1, err := stats()
+	if err != nil {
+		return res, err
+	}
+	m1 := memberTotals(members)
 	rcancel()
 	rwg.Wait()
 	t.rateFrom(&res, t0, end)

@@ -164,7 +164,7 @@ func (rep *report) print(w io.Writer) error {
 			return err
 		}
 	}
-	if err := printE2E(w, rep.E2E); err != nil {
+	if err := printE2E(w, rep.E2E, rep.Config.E2EInProcess); err != nil {
 		return err
 	}
 	for _, r := range rep.E2E {
@@ -267,17 +267,22 @@ func machineInfo() machine {
 }
 
 // printE2E writes the end-to-end runs, one line each.
-func printE2E(w io.Writer, runs []e2eResult) error {
+func printE2E(w io.Writer, runs []e2eResult, inProcess bool) error {
 	if len(runs) == 0 {
 		return nil
 	}
+	where := "each relay in a process of its own, the members in this one"
+	if inProcess {
+		where = "the relays and the members in this process (-e2e-in-process)"
+	}
 	fmt.Fprintf(w, "\nEnd to end: udpchat.Member on every end (Join, Send with up to %d in flight, a Receive loop per member),\n"+
-		"against naive clients (WriteToUDP, ReadFromUDP) through a naive relay. N receivers, the sender among them.\n"+
+		"against naive clients (WriteToUDP, ReadFromUDP) through a naive relay. N receivers, the sender among them;\n"+
+		"%s.\n"+
 		"sent: messages the sender sent of those asked; delivered: chats counted at the receivers; s: first send to\n"+
 		"last receipt (or to the deadline); lost: sent messages some receiver never got; ctl/dlv: datagrams the\n"+
 		"relay took in that were not chats (Received - Sequenced - DroppedDuplicate), per delivered chat; resent: the\n"+
 		"sender's MemberStats.Retransmitted; stall: the longest time no Send returned; @%d: when Send #%d returned.\n",
-		e2eSenders, e2eMark, e2eMark)
+		e2eSenders, where, e2eMark, e2eMark)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "case\tN\tvia\tsent\tsend s\tdelivered\ts\tdelivered/s\tlost\tp50\tp99\tctl/dlv\tNACKs\tresent\tstall\t@%d\tdeadline\n", e2eMark)
 	for _, r := range runs {
