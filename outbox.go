@@ -111,11 +111,14 @@ func (o *outbox) rto() time.Duration {
 	if o.srtt != 0 {
 		rto = max(o.srtt+4*o.rttvar, rtoMin)
 	}
-	return min(rto<<o.backoff, rtoMax)
+	return min(min(rto, rtoMax)<<o.backoff, rtoMax) // clamped first: a shift may not overflow
 }
 
 // maxBackoff is where doubling rtoMin has passed rtoMax.
 const maxBackoff = 5
+
+// The build fails if maxBackoff doublings of rtoMin stop reaching rtoMax.
+const _ = uint(rtoMin<<maxBackoff - rtoMax)
 
 // timedOut takes a timeout of c, about to be resent at now, into the
 // backoff. Chats sent before the last timeout counted went out with a
@@ -163,9 +166,14 @@ func (o *outbox) first() uint64 {
 }
 
 // sent records that c went out at now and backs off its next resend. It
-// reports whether c had gone out before.
+// reports whether c had gone out before. A chat's first timeout is the
+// one of when it first goes out: one queued behind the window may have
+// waited out a round of timeouts that backed them off.
 func (o *outbox) sent(c *pendingChat, now time.Time) (again bool) {
 	again = !c.sentAt.IsZero()
+	if !again {
+		c.rto = o.rto()
+	}
 	c.resent = c.resent || again
 	c.sentAt, c.next, c.early = now, now.Add(c.rto), false
 	c.rto = min(2*c.rto, rtoMax)
@@ -205,9 +213,13 @@ func (o *outbox) due(now time.Time, send func(*pendingChat)) time.Time {
 // each at a seq no higher than bound. It returns how many waiting Sends it
 // answered, and whether the head (the first chat still unconfirmed) became
 // due at once.
+//
+// It measures one round trip, the chat mseq's, and none if the ack
+// confirms a chat sent more than once (Karn): the relay may have held the
+// others behind it, and their wait is the repair's, not the path's.
 func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bool) {
-	var head *pendingChat
-	progress := false
+	var head, newest *pendingChat
+	progress, repaired := false, false
 	for _, c := range o.chats {
 		if c.confirmed {
 			continue
@@ -226,14 +238,18 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 			}
 			continue
 		}
-		if !c.resent && !c.sentAt.IsZero() {
-			o.sample(now.Sub(c.sentAt))
+		if c.mseq == mseq {
+			newest = c
 		}
+		repaired = repaired || c.resent
 		c.confirmed, c.seqBound, c.was, progress = true, bound, seqAt{o.inc, bound}, true
 		if c.done != nil {
 			answered++
 			o.answer(c, nil)
 		}
+	}
+	if newest != nil && !repaired && !newest.sentAt.IsZero() {
+		o.sample(now.Sub(newest.sentAt))
 	}
 	o.prune()
 	// The relay has everything before the head but not the head: if its
@@ -325,11 +341,13 @@ func (o *outbox) challenged(now time.Time) bool {
 func (o *outbox) newRelay() { o.stable, o.prunable = 0, 0 }
 
 // newSession has every chat sent again at once: a new session takes the
-// outbox from its first chat on.
+// outbox from its first chat on. Its timeouts follow the round trip
+// measured (the relay's address is the same); the backoff was earned by
+// the session that ended, whose relay went away or forgot the member.
 func (o *outbox) newSession(now time.Time) {
-	o.backoff = 0 // what timed out went to a relay that is gone
+	o.backoff = 0
 	for _, c := range o.chats {
-		c.confirmed, c.next, c.early, c.rto = false, now, true, rtoMin
+		c.confirmed, c.next, c.early, c.rto = false, now, true, o.rto()
 	}
 }
 
