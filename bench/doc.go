@@ -102,14 +102,16 @@
 // member of the one room is there to compare).
 //
 // End to end. Here udpchat is what an application gets: a Relay (no rate
-// limits, the default history of 1024, heartbeat and expiry) served in this
-// process, and N members joined with udpchat.Join, each with a goroutine
-// calling Receive in a loop and counting the chats of member #0, which
-// sends with Send from 64 goroutines (Send returns once the relay has
-// sequenced the message, so at most 64 are outstanding). Against it: a
-// naive relay (ReadFromUDP, then WriteToUDP to every address it has heard
-// from; clients register by sending a hello, whose fan-out drains before
-// the run) and N naive clients on net.UDPConns (WriteToUDP "c0: text",
+// limits, the default history of 1024, heartbeat and expiry) served in a
+// process of its own, as relays are deployed (this program, started again
+// with -serve-e2e-relay; -e2e-in-process serves both relays in this one),
+// and N members joined with udpchat.Join, each with a goroutine calling
+// Receive in a loop and counting the chats of member #0, which sends with
+// Send from 64 goroutines (Send returns once the relay has sequenced the
+// message, so at most 64 are outstanding). Against it: a naive relay, in
+// a process of its own too (ReadFromUDP, then WriteToUDP to every address
+// it has heard from; clients register by sending a hello, whose fan-out
+// drains before the run) and N naive clients on net.UDPConns (WriteToUDP "c0: text",
 // ReadFromUDP in a loop, split at ": "), client #0 sending from one
 // goroutine as fast as WriteToUDP goes. All sockets of both sides have 4
 // MiB buffers, udpchat's default. Each text carries the message's number
