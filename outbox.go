@@ -252,14 +252,10 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 		o.sample(now.Sub(newest.sentAt))
 	}
 	o.prune()
-	// The relay says again that it has everything before the head but
-	// not the head (it answers so a chat that came ahead of it): if the
-	// head's confirmation is overdue by the round trip, it was lost, so
-	// resend it now rather than after its timeout. An ack that confirms
-	// more is no such sign: under a long fan-out the head is only
-	// queued behind the chat just confirmed, and resending each head as
-	// the queue grows left nothing measured.
-	if !progress && head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > max(rtoMin/5, o.srtt+2*o.rttvar) {
+	// The relay has everything before the head but not the head: if its
+	// confirmation is overdue by the round trip, it was lost, so resend it
+	// now rather than after its timeout.
+	if head != nil && head.mseq == mseq+1 && !head.sentAt.IsZero() && now.Sub(head.sentAt) > max(rtoMin/5, o.srtt+2*o.rttvar) {
 		head.next, head.early = now, true
 		return answered, true
 	}
