@@ -33,6 +33,9 @@ type outbox struct {
 	// members takes, has every chat resent, and, resent, none measured.
 	backoff   uint
 	backedOff time.Time
+	// The newest resend: a chat sent before it may have been held at the
+	// relay behind the chat resent, so its round trip is not measured.
+	lastResend time.Time
 
 	window chan struct{} // one token per chat in flight, taken by Send
 	room   chan struct{} // the outbox shrank: a Send waiting for room may go on
@@ -171,7 +174,9 @@ func (o *outbox) first() uint64 {
 // waited out a round of timeouts that backed them off.
 func (o *outbox) sent(c *pendingChat, now time.Time) (again bool) {
 	again = !c.sentAt.IsZero()
-	if !again {
+	if again {
+		o.lastResend = now
+	} else {
 		c.rto = o.rto()
 	}
 	c.resent = c.resent || again
@@ -215,8 +220,9 @@ func (o *outbox) due(now time.Time, send func(*pendingChat)) time.Time {
 // due at once.
 //
 // It measures one round trip, the chat mseq's, and none if the ack
-// confirms a chat sent more than once (Karn): the relay may have held the
-// others behind it, and their wait is the repair's, not the path's.
+// confirms a chat sent more than once, or that chat went out before a
+// resend (Karn): the relay may have held it behind the chat resent, and
+// its wait is the repair's, not the path's.
 func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bool) {
 	var head, newest *pendingChat
 	progress, repaired := false, false
@@ -248,7 +254,7 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 			o.answer(c, nil)
 		}
 	}
-	if newest != nil && !repaired && !newest.sentAt.IsZero() {
+	if newest != nil && !repaired && newest.sentAt.After(o.lastResend) {
 		o.sample(now.Sub(newest.sentAt))
 	}
 	o.prune()

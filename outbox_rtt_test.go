@@ -62,9 +62,9 @@ func TestOutboxBackoff(t *testing.T) {
 	o.window <- struct{}{}
 	d := o.newChat("", "measured")
 	o.add(d)
-	o.ack(d.mseq-1, 9, t2) // the resent ones, measuring nothing
-	o.sent(d, t2)
-	o.ack(d.mseq, 10, t2.Add(30*time.Millisecond))
+	o.ack(d.mseq-1, 9, t2)              // the resent ones, measuring nothing
+	o.sent(d, t2.Add(time.Millisecond)) // after the resends
+	o.ack(d.mseq, 10, t2.Add(31*time.Millisecond))
 	if want := 90 * time.Millisecond; o.backoff != 0 || o.rto() != want { // srtt + 4 x rttvar
 		t.Errorf("after a round trip of 30ms: backoff %d, rto %v; want 0, %v", o.backoff, o.rto(), want)
 	}
@@ -140,6 +140,31 @@ func TestOutboxRoundTrips(t *testing.T) {
 	o.ack(4, 4, t0.Add(301*time.Millisecond))
 	if o.srtt != 40*time.Millisecond {
 		t.Errorf("a repair measured: srtt %v, want 40ms", o.srtt)
+	}
+}
+
+// TestOutboxRoundTripsAfterARepair checks that a chat sent before a
+// resend measures nothing even when its own ack confirms it alone: the
+// relay sequenced it only once the chat resent filled the gap. A chat
+// sent after the resend measures again.
+func TestOutboxRoundTripsAfterARepair(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	o := testOutbox(t, 100, 5)
+	for _, c := range o.chats[:4] {
+		o.sent(c, t0)
+	}
+	o.ack(1, 1, t0.Add(40*time.Millisecond)) // srtt 40ms
+	o.sent(o.chats[1], t0.Add(300*time.Millisecond))
+	o.ack(2, 2, t0.Add(301*time.Millisecond))
+	o.ack(3, 3, t0.Add(302*time.Millisecond))
+	o.ack(4, 4, t0.Add(303*time.Millisecond))
+	if o.srtt != 40*time.Millisecond {
+		t.Errorf("chats held behind a repair measured: srtt %v, want 40ms", o.srtt)
+	}
+	o.sent(o.chats[4], t0.Add(310*time.Millisecond))
+	o.ack(5, 5, t0.Add(320*time.Millisecond))
+	if want := 40*time.Millisecond + (10*time.Millisecond-40*time.Millisecond)/8; o.srtt != want {
+		t.Errorf("a chat sent after the repair: srtt %v, want %v", o.srtt, want)
 	}
 }
 
