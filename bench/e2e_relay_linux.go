@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -89,14 +90,21 @@ func (l *localRelay) addr() string {
 
 func (l *localRelay) report() (relayReport, error) {
 	if l.nv != nil {
+		// Copied under the lock, which the relay takes per datagram,
+		// and formatted after it.
 		l.nv.mu.Lock()
-		defer l.nv.mu.Unlock()
-		rep := relayReport{Addr: l.addr(), Writes: l.nv.writes.Load(), Errs: l.nv.errs}
+		known := make([]netip.AddrPort, 0, len(l.nv.known))
 		for a := range l.nv.known {
+			known = append(known, a)
+		}
+		rep := relayReport{Addr: l.addr(), Writes: l.nv.writes.Load(), Errs: l.nv.errs}
+		first := l.nv.first
+		l.nv.mu.Unlock()
+		for _, a := range known {
 			rep.Known = append(rep.Known, a.String())
 		}
-		if l.nv.first != nil {
-			rep.First = l.nv.first.Error()
+		if first != nil {
+			rep.First = first.Error()
 		}
 		return rep, nil
 	}
@@ -148,6 +156,7 @@ type relayProcess struct {
 	out     *bufio.Reader
 	address string
 	timeout time.Duration
+	dead    error // the child did not answer in time and was killed: no more asks
 }
 
 func startRelayProcess(kind string, maxMembers int, timeout time.Duration) (*relayProcess, error) {
@@ -181,6 +190,9 @@ func startRelayProcess(kind string, maxMembers int, timeout time.Duration) (*rel
 func (p *relayProcess) addr() string { return p.address }
 
 func (p *relayProcess) report() (relayReport, error) {
+	if p.dead != nil {
+		return relayReport{}, fmt.Errorf("relay process: %w", p.dead)
+	}
 	if _, err := io.WriteString(p.in, "report\n"); err != nil {
 		return relayReport{}, fmt.Errorf("relay process: %w", err)
 	}
@@ -192,7 +204,8 @@ func (p *relayProcess) report() (relayReport, error) {
 }
 
 // read reads one relayReport, within p.timeout: a child that hangs ends
-// the run instead of stalling it.
+// the run instead of stalling it, and is killed; the read left waiting
+// then ends, and no other starts beside it.
 func (p *relayProcess) read() (relayReport, error) {
 	type line struct {
 		b   []byte
@@ -218,7 +231,8 @@ func (p *relayProcess) read() (relayReport, error) {
 		return rep, nil
 	case <-time.After(p.timeout):
 		p.cmd.Process.Kill() // a read blocked on its output then ends
-		return rep, fmt.Errorf("no answer in %v", p.timeout)
+		p.dead = fmt.Errorf("no answer in %v", p.timeout)
+		return rep, p.dead
 	}
 }
 
