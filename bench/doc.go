@@ -10,6 +10,7 @@
 //	go run ./bench                  # 1, 10, 100 and 1000 members, 2s per case, rooms, then end to end
 //	go run ./bench -quick           # a tiny run
 //	go run ./bench -members 100 -dur 5s -json
+//	go run ./bench -members 100 -no-e2e -no-rooms -cpuprofile cpu.prof
 //	go run ./bench -e2e             # only the end-to-end cases, at 10, 100 and 1000 members
 //	go run ./bench -no-e2e          # all but them
 //	go run ./bench -rooms           # only the rooms case: 1 room of 1000 members against 100 rooms of 10

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,6 +86,7 @@ func main() {
 		dur     = flag.Duration("dur", 2*time.Second, "measured window per case")
 		joins   = flag.Int("joins", 10000, "members joined in the memory and join-rate case")
 		asJSON  = flag.Bool("json", false, "print the report as JSON")
+		cpuProf = flag.String("cpuprofile", "", "write a CPU profile of the run (this process: not the end-to-end relays' own) to this file")
 		e2e     = flag.Bool("e2e", false, "run only the end-to-end cases (udpchat.Member against naive clients); with -rooms, those two")
 		noE2E   = flag.Bool("no-e2e", false, "leave the end-to-end cases out")
 		e2eN    = flag.String("e2e-members", "10,100,1000", "member counts of the end-to-end burst and sustained cases")
@@ -153,7 +155,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
+			os.Exit(2)
+		}
+	}
 	rep, err := run(cfg, os.Stderr)
+	if *cpuProf != "" {
+		pprof.StopCPUProfile() // before any exit: the file is whole
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
