@@ -56,7 +56,6 @@ type pendingChat struct {
 	next      time.Time  // when to (re)send
 	rto       time.Duration
 	sentAt    time.Time
-	resent    bool // sent more than once: its confirmation says nothing of the round trip
 	early     bool // due at once, not timed out: its loss is known, or a new relay or address needs it
 }
 
@@ -179,7 +178,6 @@ func (o *outbox) sent(c *pendingChat, now time.Time) (again bool) {
 	} else {
 		c.rto = o.rto()
 	}
-	c.resent = c.resent || again
 	c.sentAt, c.next, c.early = now, now.Add(c.rto), false
 	c.rto = min(2*c.rto, rtoMax)
 	return again
@@ -219,13 +217,13 @@ func (o *outbox) due(now time.Time, send func(*pendingChat)) time.Time {
 // answered, and whether the head (the first chat still unconfirmed) became
 // due at once.
 //
-// It measures one round trip, the chat mseq's, and none if the ack
-// confirms a chat sent more than once, or that chat went out before a
-// resend (Karn): the relay may have held it behind the chat resent, and
-// its wait is the repair's, not the path's.
+// It measures one round trip, the chat mseq's, and none if that chat went
+// out before the newest resend (Karn): it may be that resend itself, or
+// held at the relay behind the chat resent, its wait the repair's, not
+// the path's.
 func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bool) {
 	var head, newest *pendingChat
-	progress, repaired := false, false
+	progress := false
 	for _, c := range o.chats {
 		if c.confirmed {
 			continue
@@ -247,14 +245,13 @@ func (o *outbox) ack(mseq, bound uint64, now time.Time) (answered int, resend bo
 		if c.mseq == mseq {
 			newest = c
 		}
-		repaired = repaired || c.resent
 		c.confirmed, c.seqBound, c.was, progress = true, bound, seqAt{o.inc, bound}, true
 		if c.done != nil {
 			answered++
 			o.answer(c, nil)
 		}
 	}
-	if newest != nil && !repaired && newest.sentAt.After(o.lastResend) {
+	if newest != nil && newest.sentAt.After(o.lastResend) {
 		o.sample(now.Sub(newest.sentAt))
 	}
 	o.prune()
