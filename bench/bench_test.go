@@ -177,7 +177,7 @@ func TestRelayProcess(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
-		rep, err := p.report()
+		rep, err := p.report(true)
 		if err != nil || !strings.HasPrefix(p.addr(), "127.0.0.1:") || rep.Addr != p.addr() {
 			t.Errorf("%s: report %+v, %v; addr %q", kind, rep, err, p.addr())
 		}

@@ -25,7 +25,7 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 		return res, err
 	}
 	defer func() {
-		if rep, rerr := nr.report(); rerr != nil {
+		if rep, rerr := nr.report(false); rerr != nil {
 			err = errors.Join(err, rerr)
 		} else if rep.Errs > 0 {
 			res.notef("naive relay: %d reads or writes failed, the first with %v", rep.Errs, rep.First)
@@ -82,7 +82,7 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	}
 	for {
 		time.Sleep(100 * time.Millisecond)
-		rep, err := nr.report()
+		rep, err := nr.report(true)
 		if err != nil {
 			return res, err
 		}
@@ -135,17 +135,14 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	want := res.Sent * uint64(n)
 	quiet, last, writes, asked := time.Now(), t.total.Load(), uint64(0), time.Time{}
 	for t.total.Load() < want && time.Now().Before(deadline) && time.Since(quiet) < e2eIdle {
-		now := t.total.Load()
 		if time.Since(asked) >= 50*time.Millisecond {
-			rep, err := nr.report()
+			rep, err := nr.report(false)
 			if err != nil {
 				return res, err
 			}
-			now, writes, asked = now+rep.Writes, rep.Writes, time.Now()
-		} else {
-			now += writes
+			writes, asked = rep.Writes, time.Now()
 		}
-		if now != last {
+		if now := t.total.Load() + writes; now != last {
 			quiet, last = time.Now(), now
 		}
 		time.Sleep(time.Millisecond)
@@ -165,7 +162,7 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 // by sending, and every datagram goes to every client heard from.
 type naiveE2E struct {
 	conn   *net.UDPConn
-	addr   netip.AddrPort
+	ap     netip.AddrPort
 	writes atomic.Uint64 // datagrams written
 	mu     sync.Mutex
 	known  map[netip.AddrPort]bool
@@ -181,7 +178,7 @@ func startNaiveE2E() (*naiveE2E, error) {
 	}
 	c.SetReadBuffer(naiveBuffer)
 	c.SetWriteBuffer(naiveBuffer)
-	r := &naiveE2E{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), known: map[netip.AddrPort]bool{}, done: make(chan struct{})}
+	r := &naiveE2E{conn: c, ap: c.LocalAddr().(*net.UDPAddr).AddrPort(), known: map[netip.AddrPort]bool{}, done: make(chan struct{})}
 	go r.serve()
 	return r, nil
 }
@@ -226,7 +223,33 @@ func (r *naiveE2E) fail(err error) {
 	}
 }
 
-func (r *naiveE2E) stop() {
+func (r *naiveE2E) addr() string { return r.ap.String() }
+
+// report copies what it tells under the lock, which serve takes per
+// datagram, and formats it after.
+func (r *naiveE2E) report(known bool) (relayReport, error) {
+	var clients []netip.AddrPort
+	r.mu.Lock()
+	if known {
+		clients = make([]netip.AddrPort, 0, len(r.known))
+		for a := range r.known {
+			clients = append(clients, a)
+		}
+	}
+	rep := relayReport{Addr: r.addr(), Writes: r.writes.Load(), Errs: r.errs}
+	first := r.first
+	r.mu.Unlock()
+	for _, a := range clients {
+		rep.Known = append(rep.Known, a.String())
+	}
+	if first != nil {
+		rep.First = first.Error()
+	}
+	return rep, nil
+}
+
+func (r *naiveE2E) close() error {
 	r.conn.Close()
 	<-r.done
+	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,12 +27,16 @@ import (
 // An e2eRelay is a relay of the end-to-end cases, wherever it runs.
 type e2eRelay interface {
 	addr() string
-	report() (relayReport, error)
+	// report tells of the relay; with known, the naive relay lists the
+	// clients it has heard from (a thousand addresses, asked for only
+	// while they register).
+	report(known bool) (relayReport, error)
 	close() error
 }
 
 // A relayReport is what a relay tells of itself: udpchat's relay its
-// Stats, the naive one the clients it has heard from and its writes.
+// Stats, the naive one its writes and, asked, the clients it has heard
+// from.
 type relayReport struct {
 	Addr   string             `json:"addr"`
 	Stats  udpchat.RelayStats `json:"stats"`
@@ -53,21 +56,32 @@ func startE2ERelay(cfg *config, kind string, maxMembers int) (e2eRelay, error) {
 	return startRelayProcess(kind, maxMembers, cfg.Timeout)
 }
 
-// A localRelay is a relay in this process.
-type localRelay struct {
-	uc     *udpchat.Relay
-	served chan error
-	nv     *naiveE2E
+// startLocalRelay starts a relay of kind in this process.
+func startLocalRelay(kind string, maxMembers int) (e2eRelay, error) {
+	var r e2eRelay
+	var err error
+	switch kind {
+	case "naive":
+		r, err = startNaiveE2E()
+	case "udpchat":
+		r, err = startUdpchatE2E(maxMembers)
+	default:
+		err = fmt.Errorf("-serve-e2e-relay %q: want udpchat or naive", kind)
+	}
+	if err != nil {
+		return nil, err // not a nil pointer in an interface
+	}
+	return r, nil
 }
 
-func startLocalRelay(kind string, maxMembers int) (*localRelay, error) {
-	if kind == "naive" {
-		nv, err := startNaiveE2E()
-		if err != nil {
-			return nil, err
-		}
-		return &localRelay{nv: nv}, nil
-	}
+// udpchatE2E is udpchat's relay of the end-to-end cases, served in this
+// process.
+type udpchatE2E struct {
+	r      *udpchat.Relay
+	served chan error
+}
+
+func startUdpchatE2E(maxMembers int) (*udpchatE2E, error) {
 	r, err := udpchat.NewRelay(
 		udpchat.WithAddr("127.0.0.1:0"),
 		udpchat.WithRateLimit(0, 0),
@@ -76,48 +90,20 @@ func startLocalRelay(kind string, maxMembers int) (*localRelay, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &localRelay{uc: r, served: make(chan error, 1)}
-	go func() { l.served <- r.Serve(context.Background()) }()
-	return l, nil
+	u := &udpchatE2E{r: r, served: make(chan error, 1)}
+	go func() { u.served <- r.Serve(context.Background()) }()
+	return u, nil
 }
 
-func (l *localRelay) addr() string {
-	if l.nv != nil {
-		return l.nv.addr.String()
-	}
-	return l.uc.Addr().String()
+func (u *udpchatE2E) addr() string { return u.r.Addr().String() }
+
+func (u *udpchatE2E) report(bool) (relayReport, error) {
+	return relayReport{Addr: u.addr(), Stats: u.r.Stats()}, nil
 }
 
-func (l *localRelay) report() (relayReport, error) {
-	if l.nv != nil {
-		// Copied under the lock, which the relay takes per datagram,
-		// and formatted after it.
-		l.nv.mu.Lock()
-		known := make([]netip.AddrPort, 0, len(l.nv.known))
-		for a := range l.nv.known {
-			known = append(known, a)
-		}
-		rep := relayReport{Addr: l.addr(), Writes: l.nv.writes.Load(), Errs: l.nv.errs}
-		first := l.nv.first
-		l.nv.mu.Unlock()
-		for _, a := range known {
-			rep.Known = append(rep.Known, a.String())
-		}
-		if first != nil {
-			rep.First = first.Error()
-		}
-		return rep, nil
-	}
-	return relayReport{Addr: l.addr(), Stats: l.uc.Stats()}, nil
-}
-
-func (l *localRelay) close() error {
-	if l.nv != nil {
-		l.nv.stop()
-		return nil
-	}
-	err := l.uc.Close()
-	if serr := <-l.served; serr != nil && err == nil {
+func (u *udpchatE2E) close() error {
+	err := u.r.Close()
+	if serr := <-u.served; serr != nil && err == nil {
 		err = fmt.Errorf("relay Serve returned %w after Close", serr)
 	}
 	return err
@@ -127,7 +113,7 @@ func (l *localRelay) close() error {
 // relay's writes); false after timeout.
 func relayQuiet(r e2eRelay, idle, timeout time.Duration) (bool, error) {
 	deadline := time.Now().Add(timeout)
-	rep, err := r.report()
+	rep, err := r.report(false)
 	if err != nil {
 		return false, err
 	}
@@ -137,7 +123,7 @@ func relayQuiet(r e2eRelay, idle, timeout time.Duration) (bool, error) {
 			return false, nil
 		}
 		time.Sleep(5 * time.Millisecond)
-		if rep, err = r.report(); err != nil {
+		if rep, err = r.report(false); err != nil {
 			return false, err
 		}
 		if rep.Writes != last {
@@ -148,8 +134,9 @@ func relayQuiet(r e2eRelay, idle, timeout time.Duration) (bool, error) {
 }
 
 // A relayProcess is a relay in a child process. The child says its
-// address in a first line; each line the parent writes asks for a
-// relayReport, a line of JSON; the end of its input stops it.
+// address in a first line; each line the parent writes ("report", or
+// "known" for the naive relay's clients too) asks for a relayReport, a
+// line of JSON; the end of its input stops it.
 type relayProcess struct {
 	cmd     *exec.Cmd
 	in      io.WriteCloser
@@ -189,11 +176,15 @@ func startRelayProcess(kind string, maxMembers int, timeout time.Duration) (*rel
 
 func (p *relayProcess) addr() string { return p.address }
 
-func (p *relayProcess) report() (relayReport, error) {
+func (p *relayProcess) report(known bool) (relayReport, error) {
 	if p.dead != nil {
 		return relayReport{}, fmt.Errorf("relay process: %w", p.dead)
 	}
-	if _, err := io.WriteString(p.in, "report\n"); err != nil {
+	ask := "report\n"
+	if known {
+		ask = "known\n"
+	}
+	if _, err := io.WriteString(p.in, ask); err != nil {
 		return relayReport{}, fmt.Errorf("relay process: %w", err)
 	}
 	rep, err := p.read()
@@ -258,29 +249,25 @@ func (p *relayProcess) close() error {
 // is its one report's error.
 func serveE2ERelay(kind string, maxMembers int) error {
 	enc := json.NewEncoder(os.Stdout)
-	var l *localRelay
-	err := fmt.Errorf("-serve-e2e-relay %q: want udpchat or naive", kind)
-	if kind == "udpchat" || kind == "naive" {
-		l, err = startLocalRelay(kind, maxMembers)
-	}
+	l, err := startLocalRelay(kind, maxMembers)
 	if err != nil {
 		enc.Encode(relayReport{Err: err.Error()})
 		return err
 	}
-	say := func() error {
-		rep, err := l.report()
+	say := func(known bool) error {
+		rep, err := l.report(known)
 		if err != nil {
 			rep.Err = err.Error()
 		}
 		return enc.Encode(rep)
 	}
-	if err := say(); err != nil {
+	if err := say(false); err != nil {
 		l.close()
 		return err
 	}
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		if err := say(); err != nil {
+		if err := say(sc.Text() == "known"); err != nil {
 			l.close()
 			return err
 		}

@@ -30,7 +30,7 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	defer func() { err = errors.Join(err, relay.close()) }()
 	addr := relay.addr()
 	stats := func() (udpchat.RelayStats, error) {
-		rep, err := relay.report()
+		rep, err := relay.report(false)
 		return rep.Stats, err
 	}
 

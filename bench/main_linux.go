@@ -155,10 +155,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
+	var prof *os.File
 	if *cpuProf != "" {
-		f, err := os.Create(*cpuProf)
+		prof, err = os.Create(*cpuProf)
 		if err == nil {
-			err = pprof.StartCPUProfile(f)
+			err = pprof.StartCPUProfile(prof)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", err)
@@ -166,8 +167,11 @@ func main() {
 		}
 	}
 	rep, err := run(cfg, os.Stderr)
-	if *cpuProf != "" {
+	if prof != nil {
 		pprof.StopCPUProfile() // before any exit: the file is whole
+		if cerr := prof.Close(); cerr != nil {
+			fmt.Fprintln(os.Stderr, "bench: -cpuprofile:", cerr)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
