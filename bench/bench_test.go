@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ func TestMain(m *testing.M) {
 // one measured something and that udpchat's relay lost nothing.
 func TestQuickRun(t *testing.T) {
 	cfg := quickConfig()
-	cfg.Dur, cfg.Warm = 150*time.Millisecond, 30*time.Millisecond
+	cfg.Dur, cfg.Warm, cfg.Rounds = 150*time.Millisecond, 30*time.Millisecond, 2
 	var progress strings.Builder
 	rep, err := run(cfg, &progress)
 	t.Log(progress.String())
@@ -51,8 +52,10 @@ func TestQuickRun(t *testing.T) {
 		"raw relay broadcast", "naive broadcast", "udpchat broadcast", "latency direct", "latency naive", "latency udpchat"} {
 		want[c] = true
 	}
+	rounds := map[string]int{} // the fed relays' runs, by case and N
 	for _, r := range rep.Runs {
 		delete(want, r.Case)
+		rounds[fmt.Sprintf("%s N=%d", r.Case, r.N)]++
 		switch {
 		case strings.HasPrefix(r.Case, "latency"):
 			if r.Samples == 0 || r.P50 <= 0 || r.P99 < r.P50 {
@@ -71,6 +74,18 @@ func TestQuickRun(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("runs missing: %v", want)
+	}
+	for _, c := range []string{"raw relay", "naive", "udpchat", "raw relay broadcast", "naive broadcast", "udpchat broadcast"} {
+		if k := rounds[c+" N=10"]; k != cfg.Rounds {
+			t.Errorf("%s N=10 ran %d times, want %d rounds", c, k, cfg.Rounds)
+		}
+	}
+	for _, r := range rep.Rows {
+		if strings.HasSuffix(r.Case, "vs raw relay") || strings.HasSuffix(r.Case, "vs naive") {
+			if len(r.Rounds) != cfg.Rounds || r.OK == nil {
+				t.Errorf("%s N=%d: round ratios %v, target %q: want %d rounds and a target", r.Case, r.N, r.Rounds, r.Target, cfg.Rounds)
+			}
+		}
 	}
 	m := rep.Memory
 	if m.Relay == nil || m.Relay.Members != cfg.MemBase+cfg.MemJoins || m.JoinsPerSec <= 0 || m.PerMember <= 0 {
@@ -326,5 +341,34 @@ func TestStamp(t *testing.T) {
 	}
 	if _, ok := parseStamp([]byte(fmt.Sprintf("%016s", "xyz"))); ok {
 		t.Error("parsed a stamp from non-hex bytes")
+	}
+}
+
+// TestFedRoundsRow checks how rounds become a row: the figures are the
+// median rounds', each round's ratio pairs the relays of that round.
+func TestFedRoundsRow(t *testing.T) {
+	rates := func(vs ...float64) []result {
+		rs := make([]result, len(vs))
+		for i, v := range vs {
+			rs[i] = result{N: 10, Rate: v}
+		}
+		return rs
+	}
+	f := fedRun{naive: rates(100, 300, 200), uc: rates(110, 150, 400)}
+	r := f.row("unicast vs naive", f.naive, "naive relay", 1.0)
+	if r.Base != 200 || r.Value != 150 || r.Ratio != 0.75 || r.OK == nil || *r.OK {
+		t.Errorf("row %+v: want the medians 200 and 150, 0.75x, not ok", r)
+	}
+	if want := []float64{1.1, 0.5, 2}; !slices.Equal(r.Rounds, want) {
+		t.Errorf("round ratios %v, want %v", r.Rounds, want)
+	}
+	if got := roundRatios(r.Rounds); got != "1.10 0.50 2.00" {
+		t.Errorf("roundRatios: %q", got)
+	}
+	if m := median(rates(5, 1)); m.Rate != 5 {
+		t.Errorf("median of two: %v, want the upper", m.Rate)
+	}
+	if m := median(nil); m.Rate != 0 {
+		t.Errorf("median of none: %v", m.Rate)
 	}
 }

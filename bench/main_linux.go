@@ -28,6 +28,7 @@ type config struct {
 	MemBase     int           `json:"mem_base_members"`
 	MemJoins    int           `json:"mem_joins"`
 	Timeout     time.Duration `json:"timeout_ns"` // bounds each wait of a setup: joins, join events
+	Rounds      int           `json:"rounds"`     // of the relays the speaker feeds (fedRounds)
 
 	// The end-to-end cases, through udpchat.Member and naive clients.
 	E2E          bool          `json:"e2e"`      // run them
@@ -56,8 +57,8 @@ func defaultConfig() config {
 		Dur:     2 * time.Second, Warm: 200 * time.Millisecond,
 		LatencyN: 10, LatencyRate: 1000,
 		MemBase: 100, MemJoins: 10000,
-		Timeout: 30 * time.Second,
-		E2E:     true, E2EMembers: []int{10, 100, 1000},
+		Timeout: 30 * time.Second, Rounds: 3,
+		E2E: true, E2EMembers: []int{10, 100, 1000},
 		Burst: 5000, BurstLarge: 1000, Sustained: 50000, SustainedFor: 10 * time.Second,
 		E2EDeadline: 20 * time.Second, E2EDrain: 5 * time.Second, E2ELatency: 2000,
 		Rooms: true, RoomsMembers: 1000, RoomsCount: 100,
@@ -71,8 +72,8 @@ func quickConfig() config {
 		Dur:     200 * time.Millisecond, Warm: 50 * time.Millisecond,
 		LatencyN: 10, LatencyRate: 1000,
 		MemBase: 20, MemJoins: 200,
-		Timeout: 5 * time.Second,
-		E2E:     true, E2EMembers: []int{10},
+		Timeout: 5 * time.Second, Rounds: 1,
+		E2E: true, E2EMembers: []int{10},
 		Burst: 300, BurstLarge: 100, Sustained: 1000, SustainedFor: 300 * time.Millisecond,
 		E2EDeadline: 5 * time.Second, E2EDrain: time.Second, E2ELatency: 200,
 		Rooms: true, RoomsMembers: 40, RoomsCount: 4,
@@ -85,6 +86,7 @@ func main() {
 		members = flag.String("members", "1,10,100,1000", "member counts to measure, comma-separated")
 		dur     = flag.Duration("dur", 2*time.Second, "measured window per case")
 		joins   = flag.Int("joins", 10000, "members joined in the memory and join-rate case")
+		rounds  = flag.Int("rounds", 3, "rounds of the relays the speaker feeds (raw relay, naive, udpchat), in a turning order")
 		asJSON  = flag.Bool("json", false, "print the report as JSON")
 		cpuProf = flag.String("cpuprofile", "", "write a CPU profile of the run (this process: not the end-to-end relays' own) to this file")
 		e2e     = flag.Bool("e2e", false, "run only the end-to-end cases (udpchat.Member against naive clients); with -rooms, those two")
@@ -121,6 +123,8 @@ func main() {
 			cfg.Dur = *dur
 		case "joins":
 			cfg.MemJoins = *joins
+		case "rounds":
+			cfg.Rounds = *rounds
 		case "e2e-members":
 			cfg.E2EMembers, err = parseMembers(*e2eN)
 		case "burst":
@@ -150,6 +154,9 @@ func main() {
 	}
 	if err == nil && (cfg.Dur <= 0 || cfg.MemJoins < 1) {
 		err = fmt.Errorf("-dur and -joins must be positive")
+	}
+	if err == nil && (cfg.Rounds < 1 || cfg.Rounds > 20) {
+		err = fmt.Errorf("-rounds %d: want 1 to 20", cfg.Rounds)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -262,27 +269,20 @@ func runBase(cfg *config, rep *report, progress io.Writer) error {
 		return win, nil
 	}
 	// The runs compared with each other go one after the other, so that
-	// the machine's drift touches them alike.
+	// the machine's drift touches them alike; the relays fed by the
+	// speaker go in rounds (fedRounds).
 	for _, n := range cfg.Members {
 		raw, err := rawLimit(n, false)
 		if err != nil {
 			return err
 		}
-		rrelay, err := step(runRawRelay(cfg, n, false))
+		fed, err := fedRounds(cfg, n, false, step)
 		if err != nil {
 			return err
 		}
-		naive, err := step(runNaive(cfg, n, false))
-		if err != nil {
-			return err
-		}
-		uc, err := step(runUdpchat(cfg, n, false))
-		if err != nil {
-			return err
-		}
-		vsRaw = append(vsRaw, rateRow("unicast vs raw", raw, uc, raw.Case, n >= 100, 0.9))
-		vsRawRelay = append(vsRawRelay, rateRow("unicast vs raw relay", rrelay, uc, "raw relay", false, 0))
-		vsNaive = append(vsNaive, rateRow("unicast vs naive", naive, uc, "naive relay", n >= 100, 1.6))
+		vsRaw = append(vsRaw, rateRow("unicast vs raw", raw, median(fed.uc), raw.Case, n >= 100, 0.9))
+		vsRawRelay = append(vsRawRelay, fed.row("unicast vs raw relay", fed.rawRelay, "raw relay", 0.9))
+		vsNaive = append(vsNaive, fed.row("unicast vs naive", fed.naive, "naive relay", 1.0))
 		if n < 10 {
 			continue
 		}
@@ -290,21 +290,13 @@ func runBase(cfg *config, rep *report, progress io.Writer) error {
 		if err != nil {
 			return err
 		}
-		brelay, err := step(runRawRelay(cfg, n, true))
+		bfed, err := fedRounds(cfg, n, true, step)
 		if err != nil {
 			return err
 		}
-		bnaive, err := step(runNaive(cfg, n, true))
-		if err != nil {
-			return err
-		}
-		buc, err := step(runUdpchat(cfg, n, true))
-		if err != nil {
-			return err
-		}
-		vsBcast = append(vsBcast, rateRow("broadcast vs raw", braw, buc, braw.Case, true, 0.9))
-		vsBcastRelay = append(vsBcastRelay, rateRow("broadcast vs raw relay", brelay, buc, "raw relay broadcast", false, 0))
-		vsBcastNaive = append(vsBcastNaive, rateRow("broadcast vs naive", bnaive, buc, "naive broadcast", false, 0))
+		vsBcast = append(vsBcast, rateRow("broadcast vs raw", braw, median(bfed.uc), braw.Case, true, 0.9))
+		vsBcastRelay = append(vsBcastRelay, bfed.row("broadcast vs raw relay", bfed.rawRelay, "raw relay broadcast", 0.9))
+		vsBcastNaive = append(vsBcastNaive, bfed.row("broadcast vs naive", bfed.naive, "naive broadcast", 1.0))
 	}
 	// Latency goes in rounds, the three ways in turn, so that drift and
 	// where the scheduler puts the threads touch them alike.

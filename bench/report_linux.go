@@ -39,15 +39,16 @@ type machine struct {
 
 // A row compares one udpchat figure with its baseline from the same run.
 type row struct {
-	Case     string  `json:"case"`
-	N        int     `json:"n"`
-	Baseline string  `json:"baseline"`
-	Base     float64 `json:"baseline_value"`
-	Value    float64 `json:"udpchat_value"`
-	Unit     string  `json:"unit"`
-	Ratio    float64 `json:"ratio,omitempty"`  // Value / Base
-	Target   string  `json:"target,omitempty"` // none: for information
-	OK       *bool   `json:"ok,omitempty"`
+	Case     string    `json:"case"`
+	N        int       `json:"n"`
+	Baseline string    `json:"baseline"`
+	Base     float64   `json:"baseline_value"`
+	Value    float64   `json:"udpchat_value"`
+	Unit     string    `json:"unit"`
+	Ratio    float64   `json:"ratio,omitempty"`  // Value / Base
+	Target   string    `json:"target,omitempty"` // none: for information
+	OK       *bool     `json:"ok,omitempty"`
+	Rounds   []float64 `json:"round_ratios,omitempty"` // each round's own ratio, where the figures are medians of rounds
 }
 
 // rateRow compares delivered datagrams per second; with target, the ratio
@@ -114,11 +115,12 @@ func (rep *report) print(w io.Writer) error {
 		"  naive: one WriteToUDP per member (or once to 127.255.255.255). The relays are fed alike by the speaker.\n"+
 		"udpchat: members join through the handshake (JOIN, COOKIE, JOIN, WELCOME), in unicast from their receivers,\n"+
 		"  in broadcast from a unicast socket each, receiving on shared 0.0.0.0:port sockets; member #0 speaks.\n"+
-		"Ratios are udpchat over its baseline within this run; figures drift 15-25%%.\n\n",
-		payloadSize, rep.Config.Warm, rep.Config.Dur, speakWindow)
+		"Ratios are udpchat over its baseline within this run; figures drift 15-25%%. The relays fed by the speaker run\n"+
+		"  in %d rounds, in a turning order: their figures are the median rounds, and rounds lists each round's ratio.\n\n",
+		payloadSize, rep.Config.Warm, rep.Config.Dur, speakWindow, rep.Config.Rounds)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "case\tN\tbaseline\tbaseline figure\tudpchat figure\tratio\ttarget\tok")
+	fmt.Fprintln(tw, "case\tN\tbaseline\tbaseline figure\tudpchat figure\tratio\ttarget\tok\trounds")
 	for _, r := range rep.Rows {
 		base, ratio, target, ok := "-", "-", "-", "-"
 		if r.Base > 0 || r.Unit == "%" {
@@ -133,7 +135,7 @@ func (rep *report) print(w io.Writer) error {
 		if r.OK != nil {
 			ok = map[bool]string{true: "yes", false: "NO"}[*r.OK]
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Case, r.N, r.Baseline, base, value(r.Value, r.Unit), ratio, target, ok)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Case, r.N, r.Baseline, base, value(r.Value, r.Unit), ratio, target, ok, roundRatios(r.Rounds))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
