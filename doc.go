@@ -101,7 +101,8 @@
 // sender's pace is bounded by the relay and the network, not by the
 // heartbeat. The relay works them out once per batch of datagrams it
 // reads, and tells a member that takes nothing (its application stopped
-// calling Receive) where stable stands, as history drops what it lacks.
+// calling Receive) where stable stands, as history drops what it lacks
+// (in broadcast, all such members with one STABLE to the group).
 // So a crash loses nothing that a surviving sender
 // sent; a message the dead relay had not yet delivered everywhere reaches
 // the members that lacked it, and only them, at its place in the new
@@ -227,7 +228,7 @@
 //	5  HEARTBEAT  m→r  next seq expected u64, stable seq known u64
 //	6  STATUS     r→m  last seq u64, last member seq sequenced u64, stable seq u64, prunable seq u64
 //	                   (answers HEARTBEAT, and CHAT that is resent or ahead of a lost one;
-//	                   sent unasked to a member whose reports lag what history holds)
+//	                   sent unasked to a member whose reports lag what history holds, but in broadcast)
 //	7  NACK       m→r  1 to 8 ranges of first u64, last u64
 //	8  GONE       r→m  first u64, last u64: no longer in history
 //	9  LEAVE      m→r  -
@@ -241,6 +242,8 @@
 //	15 CHALLENGE  r→m  token u64: a datagram of this session came from this new address
 //	16 RESPONSE   m→r  token u64: the answer, from the new address, which moves the session there
 //	17 SKIP       r→m  seq u64, session u64: a message not for the member of that session took this seq
+//	18 STABLE     r→m  last seq u64, stable seq u64, prunable seq u64: to the group in broadcast, in place of
+//	                   the STATUS each member whose reports lag would be sent
 //
 // With a group key (WithKey) each of these datagrams travels sealed with
 // AES-GCM, as "UC" | version | 0x80 | key id | nonce [12] | ciphertext |

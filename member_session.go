@@ -198,13 +198,15 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 		return
 	case m.state != stateJoined:
 		return
-	case m.sealer != nil && (p.id != m.inc || salt != m.relaySalt || (p.typ != tDeliver && !m.relayReplay.fresh(count))):
+	case m.sealer != nil && (p.id != m.inc || salt != m.relaySalt || (p.typ != tDeliver && p.typ != tStable && !m.relayReplay.fresh(count))):
 		// Replayed, or sealed by another sender with the key (another
 		// relay of the group included: anyone who captured one of our
 		// datagrams could have it answer with a BYE for our session, so
 		// with a key a restarted relay is noticed by its silence).
 		// Delivers are exempt: they are resent from history, and their
-		// seqs make a replayed one harmless.
+		// seqs make a replayed one harmless. So are STABLEs: they come
+		// through the group, not in order with our own control datagrams,
+		// and what they say only ever moves forward.
 		m.stats.Dropped++
 		return
 	case p.typ == tBye:
@@ -223,9 +225,11 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 	switch p.typ {
 	case tDeliver:
 		m.deliver(&p, now)
-	case tStatus:
+	case tStatus, tStable:
 		m.out.heard(p.stable, p.prunable)
-		m.ack(p.mseq, p.seq, now)
+		if p.typ == tStatus { // a STABLE is everyone's: it confirms no one's chats
+			m.ack(p.mseq, p.seq, now)
+		}
 		m.in.saw(p.seq)
 		m.advance(now)
 		if m.state == stateJoined && m.out.stable >= m.reportedStable+m.reportStep() {

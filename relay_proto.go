@@ -215,12 +215,18 @@ func (r *protoRelay) settleIfBehind(rm *room) {
 	if rm.behind() {
 		// History is dropping what some member lacks: stable moves on
 		// without that member's report.
-		rm.settle(r.tellStatus)
+		rm.settle(r.tellStatus, r.tellStable)
 	}
 }
 
 // tellStatus sends m a STATUS it did not ask for (room.settle).
 func (r *protoRelay) tellStatus(m *relayMember) { r.sendStatus(m) }
+
+// tellStable sends the members of rm, through its group, a STABLE: where
+// stable and prunable are (room.settle).
+func (r *protoRelay) tellStable(rm *room) {
+	r.q.reply(rm.group, appendStable(r.q.replyBuf(headerLen+24), rm.inc, rm.hist.seq, rm.stable, rm.prunable))
+}
 
 // remove drops a member and announces that it left; a room left empty is
 // forgotten.
@@ -244,7 +250,7 @@ func (r *protoRelay) remove(m *relayMember, now time.Time) {
 func (r *protoRelay) batchDone(time.Time) {
 	for _, m := range r.owed {
 		if rm := m.room; rm.unsettled && r.sessions[m.session] == m {
-			rm.settle(r.tellStatus)
+			rm.settle(r.tellStatus, r.tellStable)
 		}
 	}
 	for i, m := range r.owed {
@@ -276,6 +282,6 @@ func (r *protoRelay) sweep(now time.Time) {
 		r.remove(m, now)
 	}
 	for _, rm := range r.byRoom {
-		rm.settle(r.tellStatus)
+		rm.settle(r.tellStatus, r.tellStable)
 	}
 }

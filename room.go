@@ -33,13 +33,15 @@ func newRoom(name string, history, bufferSize int, group udpPath, now time.Time)
 // settle works out which seqs every member has (stable) and which every
 // member knows to be stable (prunable), from their progress reports: a
 // walk over the room's members, once per batch at most while reports come
-// in. tell is called for each member that should hear where stable is
-// though it did not ask.
-func (rm *room) settle(tell func(*relayMember)) {
+// in. Members that should hear where stable is though they did not ask
+// are told: each by tell, or, in a room with a group, all at once by
+// tellGroup, which one datagram to the group reaches.
+func (rm *room) settle(tell func(*relayMember), tellGroup func(*room)) {
 	rm.unsettled = false
 	h := rm.hist
 	stable, prunable := h.seq, rm.stable
 	step := uint64(h.max / 8)
+	group, lagging := rm.group.remote.IsValid(), false
 	for _, m := range rm.members.list {
 		stable = min(stable, m.progress)
 		prunable = min(prunable, m.knows)
@@ -47,7 +49,9 @@ func (rm *room) settle(tell func(*relayMember)) {
 			// A member that is not taking messages (its application is
 			// slow) reports nothing: tell it where stable is, so that its
 			// answer lets senders forget what history has dropped anyway.
-			tell(m)
+			if lagging = true; !group {
+				tell(m)
+			}
 			m.told = rm.stable
 		}
 	}
@@ -57,6 +61,12 @@ func (rm *room) settle(tell func(*relayMember)) {
 	// knows it, should the relay die.
 	rm.stable = max(stable, h.oldest()-1)
 	rm.prunable = max(rm.prunable, prunable)
+	if group && lagging {
+		// In broadcast every member of the room hears the group: one
+		// datagram instead of one per lagging member, and they all lag
+		// together when none reports (N/256 a message otherwise).
+		tellGroup(rm)
+	}
 }
 
 // behind reports whether history is dropping what some member lacks, so

@@ -41,6 +41,7 @@ const (
 	tChallenge byte = 15 // r→m token u64: a session's datagram came from a new address; answer from it
 	tResponse  byte = 16 // m→r token u64: the answer, which moves the session to the address it comes from
 	tSkip      byte = 17 // r→m seq u64, session u64 (the recipient's): a message not for this member took this seq (selection.gets)
+	tStable    byte = 18 // r→m, to the group: last seq u64, stable seq u64, prunable seq u64 (a STATUS for every member)
 )
 
 // Error codes carried by tError.
@@ -253,6 +254,11 @@ func appendHeartbeat(b []byte, session, next, stable uint64) []byte {
 func appendStatus(b []byte, inc, last, lastMseq, stable, prunable uint64) []byte {
 	b = appendU64Pair(b, tStatus, inc, last, lastMseq)
 	b = binary.BigEndian.AppendUint64(b, stable)
+	return binary.BigEndian.AppendUint64(b, prunable)
+}
+
+func appendStable(b []byte, inc, last, stable, prunable uint64) []byte {
+	b = appendU64Pair(b, tStable, inc, last, stable)
 	return binary.BigEndian.AppendUint64(b, prunable)
 }
 

@@ -123,6 +123,11 @@ func decode(b []byte, p *packet) error {
 			return err
 		}
 		p.seq, p.mseq, p.stable, p.prunable = u64(0), u64(8), u64(16), u64(24)
+	case tStable:
+		if err := fixed(24); err != nil {
+			return err
+		}
+		p.seq, p.stable, p.prunable = u64(0), u64(8), u64(16)
 	case tNack, tGone:
 		n := len(body) / 16
 		if len(body)%16 != 0 || n == 0 || n > maxNackRanges || (p.typ == tGone && n != 1) {

@@ -26,6 +26,8 @@ func encode(p *packet) []byte {
 		return appendDeliver(nil, p.id, p.seq, p.unixNano, p.epoch, p.mseq, p.kind, string(p.name), string(p.to), p.text)
 	case tStatus:
 		return appendStatus(nil, p.id, p.seq, p.mseq, p.stable, p.prunable)
+	case tStable:
+		return appendStable(nil, p.id, p.seq, p.stable, p.prunable)
 	case tHeartbeat:
 		return appendHeartbeat(nil, p.id, p.seq, p.stable)
 	case tNack, tGone:
@@ -76,6 +78,7 @@ func seedDatagrams() [][]byte {
 		appendDeliver(nil, 9, 4, 0, 7, 0, KindJoin, "bob", "", nil),
 		appendHeartbeat(nil, 5, 3, 2),
 		appendStatus(nil, 9, 10, 2, 8, 7),
+		appendStable(nil, 9, 10, 8, 7),
 		nack,
 		appendU64Pair(nil, tGone, 9, 1, 100),
 		appendHeader(nil, tLeave, 5),
