@@ -428,3 +428,36 @@ func TestRenewalKeepsReplayWindow(t *testing.T) {
 		t.Errorf("after a renewal, %d of %d replayed chats were caught", got, len(sent))
 	}
 }
+
+// TestKeyStableOutOfOrder: a STABLE comes by the group's socket, out of
+// order with the member's own control datagrams, so the member takes one
+// sealed before its newest STATUS; a STATUS as old it drops, as a replay.
+func TestKeyStableOutOfOrder(t *testing.T) {
+	r := startRelay(t, WithKey(key1), WithHeartbeat(time.Hour), WithExpiry(2*time.Hour)) // no STATUS but what the test sends
+	alice := join(t, r, "alice", WithKey(key1))
+	if err := alice.Send(ctxT(t), "kept until prunable passes it"); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	s := *r.q.sealer // the relay's salt, and counters of its own
+	r.mu.Unlock()
+	c := s.count + 1<<20 // past anything the relay seals meanwhile
+	sealAt := func(count uint64, b []byte) []byte { s.count = count - 1; return s.seal(b) }
+	alice.mu.Lock()
+	defer alice.mu.Unlock()
+	ms := alice.mode.(*memberSession)
+	now := time.Now()
+	ms.handle(sealAt(c+100, appendStatus(nil, ms.inc, 1, 0, 0, 0)), now)
+	dropped := ms.stats.Dropped
+	stable := sealAt(c, appendStable(nil, ms.inc, 1, 1000, 900))
+	ms.handle(stable, now)
+	if ms.out.stable != 1000 || ms.out.prunable != 900 || ms.stats.Dropped != dropped || len(ms.out.chats) != 0 {
+		t.Fatalf("after a STABLE sealed 100 counters back: stable %d, prunable %d, %d more dropped, %d chats kept; want 1000, 900, none, none",
+			ms.out.stable, ms.out.prunable, ms.stats.Dropped-dropped, len(ms.out.chats))
+	}
+	ms.handle(stable, now) // a replay moves nothing
+	ms.handle(sealAt(c+1, appendStatus(nil, ms.inc, 1, 0, 2000, 2000)), now)
+	if ms.out.stable != 1000 || ms.stats.Dropped != dropped+1 {
+		t.Errorf("a STATUS 99 counters back: stable %d, %d more dropped; want 1000, 1", ms.out.stable, ms.stats.Dropped-dropped)
+	}
+}

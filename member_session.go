@@ -227,11 +227,17 @@ func (m *memberSession) handle(b []byte, now time.Time) {
 		m.deliver(&p, now)
 	case tStatus, tStable:
 		m.out.heard(p.stable, p.prunable)
-		if p.typ == tStatus { // a STABLE is everyone's: it confirms no one's chats
-			m.ack(p.mseq, p.seq, now)
+		if p.typ == tStatus {
+			m.ack(p.mseq, p.seq, now) // prunes
+			m.in.saw(p.seq)
+			m.advance(now)
+		} else {
+			// A STABLE is everyone's: it confirms no one's chats. Its last
+			// seq is not taken as seen either: it comes by the group's
+			// socket, and may overtake a message to us alone that a NACK
+			// would then ask for again.
+			m.out.prune()
 		}
-		m.in.saw(p.seq)
-		m.advance(now)
 		if m.state == stateJoined && m.out.stable >= m.reportedStable+m.reportStep() {
 			// Senders forget what is stable only once every member has
 			// heard that it is: say so now, not at the next heartbeat.

@@ -17,6 +17,7 @@ type room struct {
 	stable    uint64  // every member has every seq up to this (or history lost it)
 	prunable  uint64  // every member knows stable reached this: senders may forget it
 	unsettled bool    // a progress report came since stable and prunable were worked out
+	toldGroup uint64  // the stable seq the last STABLE to the group told (room.settle)
 	opened    time.Time
 }
 
@@ -45,13 +46,17 @@ func (rm *room) settle(tell func(*relayMember), tellGroup func(*room)) {
 	for _, m := range rm.members.list {
 		stable = min(stable, m.progress)
 		prunable = min(prunable, m.knows)
-		if m.knows+2*step <= rm.stable && m.told+2*step <= rm.stable {
-			// A member that is not taking messages (its application is
-			// slow) reports nothing: tell it where stable is, so that its
-			// answer lets senders forget what history has dropped anyway.
-			if lagging = true; !group {
-				tell(m)
-			}
+		if m.knows+2*step > rm.stable {
+			continue
+		}
+		// A member that is not taking messages (its application is slow)
+		// reports nothing: tell it where stable is, so that its answer
+		// lets senders forget what history has dropped anyway.
+		switch {
+		case group:
+			lagging = lagging || rm.toldGroup+2*step <= rm.stable
+		case m.told+2*step <= rm.stable:
+			tell(m)
 			m.told = rm.stable
 		}
 	}
@@ -61,10 +66,11 @@ func (rm *room) settle(tell func(*relayMember), tellGroup func(*room)) {
 	// knows it, should the relay die.
 	rm.stable = max(stable, h.oldest()-1)
 	rm.prunable = max(rm.prunable, prunable)
-	if group && lagging {
+	if lagging {
 		// In broadcast every member of the room hears the group: one
-		// datagram instead of one per lagging member, and they all lag
-		// together when none reports (N/256 a message otherwise).
+		// datagram for all who lag, instead of one each (N/256 a message
+		// when none reports).
+		rm.toldGroup = rm.stable
 		tellGroup(rm)
 	}
 }

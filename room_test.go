@@ -1,9 +1,12 @@
 package udpchat
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,12 +28,14 @@ func TestRoomSettle(t *testing.T) {
 			rm.members.add(bob)
 			var told []string
 			groupTold := 0
+			var heard [2]uint64 // stable and prunable, as the group was told them
 			tell := func(m *relayMember) { told = append(told, m.name) }
 			tellGroup := func(r *room) {
 				if r != rm {
 					t.Fatalf("tellGroup of another room")
 				}
 				groupTold++
+				heard = [2]uint64{r.stable, r.prunable}
 			}
 			for range 40 {
 				rm.hist.next()
@@ -61,7 +66,12 @@ func TestRoomSettle(t *testing.T) {
 			if len(told) != want || groupTold != wantGroup {
 				t.Fatalf("told %v and the group %d times; want %d members, the group %d times", told, groupTold, want, wantGroup)
 			}
-			if alice.told != 76 || bob.told != 76 {
+			if tc.group.remote.IsValid() {
+				// The group hears what settle worked out, not what it found.
+				if heard != [2]uint64{rm.stable, rm.prunable} || rm.toldGroup != 76 {
+					t.Errorf("the group heard stable and prunable %v, mark %d; want [%d %d], 76", heard, rm.toldGroup, rm.stable, rm.prunable)
+				}
+			} else if alice.told != 76 || bob.told != 76 {
 				t.Errorf("told marks %d, %d; want 76", alice.told, bob.told)
 			}
 			// Told once, they are not told again until stable moves on by
@@ -92,8 +102,10 @@ func TestBroadcastTellsSlowMembersThroughTheGroup(t *testing.T) {
 		key  []Option
 	}{{"plain", nil}, {"key", []Option{WithKey(key1)}}} {
 		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t)
+			tap := tapGroup(t, port, tc.key != nil)
 			r := startRelay(t, append([]Option{WithHistory(128), WithRateLimit(0, 0), WithHeartbeat(time.Hour), WithExpiry(2 * time.Hour),
-				WithBroadcast(fmt.Sprintf("127.255.255.255:%d", freePort(t)))}, tc.key...)...)
+				WithBroadcast(fmt.Sprintf("127.255.255.255:%d", port))}, tc.key...)...)
 			alice := join(t, r, "alice", append([]Option{WithQueueSize(1024)}, tc.key...)...)
 			bob := join(t, r, "bob", append([]Option{WithQueueSize(8)}, tc.key...)...)
 			const n = 900 // the outbox holds 2 x 128 + 64
@@ -102,6 +114,11 @@ func TestBroadcastTellsSlowMembersThroughTheGroup(t *testing.T) {
 				if err := alice.Send(ctx, fmt.Sprint(i)); err != nil {
 					t.Fatalf("Send %d: %v; bob: %+v, relay: %+v", i, err, bob.Stats(), r.Stats())
 				}
+			}
+			select {
+			case <-tap.stable:
+			case <-ctx.Done():
+				t.Errorf("no STABLE reached the group")
 			}
 			// bob lost what history dropped, and says so.
 			expect(t, bob, KindJoin, "bob", "")
@@ -115,4 +132,50 @@ func TestBroadcastTellsSlowMembersThroughTheGroup(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A groupTap watches a broadcast group's port, as one more listener of
+// this host: stable closes when the first STABLE reaches it.
+type groupTap struct {
+	stable chan struct{}
+	once   sync.Once
+}
+
+func tapGroup(t *testing.T, port int, sealed bool) *groupTap {
+	t.Helper()
+	lc := net.ListenConfig{Control: controlShared}
+	c, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys *keyring
+	if sealed {
+		if keys, err = newKeyring([][]byte{key1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := &groupTap{stable: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := make([]byte, 2048)
+		for {
+			n, _, err := c.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			plain := b[:n]
+			if keys != nil {
+				if plain, _, _, err = keys.open(make([]byte, n), b[:n]); err != nil {
+					continue
+				}
+			}
+			var p packet
+			if decode(plain, &p) == nil && p.typ == tStable {
+				g.once.Do(func() { close(g.stable) })
+			}
+		}
+	}()
+	t.Cleanup(func() { c.Close(); <-done })
+	return g
 }
