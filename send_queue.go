@@ -15,14 +15,13 @@ import (
 // Queued deliver datagrams point into their history, so a history slot may
 // not be reused while one is queued: next flushes first.
 type sendQueue struct {
-	w           datagramWriter
-	out         []outMsg   // queued for the next flush
-	pinned      []*history // histories whose slots out refers to
-	slab        []byte     // replies queued in out live here until the flush
-	sealer      *sealer    // nil without a key
-	groupCopies int        // the copies the kernel makes of the group datagrams in out
-	stats       *RelayStats
-	logger      *slog.Logger
+	w      datagramWriter
+	out    []outMsg   // queued for the next flush
+	pinned []*history // histories whose slots out refers to
+	slab   []byte     // replies queued in out live here until the flush
+	sealer *sealer    // nil without a key
+	stats  *RelayStats
+	logger *slog.Logger
 }
 
 // A datagramWriter sends a batch: a batchConn, or a test's fake.
@@ -77,13 +76,6 @@ func (q *sendQueue) fanout(h *history, b []byte, dsts []udpPath, group udpPath) 
 	if group.remote.IsValid() {
 		q.resend(h, h.seq, s.b, group)
 		q.stats.Delivered++
-		// The kernel copies a group datagram to every member within the
-		// sendmmsg that sends it: bound a batch by its copies, as a
-		// unicast batch is bounded, or one call holds the relay's thread
-		// for up to 64 fan-outs (BENCHMARKS.md, 2026-12-03).
-		if q.groupCopies += len(dsts); q.groupCopies >= writeBatchSize {
-			q.flush()
-		}
 		return
 	}
 	q.queueAll(s.b, dsts)
@@ -196,7 +188,6 @@ func (q *sendQueue) flush() {
 	}
 	clear(q.out)
 	q.out = q.out[:0]
-	q.groupCopies = 0
 	q.slab = q.slab[:0]
 	for i, h := range q.pinned {
 		h.queued, q.pinned[i] = 0, nil

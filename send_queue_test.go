@@ -339,31 +339,3 @@ func TestSendQueuePinsAfterMidFanoutFlush(t *testing.T) {
 	}
 	t.Fatal("nothing sent to the member")
 }
-
-// A group datagram counts as the copies the kernel makes of it, one per
-// member: a batch of them is bounded by copies, as a unicast batch is.
-func TestSendQueueBoundsGroupBatchesByCopies(t *testing.T) {
-	group := udpPath{remote: netip.MustParseAddrPort("127.255.255.255:2411")}
-	for _, tt := range []struct{ members, msgs, flushes, queued int }{
-		{100, 3, 3, 0},  // each alone
-		{10, 12, 1, 5},  // the seventh makes 70 copies
-		{1, 70, 1, 6},   // 64 to a batch
-		{0, 100, 1, 36}, // no members known: the batch's own bound
-	} {
-		t.Run(fmt.Sprintf("%d members", tt.members), func(t *testing.T) {
-			w := &fakeWriter{}
-			q, h, _ := testQueue(w, 128, nil)
-			dsts := addrs(tt.members)
-			for range tt.msgs {
-				q.fanout(h, seqMsg(q, h), dsts, group)
-			}
-			if w.flushes != tt.flushes || len(q.out) != tt.queued {
-				t.Errorf("%d flushes, %d queued; want %d, %d", w.flushes, len(q.out), tt.flushes, tt.queued)
-			}
-			q.flush()
-			if len(w.sent) != tt.msgs {
-				t.Errorf("%d datagrams sent, want %d", len(w.sent), tt.msgs)
-			}
-		})
-	}
-}
