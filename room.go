@@ -42,7 +42,8 @@ func (rm *room) settle(tell func(*relayMember), tellGroup func(*room)) {
 	h := rm.hist
 	stable, prunable := h.seq, rm.stable
 	step := uint64(h.max / 8)
-	group, lagging := rm.group.remote.IsValid(), false
+	group := rm.group.remote.IsValid()
+	groupDue, lagging := group && rm.toldGroup+2*step <= rm.stable, false
 	for _, m := range rm.members.list {
 		stable = min(stable, m.progress)
 		prunable = min(prunable, m.knows)
@@ -54,7 +55,7 @@ func (rm *room) settle(tell func(*relayMember), tellGroup func(*room)) {
 		// lets senders forget what history has dropped anyway.
 		switch {
 		case group:
-			lagging = lagging || rm.toldGroup+2*step <= rm.stable
+			lagging = groupDue
 		case m.told+2*step <= rm.stable:
 			tell(m)
 			m.told = rm.stable

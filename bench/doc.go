@@ -45,7 +45,10 @@
 // recvmmsg. A case's figure is the datagrams that arrived at the N
 // receivers during its window, divided by the window. Every delivered
 // datagram is 100 bytes and ends with its send time (16 hex digits), which
-// the drain reads when it measures latency.
+// the drain reads when it measures latency. The relays the speaker feeds
+// (raw relay, naive, udpchat) run in rounds (-rounds, 3 by default), in a
+// turning order within each round; a ratio compares their median rounds,
+// and the table lists each round's own ratio beside it.
 //
 // How members join. The benchmark speaks the documented wire protocol
 // itself (the package's codec is unexported): from each member's socket it

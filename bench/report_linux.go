@@ -116,7 +116,7 @@ func (rep *report) print(w io.Writer) error {
 		"udpchat: members join through the handshake (JOIN, COOKIE, JOIN, WELCOME), in unicast from their receivers,\n"+
 		"  in broadcast from a unicast socket each, receiving on shared 0.0.0.0:port sockets; member #0 speaks.\n"+
 		"Ratios are udpchat over its baseline within this run; figures drift 15-25%%. The relays fed by the speaker run\n"+
-		"  in %d rounds, in a turning order: their figures are the median rounds, and rounds lists each round's ratio.\n\n",
+		"  in %d round(s), in a turning order: their figures are the median rounds, and rounds lists each round's ratio.\n\n",
 		payloadSize, rep.Config.Warm, rep.Config.Dur, speakWindow, rep.Config.Rounds)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
