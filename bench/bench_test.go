@@ -6,9 +6,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,15 +19,11 @@ import (
 // Every goroutine the benchmark starts (drains, relays, loads) must have
 // stopped when a run returns.
 //
-// Started again with -serve-e2e-relay (startRelayProcess does), this test
-// binary is an end-to-end relay, as the program is.
+// Started again with -serve-relay (startRelayProcess does), this test
+// binary is a relay, as the program is.
 func TestMain(m *testing.M) {
-	if len(os.Args) == 5 && os.Args[1] == "-serve-e2e-relay" && os.Args[3] == "-serve-e2e-members" {
-		n, err := strconv.Atoi(os.Args[4])
-		if err == nil {
-			err = serveE2ERelay(os.Args[2], n)
-		}
-		if err != nil {
+	if len(os.Args) == 2 && os.Args[1] == "-serve-relay" {
+		if err := serveRelay(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
@@ -164,7 +160,7 @@ func TestE2EOnly(t *testing.T) {
 	for _, inProc := range []bool{false, true} {
 		t.Run(fmt.Sprintf("in_process=%v", inProc), func(t *testing.T) {
 			cfg := quickConfig()
-			cfg.E2EOnly, cfg.E2EMembers, cfg.E2EInProcess = true, []int{3, 20}, inProc
+			cfg.E2EOnly, cfg.E2EMembers, cfg.InProcess = true, []int{3, 20}, inProc
 			cfg.Burst, cfg.Sustained, cfg.E2ELatency = 100, 200, 50
 			var progress strings.Builder
 			rep, err := run(cfg, &progress)
@@ -187,23 +183,59 @@ func TestE2EOnly(t *testing.T) {
 	}
 }
 
-// TestRelayProcess starts each end-to-end relay in a process of its own
-// and stops it; a child that cannot serve says why.
+// TestRelayProcess starts each kind of relay in a process of its own and
+// stops it: the fed naive and raw relays pass a datagram to each of the
+// destinations their spec gave; a child that cannot serve says why.
 func TestRelayProcess(t *testing.T) {
-	for _, kind := range []string{"udpchat", "naive"} {
-		p, err := startRelayProcess(kind, 10, 10*time.Second)
-		if err != nil {
-			t.Fatalf("%s: %v", kind, err)
-		}
-		rep, err := p.report(true)
-		if err != nil || !strings.HasPrefix(p.addr(), "127.0.0.1:") || rep.Addr != p.addr() {
-			t.Errorf("%s: report %+v, %v; addr %q", kind, rep, err, p.addr())
-		}
-		if err := p.close(); err != nil {
-			t.Errorf("%s: close: %v", kind, err)
-		}
+	for _, kind := range []string{"udpchat", "naive", "fed udpchat", "fed naive", "raw relay"} {
+		t.Run(kind, func(t *testing.T) {
+			s := relaySpec{Kind: kind, Members: 10}
+			var dsts []*net.UDPConn
+			if kind == "fed naive" || kind == "raw relay" {
+				for range 2 {
+					c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					dsts = append(dsts, c)
+					s.Dsts = append(s.Dsts, c.LocalAddr().(*net.UDPAddr).AddrPort())
+				}
+			}
+			p, err := startRelayProcess(s, 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := p.close(); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			}()
+			rep, err := p.report(true)
+			if err != nil || !strings.HasPrefix(p.addr(), "127.0.0.1:") || rep.Addr != p.addr() || rep.Errs != 0 {
+				t.Errorf("report %+v, %v; addr %q", rep, err, p.addr())
+			}
+			if len(dsts) == 0 {
+				return
+			}
+			ap, err := relayAddrPort(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := dsts[0].WriteToUDPAddrPort([]byte("hello"), ap); err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range dsts {
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				buf := make([]byte, 64)
+				n, err := c.Read(buf)
+				if err != nil || string(buf[:n]) != "hello" {
+					t.Errorf("destination %d got %q, %v", i, buf[:n], err)
+				}
+			}
+		})
 	}
-	if _, err := startRelayProcess("quic", 10, 10*time.Second); err == nil || !strings.Contains(err.Error(), "want udpchat or naive") {
+	if _, err := startRelayProcess(relaySpec{Kind: "quic"}, 10*time.Second); err == nil || !strings.Contains(err.Error(), "want udpchat, naive") {
 		t.Errorf("a relay of an unknown kind: %v", err)
 	}
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -188,36 +189,23 @@ func speak(stop <-chan struct{}, deadline time.Time, max uint64, d *drain, send 
 	})
 }
 
-// A fedRelay is a baseline relay the speaker feeds: the naive relay or the
-// raw relay.
-type fedRelay interface {
-	address() netip.AddrPort
-	stop() (errs uint64, first error)
-}
-
-func (r *naiveRelay) address() netip.AddrPort { return r.addr }
-func (r *rawRelay) address() netip.AddrPort   { return r.addr }
-
 // runNaive measures the naive relay fed by the speaker; with broadcast it
 // writes each datagram once to 127.255.255.255, where the n receivers
 // share a port, and the speaker sends from a unicast socket of its own.
 func runNaive(cfg *config, n int, broadcast bool) (result, error) {
-	return runFed(cfg, n, broadcast, "naive", func(addrs []netip.AddrPort) (fedRelay, error) {
-		return startNaive(addrs, broadcast)
-	})
+	return runFed(cfg, n, broadcast, "naive", "fed naive")
 }
 
 // runRawRelay measures the raw relay fed by the speaker, as the naive relay
 // and udpchat's are fed.
 func runRawRelay(cfg *config, n int, broadcast bool) (result, error) {
-	return runFed(cfg, n, broadcast, "raw relay", func(addrs []netip.AddrPort) (fedRelay, error) {
-		return startRawRelay(addrs, broadcast)
-	})
+	return runFed(cfg, n, broadcast, "raw relay", "raw relay")
 }
 
-// runFed measures a baseline relay that start starts for the receivers'
-// addresses (in broadcast mode, the group address), fed by the speaker.
-func runFed(cfg *config, n int, broadcast bool, name string, start func([]netip.AddrPort) (fedRelay, error)) (result, error) {
+// runFed measures a baseline relay of kind (a relaySpec's) writing to the
+// receivers' addresses (in broadcast mode, the group address), fed by the
+// speaker.
+func runFed(cfg *config, n int, broadcast bool, name, kind string) (result, error) {
 	r := result{Case: name, N: n}
 	if broadcast {
 		r.Case += " broadcast"
@@ -248,24 +236,40 @@ func runFed(cfg *config, n int, broadcast bool, name string, start func([]netip.
 		}
 		defer unix.Close(speaker)
 	}
-	fr, err := start(addrs)
+	fr, err := startBenchRelay(cfg, relaySpec{Kind: kind, Dsts: addrs, Broadcast: broadcast})
 	if err != nil {
 		return r, err
 	}
-	to, msg := sockaddr(fr.address()), payload(payloadSize)
+	ap, err := relayAddrPort(fr)
+	if err != nil {
+		fr.close()
+		return r, err
+	}
+	to, msg := sockaddr(ap), payload(payloadSize)
 	r.Sent, err = underLoad(func(stop <-chan struct{}) (uint64, error) {
 		return speak(stop, cfg.deadline(), cfg.limit(), d, func(uint64) error {
 			stamp(msg, nowNS())
 			return sendTo(speaker, msg, &to)
 		})
 	}, func() { cfg.window(d, 0, n, &r) })
-	if errs, first := fr.stop(); errs > 0 {
-		r.notef("%s: %d reads or writes failed, the first with %v", r.Case, errs, first)
-	}
+	err = errors.Join(err, noteFailures(fr, &r), fr.close())
 	if err != nil {
 		return r, err
 	}
 	return r, d.stop()
+}
+
+// noteFailures notes in r the reads and writes the baseline relay rl
+// failed.
+func noteFailures(rl benchRelay, r *result) error {
+	rep, err := rl.report(false)
+	if err != nil {
+		return err
+	}
+	if rep.Errs > 0 {
+		r.notef("%s: %d reads or writes failed, the first with %s", r.Case, rep.Errs, rep.First)
+	}
+	return nil
 }
 
 // runUdpchat measures the relay fed by the speaker.
@@ -327,18 +331,18 @@ func runLatency(cfg *config, via string, dur time.Duration) (result, error) {
 			send = func(uint64) error { _, err := b.sendBatch(n); return err }
 			break
 		}
-		nr, err := startNaive(addrs, false)
+		nr, err := startBenchRelay(cfg, relaySpec{Kind: "fed naive", Dsts: addrs})
 		if err != nil {
 			return r, err
 		}
-		to, msg := sockaddr(nr.addr), payload(payloadSize)
-		send = func(uint64) error { stamp(msg, nowNS()); return sendTo(fds[0], msg, &to) }
-		done = func() error {
-			if errs, first := nr.stop(); errs > 0 {
-				r.notef("naive relay: %d reads or writes failed, the first with %v", errs, first)
-			}
-			return nil
+		ap, err := relayAddrPort(nr)
+		if err != nil {
+			nr.close()
+			return r, err
 		}
+		to, msg := sockaddr(ap), payload(payloadSize)
+		send = func(uint64) error { stamp(msg, nowNS()); return sendTo(fds[0], msg, &to) }
+		done = func() error { return errors.Join(noteFailures(nr, &r), nr.close()) }
 	case "udpchat":
 		g, err := newGroup(cfg, n, false, samples, &r)
 		if err != nil {
@@ -418,7 +422,7 @@ func runMemory(cfg *config) (m memResult, err error) {
 	}
 	j, d, err := spreadJoiner(relay, names, rcvBufMax)
 	if err != nil {
-		relay.stop()
+		relay.close()
 		return m, err
 	}
 	defer stopBoth(relay, d, &err)
@@ -449,7 +453,7 @@ func runMemory(cfg *config) (m memResult, err error) {
 // sockets (name i from socket i % memSockets, each with a receive buffer
 // of rcvBuf bytes, 0 for the system's) drained by one drain.
 func spreadJoiner(relay *relayRun, names []string, rcvBuf int) (*joiner, *drain, error) {
-	j := newJoiner(relay.addr, names, joinWindow)
+	j := newJoiner(relay.ap, names, joinWindow)
 	d, err := newDrain(memSockets, -1, 0, j.handle)
 	if err != nil {
 		return nil, nil, err
@@ -473,7 +477,7 @@ func spreadJoiner(relay *relayRun, names []string, rcvBuf int) (*joiner, *drain,
 // stopBoth stops the relay and the drain, and sets *err to what stopping
 // them failed with if it is not set yet.
 func stopBoth(relay *relayRun, d *drain, err *error) {
-	rerr := relay.stop()
+	rerr := relay.close()
 	if derr := d.stop(); rerr == nil {
 		rerr = derr
 	}

@@ -37,7 +37,14 @@
 // 127.255.255.255 (naive broadcast). The raw relay, the naive relay and
 // udpchat's relay are fed alike, by the speaker below; in broadcast mode
 // the speaker sends from a unicast socket of its own and its chats are
-// done when they reach receiver #0.
+// done when they reach receiver #0. Each of the three runs in a process of
+// its own (this program, started again with -serve-relay, told which relay
+// to serve on its stdin), as relays are deployed, so that each has the Go
+// runtime's two Ps to itself; -in-process serves them in this one, beside
+// the drain and the speaker, where udpchat's relay goroutine waited for a
+// P that a locked thread in a system call held (0.7x-0.8x of the raw relay
+// at 100 members, about 1.0x in a process of its own; BENCHMARKS.md).
+// The latency cases' naive and udpchat relays run the same way.
 //
 // How it measures. Every case drains its N receivers the same way: N
 // non-blocking sockets, made with unix.Socket so the Go runtime never polls
@@ -108,7 +115,7 @@
 // End to end. Here udpchat is what an application gets: a Relay (no rate
 // limits, the default history of 1024, heartbeat and expiry) served in a
 // process of its own, as relays are deployed (this program, started again
-// with -serve-e2e-relay; -e2e-in-process serves both relays in this one),
+// with -serve-relay; -in-process serves both relays in this one),
 // and N members joined with udpchat.Join, each with a goroutine calling
 // Receive in a loop and counting the chats of member #0, which sends with
 // Send from 64 goroutines (Send returns once the relay has sequenced the

@@ -27,8 +27,9 @@ type config struct {
 	LatencyRate int           `json:"latency_msgs_per_s"`
 	MemBase     int           `json:"mem_base_members"`
 	MemJoins    int           `json:"mem_joins"`
-	Timeout     time.Duration `json:"timeout_ns"` // bounds each wait of a setup: joins, join events
-	Rounds      int           `json:"rounds"`     // of the relays the speaker feeds (fedRounds)
+	Timeout     time.Duration `json:"timeout_ns"`        // bounds each wait of a setup: joins, join events
+	Rounds      int           `json:"rounds"`            // of the relays the speaker feeds (fedRounds)
+	InProcess   bool          `json:"relays_in_process"` // the relays run in this process, not each in its own
 
 	// The end-to-end cases, through udpchat.Member and naive clients.
 	E2E          bool          `json:"e2e"`      // run them
@@ -41,7 +42,6 @@ type config struct {
 	E2EDeadline  time.Duration `json:"e2e_deadline_ns"`  // a burst's bound, from its first send
 	E2EDrain     time.Duration `json:"e2e_drain_ns"`     // past the sustained window and the latency series, the case ends
 	E2ELatency   int           `json:"e2e_latency_msgs"` // messages of the latency case, at LatencyRate to LatencyN members
-	E2EInProcess bool          `json:"e2e_in_process"`   // the relays run in this process, not each in its own
 
 	// The rooms case: the relay with RoomsMembers members in 1 room and
 	// in RoomsCount rooms, and the heap of RoomsMembers idle rooms.
@@ -98,13 +98,12 @@ func main() {
 		noRooms = flag.Bool("no-rooms", false, "leave the rooms case out")
 		roomsN  = flag.Int("rooms-members", 1000, "members of the rooms case, in 1 room and in -rooms-count rooms, and idle rooms measured")
 		roomsK  = flag.Int("rooms-count", 100, "rooms of the rooms case's second arrangement (and its speakers); it divides -rooms-members")
-		inProc  = flag.Bool("e2e-in-process", false, "run the end-to-end cases' relays in this process, not each in a process of its own")
-		serve   = flag.String("serve-e2e-relay", "", "serve an end-to-end relay, udpchat or naive, for the run that started this one")
-		serveN  = flag.Int("serve-e2e-members", 1024, "with -serve-e2e-relay: members it takes")
+		inProc  = flag.Bool("in-process", false, "run the relays the speaker feeds and the end-to-end cases' relays in this process, not each in a process of its own")
+		serve   = flag.Bool("serve-relay", false, "serve the relay a spec on stdin says, for the run that started this one")
 	)
 	flag.Parse()
-	if *serve != "" {
-		if err := serveE2ERelay(*serve, *serveN); err != nil {
+	if *serve {
+		if err := serveRelay(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
@@ -138,7 +137,7 @@ func main() {
 		}
 	})
 	cfg.E2EOnly, cfg.E2E = *e2e, *e2e || !*noE2E
-	cfg.E2EInProcess = *inProc
+	cfg.InProcess = *inProc
 	cfg.RoomsOnly, cfg.Rooms = *rooms, *rooms || !*noRooms
 	if *e2e && *noE2E {
 		err = fmt.Errorf("-e2e and -no-e2e exclude each other")

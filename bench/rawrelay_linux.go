@@ -25,11 +25,10 @@ const (
 // 127.255.255.255 once (broadcast).
 type rawRelay struct {
 	fd    int
-	addr  netip.AddrPort
+	ap    netip.AddrPort
 	dsts  []unix.RawSockaddrInet4
 	quit  atomic.Bool
-	errs  uint64 // failed sends, and the first error: the relay's until done
-	first error
+	fails failures // failed sends
 	done  chan struct{}
 }
 
@@ -50,7 +49,7 @@ func startRawRelay(dsts []netip.AddrPort, broadcast bool) (*rawRelay, error) {
 			return nil, fmt.Errorf("setsockopt SO_BROADCAST: %w", err)
 		}
 	}
-	r := &rawRelay{fd: fd, addr: addr, done: make(chan struct{})}
+	r := &rawRelay{fd: fd, ap: addr, done: make(chan struct{})}
 	for _, d := range dsts {
 		r.dsts = append(r.dsts, sockaddr(d))
 	}
@@ -108,9 +107,7 @@ func (r *rawRelay) flush(out []unix.Mmsghdr) []unix.Mmsghdr {
 			continue
 		}
 		if e != 0 {
-			if r.errs++; r.first == nil {
-				r.first = e
-			}
+			r.fails.add(e)
 			sent++ // skip the one refused
 			continue
 		}
@@ -119,11 +116,17 @@ func (r *rawRelay) flush(out []unix.Mmsghdr) []unix.Mmsghdr {
 	return out[:0]
 }
 
-// stop ends the relay, within its poll timeout, and returns how many
-// datagrams it failed to send and the first error.
-func (r *rawRelay) stop() (uint64, error) {
+func (r *rawRelay) addr() string { return r.ap.String() }
+
+func (r *rawRelay) report(bool) (relayReport, error) {
+	rep := relayReport{Addr: r.addr()}
+	r.fails.put(&rep)
+	return rep, nil
+}
+
+// close ends the relay, within its poll timeout.
+func (r *rawRelay) close() error {
 	r.quit.Store(true)
 	<-r.done
-	unix.Close(r.fd)
-	return r.errs, r.first
+	return unix.Close(r.fd)
 }

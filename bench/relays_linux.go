@@ -19,10 +19,9 @@ import (
 // datagram and writes it to every member with one WriteToUDP each.
 type naiveRelay struct {
 	conn    *net.UDPConn
-	addr    netip.AddrPort
+	ap      netip.AddrPort
 	members []*net.UDPAddr
-	errs    uint64 // failed reads and writes, and the first error:
-	first   error  // the serving goroutine's until done is closed
+	fails   failures // failed reads and writes
 	done    chan struct{}
 }
 
@@ -39,7 +38,7 @@ func startNaive(members []netip.AddrPort, broadcast bool) (*naiveRelay, error) {
 			return nil, err
 		}
 	}
-	r := &naiveRelay{conn: c, addr: c.LocalAddr().(*net.UDPAddr).AddrPort(), done: make(chan struct{})}
+	r := &naiveRelay{conn: c, ap: c.LocalAddr().(*net.UDPAddr).AddrPort(), done: make(chan struct{})}
 	for _, m := range members {
 		r.members = append(r.members, net.UDPAddrFromAddrPort(m))
 	}
@@ -56,7 +55,7 @@ func (r *naiveRelay) serve() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			r.fail(err)
+			r.fails.add(err)
 			continue
 		}
 		for _, m := range r.members {
@@ -64,30 +63,30 @@ func (r *naiveRelay) serve() {
 				if errors.Is(err, net.ErrClosed) {
 					return
 				}
-				r.fail(err)
+				r.fails.add(err)
 			}
 		}
 	}
 }
 
-func (r *naiveRelay) fail(err error) {
-	if r.errs++; r.first == nil {
-		r.first = err
-	}
+func (r *naiveRelay) addr() string { return r.ap.String() }
+
+func (r *naiveRelay) report(bool) (relayReport, error) {
+	rep := relayReport{Addr: r.addr()}
+	r.fails.put(&rep)
+	return rep, nil
 }
 
-// stop closes the relay and returns how many reads and writes failed, and
-// the first error.
-func (r *naiveRelay) stop() (uint64, error) {
+func (r *naiveRelay) close() error {
 	r.conn.Close()
 	<-r.done
-	return r.errs, r.first
+	return nil
 }
 
 // relayRun is a udpchat relay serving on a goroutine of its own.
 type relayRun struct {
 	*udpchat.Relay
-	addr   netip.AddrPort
+	ap     netip.AddrPort
 	served chan error
 }
 
@@ -112,13 +111,19 @@ func startRelay(members int, extra ...udpchat.Option) (*relayRun, error) {
 		r.Close()
 		return nil, fmt.Errorf("relay address %v is not UDP", r.Addr())
 	}
-	rr := &relayRun{Relay: r, addr: a.AddrPort(), served: make(chan error, 1)}
+	rr := &relayRun{Relay: r, ap: a.AddrPort(), served: make(chan error, 1)}
 	go func() { rr.served <- r.Serve(context.Background()) }()
 	return rr, nil
 }
 
-// stop closes the relay and waits for Serve, which must return nil.
-func (r *relayRun) stop() error {
+func (r *relayRun) addr() string { return r.ap.String() }
+
+func (r *relayRun) report(bool) (relayReport, error) {
+	return relayReport{Addr: r.addr(), Stats: r.Stats()}, nil
+}
+
+// close closes the relay and waits for Serve, which must return nil.
+func (r *relayRun) close() error {
 	err := r.Close()
 	if serr := <-r.served; serr != nil && err == nil {
 		err = fmt.Errorf("relay Serve returned %w after Close", serr)
@@ -129,7 +134,8 @@ func (r *relayRun) stop() error {
 // A group is a udpchat relay with n members joined through the handshake.
 // Receivers [first, first+n) count their delivers; member 0 is the speaker.
 type group struct {
-	relay   *relayRun
+	relay   benchRelay
+	addr    netip.AddrPort // the relay's
 	d       *drain
 	first   int
 	speaker *joinReq
@@ -140,7 +146,7 @@ type group struct {
 // of its own, its receiver being bound, after the joins, to the group port
 // its WELCOME gave. The join events are drained before it returns.
 func newGroup(cfg *config, n int, broadcast bool, samples int, r *result) (_ *group, err error) {
-	var extra []udpchat.Option
+	spec := relaySpec{Kind: "fed udpchat", Members: n}
 	port := 0
 	if broadcast {
 		// Held until the receivers bind it, after the joins: n joiners'
@@ -150,27 +156,32 @@ func newGroup(cfg *config, n int, broadcast bool, samples int, r *result) (_ *gr
 			return nil, err
 		}
 		defer release()
-		extra = append(extra, udpchat.WithBroadcast(netip.AddrPortFrom(bcastIP, uint16(port)).String()))
+		spec.Group = netip.AddrPortFrom(bcastIP, uint16(port))
 	}
-	relay, err := startRelay(n, extra...)
+	relay, err := startBenchRelay(cfg, spec)
 	if err != nil {
+		return nil, err
+	}
+	addr, err := relayAddrPort(relay)
+	if err != nil {
+		relay.close()
 		return nil, err
 	}
 	names := make([]string, n)
 	for i := range names {
 		names[i] = fmt.Sprintf("m%d", i)
 	}
-	j := newJoiner(relay.addr, names, joinWindow)
+	j := newJoiner(addr, names, joinWindow)
 	watch := 0
 	if broadcast {
 		watch = n // the joiners' sockets come first
 	}
 	d, err := newDrain(n+watch, watch, samples, j.handle)
 	if err != nil {
-		relay.stop()
+		relay.close()
 		return nil, err
 	}
-	g := &group{relay: relay, d: d, speaker: &j.reqs[0]}
+	g := &group{relay: relay, addr: addr, d: d, speaker: &j.reqs[0]}
 	defer func() {
 		if err != nil {
 			g.close()
@@ -219,7 +230,7 @@ func newGroup(cfg *config, n int, broadcast bool, samples int, r *result) (_ *gr
 // time at the end of the text.
 func (g *group) chats() func(seq uint64) error {
 	msg := appendChat(nil, g.speaker.session, g.speaker.name)
-	to := sockaddr(g.relay.addr)
+	to := sockaddr(g.addr)
 	return func(seq uint64) error {
 		setChat(msg, seq)
 		return sendTo(g.speaker.fd, msg, &to)
@@ -231,8 +242,16 @@ func (g *group) chats() func(seq uint64) error {
 func (g *group) settle(n int, sent uint64, r *result) {
 	want := uint64(n) + sent
 	deadline := time.Now().Add(slack)
-	s := g.relay.Stats()
-	for ; s.Sequenced < want && time.Now().Before(deadline); s = g.relay.Stats() {
+	var s udpchat.RelayStats
+	for {
+		rep, err := g.relay.report(false)
+		if err != nil {
+			r.notef("relay stats: %v", err)
+			return
+		}
+		if s = rep.Stats; s.Sequenced >= want || !time.Now().Before(deadline) {
+			break
+		}
 		time.Sleep(time.Millisecond)
 	}
 	r.Relay = &s
@@ -250,7 +269,7 @@ func (g *group) settle(n int, sent uint64, r *result) {
 }
 
 func (g *group) close() error {
-	err := g.relay.stop() // first: its goodbyes go to open sockets
+	err := g.relay.close() // first: its goodbyes go to open sockets
 	if derr := g.d.stop(); err == nil {
 		err = derr
 	}

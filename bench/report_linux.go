@@ -116,8 +116,9 @@ func (rep *report) print(w io.Writer) error {
 		"udpchat: members join through the handshake (JOIN, COOKIE, JOIN, WELCOME), in unicast from their receivers,\n"+
 		"  in broadcast from a unicast socket each, receiving on shared 0.0.0.0:port sockets; member #0 speaks.\n"+
 		"Ratios are udpchat over its baseline within this run; figures drift 15-25%%. The relays fed by the speaker run\n"+
-		"  in %d round(s), in a turning order: their figures are the median rounds, and rounds lists each round's ratio.\n\n",
-		payloadSize, rep.Config.Warm, rep.Config.Dur, speakWindow, rep.Config.Rounds)
+		"  in %d round(s), in a turning order: their figures are the median rounds, and rounds lists each round's ratio.\n"+
+		"  %s.\n\n",
+		payloadSize, rep.Config.Warm, rep.Config.Dur, speakWindow, rep.Config.Rounds, relaysWhere(rep.Config.InProcess))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "case\tN\tbaseline\tbaseline figure\tudpchat figure\tratio\ttarget\tok\trounds")
@@ -166,7 +167,7 @@ func (rep *report) print(w io.Writer) error {
 			return err
 		}
 	}
-	if err := printE2E(w, rep.E2E, rep.Config.E2EInProcess); err != nil {
+	if err := printE2E(w, rep.E2E, rep.Config.InProcess); err != nil {
 		return err
 	}
 	for _, r := range rep.E2E {
@@ -268,6 +269,14 @@ func machineInfo() machine {
 	return m
 }
 
+// relaysWhere says where the fed relays ran.
+func relaysWhere(inProcess bool) string {
+	if inProcess {
+		return "Each fed relay ran in this process (-in-process), beside the drain and the speaker"
+	}
+	return "Each fed relay ran in a process of its own, as relays are deployed; the drain and the speaker in this one"
+}
+
 // printE2E writes the end-to-end runs, one line each.
 func printE2E(w io.Writer, runs []e2eResult, inProcess bool) error {
 	if len(runs) == 0 {
@@ -275,7 +284,7 @@ func printE2E(w io.Writer, runs []e2eResult, inProcess bool) error {
 	}
 	where := "each relay in a process of its own, the members in this one"
 	if inProcess {
-		where = "the relays and the members in this process (-e2e-in-process)"
+		where = "the relays and the members in this process (-in-process)"
 	}
 	fmt.Fprintf(w, "\nEnd to end: udpchat.Member on every end (Join, Send with up to %d in flight, a Receive loop per member),\n"+
 		"against naive clients (WriteToUDP, ReadFromUDP) through a naive relay. N receivers, the sender among them;\n"+

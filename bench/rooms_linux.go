@@ -188,13 +188,13 @@ func setupRooms(cfg *config, rooms int) (*roomsSetup, error) {
 	for i, sock := range order {
 		names[i] = fmt.Sprintf("m%d", sock)
 	}
-	j := newJoiner(relay.addr, names, joinWindow)
+	j := newJoiner(relay.ap, names, joinWindow)
 	d, err := newDrain(total, 0, 0, j.handle)
 	if err != nil {
-		relay.stop()
+		relay.close()
 		return nil, err
 	}
-	s.g = &group{relay: relay, d: d, speaker: &j.reqs[0]}
+	s.g = &group{relay: relay, addr: relay.ap, d: d, speaker: &j.reqs[0]}
 	_, fds, _, err := d.receivers(total, 0)
 	if err != nil {
 		s.g.close()
@@ -246,7 +246,7 @@ func setupRooms(cfg *config, rooms int) (*roomsSetup, error) {
 func (s *roomsSetup) round(cfg *config, dur time.Duration) error {
 	d, r := s.g.d, &s.run
 	var tid atomic.Int32
-	to := sockaddr(s.g.relay.addr)
+	to := sockaddr(s.g.addr)
 	sent, err := underLoad(func(stop <-chan struct{}) (uint64, error) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
@@ -396,7 +396,7 @@ func runIdleRooms(cfg *config) (m idleRooms, err error) {
 	}
 	j, d, err := spreadJoiner(relay, names, 0)
 	if err != nil {
-		relay.stop()
+		relay.close()
 		return m, err
 	}
 	defer stopBoth(relay, d, &err)
