@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 // Every goroutine the benchmark starts (drains, relays, loads) must have
@@ -62,6 +64,12 @@ func TestQuickRun(t *testing.T) {
 			}
 		case r.Delivered == 0 || r.Rate <= 0 || r.Sent == 0:
 			t.Errorf("%s N=%d: sent %d, delivered %d", r.Case, r.N, r.Sent, r.Delivered)
+		}
+		if fed := !strings.HasPrefix(r.Case, "raw") || strings.HasPrefix(r.Case, "raw relay"); fed && !strings.HasPrefix(r.Case, "latency") &&
+			(r.RelayCPU <= 0 || r.RelaySwitches < 0) {
+			// Each fed relay runs in a process of its own, which tells
+			// its usage.
+			t.Errorf("%s N=%d: relay CPU %v ns and %v switches per chat", r.Case, r.N, r.RelayCPU, r.RelaySwitches)
 		}
 		if strings.Contains(r.Case, "udpchat") {
 			// settle notes any message the relay did not sequence, any
@@ -405,5 +413,34 @@ func TestFedRoundsRow(t *testing.T) {
 	}
 	if m := median(nil); m.Rate != 0 {
 		t.Errorf("median of none: %v", m.Rate)
+	}
+}
+
+// TestSetAffinity binds every thread of the test process to one CPU, then
+// to all of them again, and reads each thread's mask back both times.
+func TestSetAffinity(t *testing.T) {
+	all, err := allowedCPUs()
+	if err != nil || len(all) == 0 {
+		t.Fatalf("allowed CPUs %v, %v", all, err)
+	}
+	defer setAffinity(all)
+	for _, want := range [][]int{all[len(all)-1:], all} {
+		if err := setAffinity(want); err != nil {
+			t.Fatal(err)
+		}
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			tid, _ := strconv.Atoi(task.Name())
+			var got unix.CPUSet
+			if err := unix.SchedGetaffinity(tid, &got); err != nil {
+				continue // the thread has ended
+			}
+			if got.Count() != len(want) || !got.IsSet(want[0]) {
+				t.Errorf("thread %d: %d CPUs, want %v", tid, got.Count(), want)
+			}
+		}
 	}
 }

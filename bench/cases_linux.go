@@ -29,19 +29,24 @@ var bcastIP = netip.AddrFrom4([4]byte{127, 255, 255, 255})
 
 // A result is one run: a load against N receivers, or a latency series.
 type result struct {
-	Case      string              `json:"case"`
-	N         int                 `json:"n"`
-	Rate      float64             `json:"delivered_per_s,omitempty"`
-	Delivered uint64              `json:"delivered,omitempty"` // at the receivers, in the window
-	Window    float64             `json:"window_s,omitempty"`
-	Drops     uint64              `json:"receiver_drops"` // in the window, by SO_MEMINFO
-	Sent      uint64              `json:"sent"`           // datagrams or chats the load sent, warm-up included
-	P50       float64             `json:"p50_us,omitempty"`
-	P99       float64             `json:"p99_us,omitempty"`
-	Samples   int                 `json:"samples,omitempty"`
-	Relay     *udpchat.RelayStats `json:"relay_stats,omitempty"`
-	Notes     []string            `json:"notes,omitempty"`
-	latencies []int64             // ns, for merge
+	Case      string  `json:"case"`
+	N         int     `json:"n"`
+	Rate      float64 `json:"delivered_per_s,omitempty"`
+	Delivered uint64  `json:"delivered,omitempty"` // at the receivers, in the window
+	Window    float64 `json:"window_s,omitempty"`
+	Drops     uint64  `json:"receiver_drops"` // in the window, by SO_MEMINFO
+	Sent      uint64  `json:"sent"`           // datagrams or chats the load sent, warm-up included
+	P50       float64 `json:"p50_us,omitempty"`
+	P99       float64 `json:"p99_us,omitempty"`
+	Samples   int     `json:"samples,omitempty"`
+	// The relay's process in the window, per chat (a datagram it read and
+	// delivered): CPU time and context switches. Only a relay in a
+	// process of its own tells them.
+	RelayCPU      float64             `json:"relay_cpu_ns_per_chat,omitempty"`
+	RelaySwitches float64             `json:"relay_switches_per_chat,omitempty"`
+	Relay         *udpchat.RelayStats `json:"relay_stats,omitempty"`
+	Notes         []string            `json:"notes,omitempty"`
+	latencies     []int64             // ns, for merge
 }
 
 func (r *result) notef(format string, a ...any) { r.Notes = append(r.Notes, fmt.Sprintf(format, a...)) }
@@ -65,14 +70,33 @@ func underLoad(load func(stop <-chan struct{}) (uint64, error), measure func()) 
 	return s.n, s.err
 }
 
-// window counts what receivers [from, to) get in cfg.Dur after cfg.Warm.
-func (cfg *config) window(d *drain, from, to int, r *result) {
+// window counts what receivers [from, to) get in cfg.Dur after cfg.Warm,
+// and what the relay rl (nil: none) spent on it.
+func (cfg *config) window(d *drain, from, to int, r *result, rl benchRelay) {
 	time.Sleep(cfg.Warm)
+	u0 := usageOf(rl)
 	c0, x0, t0 := d.sum(from, to), d.drops(from, to), time.Now()
 	time.Sleep(cfg.Dur)
 	c1, x1, t1 := d.sum(from, to), d.drops(from, to), time.Now()
+	u1 := usageOf(rl)
 	r.Delivered, r.Drops, r.Window = c1-c0, x1-x0, t1.Sub(t0).Seconds()
 	r.Rate = float64(r.Delivered) / r.Window
+	if chats := float64(r.Delivered) / float64(to-from); u0 != nil && u1 != nil && chats > 0 {
+		r.RelayCPU = float64(u1.CPU-u0.CPU) / chats
+		r.RelaySwitches = float64(u1.Switches-u0.Switches) / chats
+	}
+}
+
+// usageOf asks rl for its process's usage: nil if it has none to tell.
+func usageOf(rl benchRelay) *usage {
+	if rl == nil {
+		return nil
+	}
+	rep, err := rl.report(false)
+	if err != nil {
+		return nil
+	}
+	return rep.Usage
 }
 
 // deadline and limit bound a load that starts now.
@@ -124,7 +148,7 @@ func runRaw(cfg *config, n int, broadcast, windowed bool) (result, error) {
 		_, err := closedLoop(stop, cfg.deadline(), cfg.limit(), d, b.sendRounds)
 		return b.sent, err
 	}
-	if r.Sent, err = underLoad(load, func() { cfg.window(d, 0, n, &r) }); err != nil {
+	if r.Sent, err = underLoad(load, func() { cfg.window(d, 0, n, &r, nil) }); err != nil {
 		return r, err
 	}
 	return r, d.stop()
@@ -251,7 +275,7 @@ func runFed(cfg *config, n int, broadcast bool, name, kind string) (result, erro
 			stamp(msg, nowNS())
 			return sendTo(speaker, msg, &to)
 		})
-	}, func() { cfg.window(d, 0, n, &r) })
+	}, func() { cfg.window(d, 0, n, &r, fr) })
 	err = errors.Join(err, noteFailures(fr, &r), fr.close())
 	if err != nil {
 		return r, err
@@ -285,7 +309,7 @@ func runUdpchat(cfg *config, n int, broadcast bool) (result, error) {
 	send := g.chats()
 	r.Sent, err = underLoad(func(stop <-chan struct{}) (uint64, error) {
 		return speak(stop, cfg.deadline(), cfg.limit(), g.d, send)
-	}, func() { cfg.window(g.d, g.first, g.first+n, &r) })
+	}, func() { cfg.window(g.d, g.first, g.first+n, &r, g.relay) })
 	if err == nil {
 		g.settle(n, r.Sent, &r)
 	}
@@ -300,6 +324,12 @@ func runUdpchat(cfg *config, n int, broadcast bool) (result, error) {
 // directly with sendmmsg ("direct"), through the naive relay or through
 // udpchat's. The samples are left for merge.
 func runLatency(cfg *config, via string, dur time.Duration) (result, error) {
+	// Its relays stay in this process: at 1,000 messages a second nothing
+	// waits for a P, and a relay's own process would add a wake-up across
+	// processes that the direct case, its baseline, does not have.
+	local := *cfg
+	local.InProcess = true
+	cfg = &local
 	n := cfg.LatencyN
 	r := result{Case: "latency " + via, N: n}
 	count := uint64(dur.Seconds() * float64(cfg.LatencyRate))

@@ -44,7 +44,17 @@
 // the drain and the speaker, where udpchat's relay goroutine waited for a
 // P that a locked thread in a system call held (0.7x-0.8x of the raw relay
 // at 100 members, about 1.0x in a process of its own; BENCHMARKS.md).
-// The latency cases' naive and udpchat relays run the same way.
+// With -pin (the default, on two CPUs or more) each relay's process runs
+// on a CPU of its own and this one, the drain and the speaker, on another,
+// as a load generator is kept off the CPU of the system it measures:
+// where the kernel put the relay's threads and the drain's was the larger
+// part of a figure's drift from one window to the next. Each relay's
+// process tells its CPU time and context switches (getrusage), and the
+// runs table gives them per chat for the window: what the relay spent, as
+// against what it delivered.
+// The latency cases' naive and udpchat relays stay in this process: at
+// 1,000 messages a second nothing waits for a P, and their baseline, the
+// direct case, has no relay and so no wake-up across processes.
 //
 // How it measures. Every case drains its N receivers the same way: N
 // non-blocking sockets, made with unix.Socket so the Go runtime never polls

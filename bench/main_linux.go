@@ -30,6 +30,8 @@ type config struct {
 	Timeout     time.Duration `json:"timeout_ns"`        // bounds each wait of a setup: joins, join events
 	Rounds      int           `json:"rounds"`            // of the relays the speaker feeds (fedRounds)
 	InProcess   bool          `json:"relays_in_process"` // the relays run in this process, not each in its own
+	Pin         bool          `json:"pin"`               // the fed relays' processes on one CPU, this one on another (pinFed)
+	relayCPUs   []int         // where fedRounds pinned the fed relays' processes
 
 	// The end-to-end cases, through udpchat.Member and naive clients.
 	E2E          bool          `json:"e2e"`      // run them
@@ -57,7 +59,7 @@ func defaultConfig() config {
 		Dur:     2 * time.Second, Warm: 200 * time.Millisecond,
 		LatencyN: 10, LatencyRate: 1000,
 		MemBase: 100, MemJoins: 10000,
-		Timeout: 30 * time.Second, Rounds: 3,
+		Timeout: 30 * time.Second, Rounds: 3, Pin: true,
 		E2E: true, E2EMembers: []int{10, 100, 1000},
 		Burst: 5000, BurstLarge: 1000, Sustained: 50000, SustainedFor: 10 * time.Second,
 		E2EDeadline: 20 * time.Second, E2EDrain: 5 * time.Second, E2ELatency: 2000,
@@ -72,7 +74,7 @@ func quickConfig() config {
 		Dur:     200 * time.Millisecond, Warm: 50 * time.Millisecond,
 		LatencyN: 10, LatencyRate: 1000,
 		MemBase: 20, MemJoins: 200,
-		Timeout: 5 * time.Second, Rounds: 1,
+		Timeout: 5 * time.Second, Rounds: 1, Pin: true,
 		E2E: true, E2EMembers: []int{10},
 		Burst: 300, BurstLarge: 100, Sustained: 1000, SustainedFor: 300 * time.Millisecond,
 		E2EDeadline: 5 * time.Second, E2EDrain: time.Second, E2ELatency: 200,
@@ -99,6 +101,7 @@ func main() {
 		roomsN  = flag.Int("rooms-members", 1000, "members of the rooms case, in 1 room and in -rooms-count rooms, and idle rooms measured")
 		roomsK  = flag.Int("rooms-count", 100, "rooms of the rooms case's second arrangement (and its speakers); it divides -rooms-members")
 		inProc  = flag.Bool("in-process", false, "run the relays the speaker feeds and the end-to-end cases' relays in this process, not each in a process of its own")
+		pin     = flag.Bool("pin", true, "run each fed relay's process on a CPU of its own, the speaker and the drain on another")
 		serve   = flag.Bool("serve-relay", false, "serve the relay a spec on stdin says, for the run that started this one")
 	)
 	flag.Parse()
@@ -124,6 +127,8 @@ func main() {
 			cfg.MemJoins = *joins
 		case "rounds":
 			cfg.Rounds = *rounds
+		case "pin":
+			cfg.Pin = *pin
 		case "e2e-members":
 			cfg.E2EMembers, err = parseMembers(*e2eN)
 		case "burst":

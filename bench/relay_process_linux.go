@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/udpchat/udpchat"
+	"golang.org/x/sys/unix"
 )
 
 // Where the relays run. By default each relay a case measures runs in a
@@ -51,6 +52,7 @@ type relaySpec struct {
 	// fed udpchat relay's WithBroadcast.
 	Broadcast bool           `json:"broadcast,omitempty"`
 	Group     netip.AddrPort `json:"group"`
+	CPUs      []int          `json:"cpus,omitempty"` // the child's process runs on these (pinFed); none: anywhere
 }
 
 // A relayReport is what a relay tells of itself: udpchat's relay its
@@ -64,6 +66,23 @@ type relayReport struct {
 	Errs   uint64             `json:"errs"`
 	First  string             `json:"first_error,omitempty"`
 	Err    string             `json:"error,omitempty"` // the child's own failure
+	Usage  *usage             `json:"usage,omitempty"` // the child's process, so far
+}
+
+// usage is what a relay's process has spent: CPU time (user and system)
+// and context switches (voluntary and not).
+type usage struct {
+	CPU      int64 `json:"cpu_ns"`
+	Switches int64 `json:"switches"`
+}
+
+// selfUsage is this process's usage; nil if the kernel will not say.
+func selfUsage() *usage {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return nil
+	}
+	return &usage{CPU: ru.Utime.Nano() + ru.Stime.Nano(), Switches: ru.Nvcsw + ru.Nivcsw}
 }
 
 // startBenchRelay starts the relay s says, in a process of its own unless
@@ -72,6 +91,7 @@ func startBenchRelay(cfg *config, s relaySpec) (benchRelay, error) {
 	if cfg.InProcess {
 		return startLocalRelay(s)
 	}
+	s.CPUs = cfg.relayCPUs
 	return startRelayProcess(s, cfg.Timeout)
 }
 
@@ -275,6 +295,9 @@ func serveRelay() error {
 	} else if err = sc.Err(); err == nil {
 		err = errors.New("no relay spec on stdin")
 	}
+	if err == nil && len(s.CPUs) > 0 {
+		err = setAffinity(s.CPUs)
+	}
 	var l benchRelay
 	if err == nil {
 		l, err = startLocalRelay(s)
@@ -288,6 +311,7 @@ func serveRelay() error {
 		if err != nil {
 			rep.Err = err.Error()
 		}
+		rep.Usage = selfUsage()
 		return enc.Encode(rep)
 	}
 	if err := say(false); err != nil {

@@ -118,7 +118,7 @@ func (rep *report) print(w io.Writer) error {
 		"Ratios are udpchat over its baseline within this run; figures drift 15-25%%. The relays fed by the speaker run\n"+
 		"  in %d round(s), in a turning order: their figures are the median rounds, and rounds lists each round's ratio.\n"+
 		"  %s.\n\n",
-		payloadSize, rep.Config.Warm, rep.Config.Dur, speakWindow, rep.Config.Rounds, relaysWhere(rep.Config.InProcess))
+		payloadSize, rep.Config.Warm, rep.Config.Dur, speakWindow, rep.Config.Rounds, relaysWhere(&rep.Config, rep.Machine.NumCPU))
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "case\tN\tbaseline\tbaseline figure\tudpchat figure\tratio\ttarget\tok\trounds")
@@ -143,15 +143,20 @@ func (rep *report) print(w io.Writer) error {
 	}
 
 	if len(rep.Runs) > 0 {
-		fmt.Fprintf(w, "\nRuns (sent counts the warm-up too; drops are the receivers' in the window; relay: udpchat's RelayStats)\n")
+		fmt.Fprintf(w, "\nRuns (sent counts the warm-up too; drops are the receivers' in the window; cpu/chat and csw/chat: the\n"+
+			"relay's process in the window, CPU time and context switches per chat it delivered; relay: udpchat's RelayStats)\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\trelay")
+		fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\tcpu/chat\tcsw/chat\trelay")
 		for _, r := range rep.Runs {
 			res := human(r.Rate) + " dgram/s"
 			if r.Samples > 0 {
 				res = fmt.Sprintf("p50 %.1fus p99 %.1fus", r.P50, r.P99)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, relayStats(r.Relay))
+			cpu, csw := "-", "-"
+			if r.RelayCPU > 0 {
+				cpu, csw = fmt.Sprintf("%.2fus", r.RelayCPU/1e3), fmt.Sprintf("%.3f", r.RelaySwitches)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, cpu, csw, relayStats(r.Relay))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -270,9 +275,13 @@ func machineInfo() machine {
 }
 
 // relaysWhere says where the fed relays ran.
-func relaysWhere(inProcess bool) string {
-	if inProcess {
+func relaysWhere(cfg *config, cpus int) string {
+	switch {
+	case cfg.InProcess:
 		return "Each fed relay ran in this process (-in-process), beside the drain and the speaker"
+	case cfg.Pin && cpus >= 2:
+		return "Each fed relay ran in a process of its own, as relays are deployed, pinned to a CPU of its own;\n" +
+			"  the drain and the speaker in this one, pinned to another (-pin)"
 	}
 	return "Each fed relay ran in a process of its own, as relays are deployed; the drain and the speaker in this one"
 }

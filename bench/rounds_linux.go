@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -22,8 +23,16 @@ type fedRun struct {
 // this machine a figure moves by a quarter from one window to the next
 // (where the scheduler puts the relay's thread, mostly); one window each
 // made a ratio a draw.
-func fedRounds(cfg *config, n int, broadcast bool, step func(result, error) (result, error)) (fedRun, error) {
+func fedRounds(cfg *config, n int, broadcast bool, step func(result, error) (result, error)) (_ fedRun, err error) {
 	var f fedRun
+	cpus, unpin, err := pinFed(cfg)
+	if err != nil {
+		return f, err
+	}
+	defer func() { err = errors.Join(err, unpin()) }()
+	fed := *cfg
+	fed.relayCPUs = cpus
+	cfg = &fed
 	runs := []struct {
 		to  *[]result
 		run func() (result, error)
