@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/udpchat/udpchat"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -211,112 +210,6 @@ func speak(stop <-chan struct{}, deadline time.Time, max uint64, d *drain, send 
 		seq++
 		return 1, nil
 	})
-}
-
-// runNaive measures the naive relay fed by the speaker; with broadcast it
-// writes each datagram once to 127.255.255.255, where the n receivers
-// share a port, and the speaker sends from a unicast socket of its own.
-func runNaive(cfg *config, n int, broadcast bool) (result, error) {
-	return runFed(cfg, n, broadcast, "naive", "fed naive")
-}
-
-// runRawRelay measures the raw relay fed by the speaker, as the naive relay
-// and udpchat's are fed.
-func runRawRelay(cfg *config, n int, broadcast bool) (result, error) {
-	return runFed(cfg, n, broadcast, "raw relay", "raw relay")
-}
-
-// runFed measures a baseline relay of kind (a relaySpec's) writing to the
-// receivers' addresses (in broadcast mode, the group address), fed by the
-// speaker.
-func runFed(cfg *config, n int, broadcast bool, name, kind string) (result, error) {
-	r := result{Case: name, N: n}
-	if broadcast {
-		r.Case += " broadcast"
-	}
-	d, err := newDrain(n, 0, 0, nil)
-	if err != nil {
-		return r, err
-	}
-	defer d.stop()
-	port, release := 0, func() {}
-	if broadcast {
-		if port, release, err = reservePort(); err != nil {
-			return r, err
-		}
-	}
-	_, fds, addrs, err := d.receivers(n, port)
-	release()
-	if err != nil {
-		return r, err
-	}
-	speaker := fds[0]
-	if broadcast {
-		addrs = []netip.AddrPort{netip.AddrPortFrom(bcastIP, uint16(port))}
-		// The speaker sends from a unicast socket of its own; its copies
-		// are counted at receiver #0, as for udpchat's broadcast.
-		if speaker, _, err = openUDP(loopback, 0, false, true, 0); err != nil {
-			return r, err
-		}
-		defer unix.Close(speaker)
-	}
-	fr, err := startBenchRelay(cfg, relaySpec{Kind: kind, Dsts: addrs, Broadcast: broadcast})
-	if err != nil {
-		return r, err
-	}
-	ap, err := relayAddrPort(fr)
-	if err != nil {
-		fr.close()
-		return r, err
-	}
-	to, msg := sockaddr(ap), payload(payloadSize)
-	r.Sent, err = underLoad(func(stop <-chan struct{}) (uint64, error) {
-		return speak(stop, cfg.deadline(), cfg.limit(), d, func(uint64) error {
-			stamp(msg, nowNS())
-			return sendTo(speaker, msg, &to)
-		})
-	}, func() { cfg.window(d, 0, n, &r, fr) })
-	err = errors.Join(err, noteFailures(fr, &r), fr.close())
-	if err != nil {
-		return r, err
-	}
-	return r, d.stop()
-}
-
-// noteFailures notes in r the reads and writes the baseline relay rl
-// failed.
-func noteFailures(rl benchRelay, r *result) error {
-	rep, err := rl.report(false)
-	if err != nil {
-		return err
-	}
-	if rep.Errs > 0 {
-		r.notef("%s: %d reads or writes failed, the first with %s", r.Case, rep.Errs, rep.First)
-	}
-	return nil
-}
-
-// runUdpchat measures the relay fed by the speaker.
-func runUdpchat(cfg *config, n int, broadcast bool) (result, error) {
-	r := result{Case: "udpchat", N: n}
-	if broadcast {
-		r.Case = "udpchat broadcast"
-	}
-	g, err := newGroup(cfg, n, broadcast, 0, &r)
-	if err != nil {
-		return r, err
-	}
-	send := g.chats()
-	r.Sent, err = underLoad(func(stop <-chan struct{}) (uint64, error) {
-		return speak(stop, cfg.deadline(), cfg.limit(), g.d, send)
-	}, func() { cfg.window(g.d, g.first, g.first+n, &r, g.relay) })
-	if err == nil {
-		g.settle(n, r.Sent, &r)
-	}
-	if cerr := g.close(); err == nil {
-		err = cerr
-	}
-	return r, err
 }
 
 // runLatency sends cfg.LatencyRate messages a second to cfg.LatencyN
