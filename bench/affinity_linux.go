@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"unsafe"
 
@@ -36,14 +37,15 @@ func allowedCPUs() ([]int, error) {
 
 // setAffinity binds every thread of this process to cpus. A thread the Go
 // runtime starts meanwhile inherits the mask of the thread that starts it,
-// which may not be bound yet: so it goes round until every thread it
-// finds is bound.
+// which may not be bound yet, and one still being cloned is not listed
+// yet: so it goes round until two rounds in a row find every thread bound.
 func setAffinity(cpus []int) error {
 	var want unix.CPUSet
 	for _, c := range cpus {
 		want.Set(c)
 	}
-	for range 10 {
+	clean := 0
+	for range 20 {
 		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
 			return err
@@ -63,7 +65,10 @@ func setAffinity(cpus []int) error {
 			}
 			changed = true
 		}
-		if !changed {
+		if clean = clean + 1; changed {
+			clean = 0
+		}
+		if clean == 2 {
 			return nil
 		}
 	}
@@ -74,6 +79,13 @@ func setAffinity(cpus []int) error {
 // relays' processes, and a function that unpins this process again. With
 // fewer than two CPUs, or cfg saying otherwise, it pins nothing and
 // returns no CPU.
+//
+// The Go runtime sizes GOMAXPROCS by the CPUs a process may run on, and
+// follows a change: pinned, this process would drop to one P, and its
+// speaker would wait for the P the drain's thread holds in epoll_wait. So
+// its GOMAXPROCS is held where it was while pinned, and then given back
+// to the runtime's default, unless the environment set it. A relay's
+// process, on its one CPU, runs with one P, as the runtime gives it.
 func pinFed(cfg *config) (relayCPUs []int, unpin func() error, err error) {
 	none := func() error { return nil }
 	if !cfg.Pin || cfg.InProcess {
@@ -83,9 +95,20 @@ func pinFed(cfg *config) (relayCPUs []int, unpin func() error, err error) {
 	if err != nil || len(all) < 2 {
 		return nil, none, err
 	}
+	procs := runtime.GOMAXPROCS(0)
+	restore := func() error {
+		err := setAffinity(all)
+		if os.Getenv("GOMAXPROCS") == "" {
+			runtime.SetDefaultGOMAXPROCS()
+		} else {
+			runtime.GOMAXPROCS(procs)
+		}
+		return err
+	}
+	runtime.GOMAXPROCS(procs) // set, it no longer follows the CPUs
 	if err := setAffinity(all[:1]); err != nil {
-		setAffinity(all)
+		restore()
 		return nil, none, err
 	}
-	return all[1:2], func() error { return setAffinity(all) }, nil
+	return all[1:2], restore, nil
 }

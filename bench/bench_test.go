@@ -65,11 +65,12 @@ func TestQuickRun(t *testing.T) {
 		case r.Delivered == 0 || r.Rate <= 0 || r.Sent == 0:
 			t.Errorf("%s N=%d: sent %d, delivered %d", r.Case, r.N, r.Sent, r.Delivered)
 		}
-		if fed := !strings.HasPrefix(r.Case, "raw") || strings.HasPrefix(r.Case, "raw relay"); fed && !strings.HasPrefix(r.Case, "latency") &&
-			(r.RelayCPU <= 0 || r.RelaySwitches < 0) {
-			// Each fed relay runs in a process of its own, which tells
-			// its usage.
-			t.Errorf("%s N=%d: relay CPU %v ns and %v switches per chat", r.Case, r.N, r.RelayCPU, r.RelaySwitches)
+		fed := !strings.HasPrefix(r.Case, "latency") && (!strings.HasPrefix(r.Case, "raw") || strings.HasPrefix(r.Case, "raw relay"))
+		// Each fed relay runs in a process of its own, which tells its
+		// usage; pinned to one CPU, it has one P. The latency cases'
+		// relays run here, and tell none.
+		if fed && (r.RelayCPU <= 0 || r.RelayProcs != 1) || !fed && r.RelayCPU != 0 {
+			t.Errorf("%s N=%d: relay CPU %v ns per chat, GOMAXPROCS %d", r.Case, r.N, r.RelayCPU, r.RelayProcs)
 		}
 		if strings.Contains(r.Case, "udpchat") {
 			// settle notes any message the relay did not sequence, any
@@ -195,9 +196,16 @@ func TestE2EOnly(t *testing.T) {
 // stops it: the fed naive and raw relays pass a datagram to each of the
 // destinations their spec gave; a child that cannot serve says why.
 func TestRelayProcess(t *testing.T) {
+	cpus, err := allowedCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, kind := range []string{"udpchat", "naive", "fed udpchat", "fed naive", "raw relay"} {
 		t.Run(kind, func(t *testing.T) {
 			s := relaySpec{Kind: kind, Members: 10}
+			if kind == "fed udpchat" && len(cpus) >= 2 {
+				s.CPUs = cpus[len(cpus)-1:]
+			}
 			var dsts []*net.UDPConn
 			if kind == "fed naive" || kind == "raw relay" {
 				for range 2 {
@@ -220,8 +228,28 @@ func TestRelayProcess(t *testing.T) {
 				}
 			}()
 			rep, err := p.report(true)
-			if err != nil || !strings.HasPrefix(p.addr(), "127.0.0.1:") || rep.Addr != p.addr() || rep.Errs != 0 {
+			if err != nil || !strings.HasPrefix(p.addr(), "127.0.0.1:") || rep.Addr != p.addr() || rep.Errs != 0 || rep.Usage == nil {
 				t.Errorf("report %+v, %v; addr %q", rep, err, p.addr())
+			}
+			if len(s.CPUs) > 0 {
+				// Every thread of the child runs on the CPU its spec gave,
+				// and the runtime gave it one P.
+				tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, task := range tasks {
+					st, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", p.cmd.Process.Pid, task.Name()))
+					if err != nil {
+						continue // the thread has ended
+					}
+					if want := fmt.Sprintf("Cpus_allowed_list:\t%d\n", s.CPUs[0]); !strings.Contains(string(st), want) {
+						t.Errorf("thread %s of the child is not on CPU %d", task.Name(), s.CPUs[0])
+					}
+				}
+				if rep.Usage != nil && rep.Usage.Procs != 1 {
+					t.Errorf("the pinned child has GOMAXPROCS %d, want 1", rep.Usage.Procs)
+				}
 			}
 			if len(dsts) == 0 {
 				return
@@ -422,6 +450,9 @@ func TestSetAffinity(t *testing.T) {
 	all, err := allowedCPUs()
 	if err != nil || len(all) == 0 {
 		t.Fatalf("allowed CPUs %v, %v", all, err)
+	}
+	if len(all) < 2 {
+		t.Skip("one CPU: a mask of one is a mask of all")
 	}
 	defer setAffinity(all)
 	for _, want := range [][]int{all[len(all)-1:], all} {

@@ -39,10 +39,11 @@ type result struct {
 	P99       float64 `json:"p99_us,omitempty"`
 	Samples   int     `json:"samples,omitempty"`
 	// The relay's process in the window, per chat (a datagram it read and
-	// delivered): CPU time and context switches. Only a relay in a
-	// process of its own tells them.
+	// delivered): CPU time and context switches; and its GOMAXPROCS. Only
+	// a relay in a process of its own tells them.
 	RelayCPU      float64             `json:"relay_cpu_ns_per_chat,omitempty"`
 	RelaySwitches float64             `json:"relay_switches_per_chat,omitempty"`
+	RelayProcs    int                 `json:"relay_gomaxprocs,omitempty"`
 	Relay         *udpchat.RelayStats `json:"relay_stats,omitempty"`
 	Notes         []string            `json:"notes,omitempty"`
 	latencies     []int64             // ns, for merge
@@ -83,6 +84,7 @@ func (cfg *config) window(d *drain, from, to int, r *result, rl benchRelay) {
 	if chats := float64(r.Delivered) / float64(to-from); u0 != nil && u1 != nil && chats > 0 {
 		r.RelayCPU = float64(u1.CPU-u0.CPU) / chats
 		r.RelaySwitches = float64(u1.Switches-u0.Switches) / chats
+		r.RelayProcs = u1.Procs
 	}
 }
 

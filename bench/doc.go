@@ -39,22 +39,24 @@
 // the speaker sends from a unicast socket of its own and its chats are
 // done when they reach receiver #0. Each of the three runs in a process of
 // its own (this program, started again with -serve-relay, told which relay
-// to serve on its stdin), as relays are deployed, so that each has the Go
-// runtime's two Ps to itself; -in-process serves them in this one, beside
-// the drain and the speaker, where udpchat's relay goroutine waited for a
-// P that a locked thread in a system call held (0.7x-0.8x of the raw relay
-// at 100 members, about 1.0x in a process of its own; BENCHMARKS.md).
-// With -pin (the default, on two CPUs or more) each relay's process runs
-// on a CPU of its own and this one, the drain and the speaker, on another,
-// as a load generator is kept off the CPU of the system it measures:
-// where the kernel put the relay's threads and the drain's was the larger
-// part of a figure's drift from one window to the next. Each relay's
-// process tells its CPU time and context switches (getrusage), and the
-// runs table gives them per chat for the window: what the relay spent, as
-// against what it delivered.
-// The latency cases' naive and udpchat relays stay in this process: at
-// 1,000 messages a second nothing waits for a P, and their baseline, the
-// direct case, has no relay and so no wake-up across processes.
+// to serve on its stdin), as relays are deployed, so that none shares the
+// Go scheduler with the drain and the speaker; -in-process serves them in
+// this one, where udpchat's relay goroutine waited for a P that a locked
+// thread in a system call held (0.7x-0.8x of the raw relay at 100
+// members, about 1.0x in a process of its own; BENCHMARKS.md). With -pin
+// (the default, on two CPUs or more) each relay's process runs on a CPU of
+// its own, and so with one P, as the Go runtime sizes GOMAXPROCS by the
+// CPUs it may use; this process, the drain and the speaker, runs on
+// another, keeping its GOMAXPROCS. So a load generator is kept off the CPU
+// of the system it measures, and where the kernel put the relay's threads
+// and the drain's, the larger part of a figure's drift from one window to
+// the next, is the same for every relay. Each relay's process tells its
+// CPU time, context switches (getrusage) and GOMAXPROCS, and the runs
+// table gives the first two per chat for the window: what the relay
+// spent, as against what it delivered. The latency cases' naive and
+// udpchat relays stay in this process: at 1,000 messages a second nothing
+// waits for a P, and their baseline, the direct case, has no relay and so
+// no wake-up across processes.
 //
 // How it measures. Every case drains its N receivers the same way: N
 // non-blocking sockets, made with unix.Socket so the Go runtime never polls

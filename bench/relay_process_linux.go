@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,16 +20,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Where the relays run. By default each relay a case measures runs in a
-// process of its own, this program started again with -serve-relay, as a
-// relay is deployed: its goroutines then do not share the Go scheduler
-// (and its two processors here) with the drain's locked thread, the
-// speaker and the members' Receive loops, and the kernel's scheduler, not
-// Go's, shares the CPUs between them. In one process a relay's goroutine
-// waits for a P that a thread in a system call holds; the raw relay, on a
-// locked thread of its own, waits less, so the comparison was not even
-// (BENCHMARKS.md). -in-process keeps the relays here. The memory and
-// rooms cases measure udpchat's relay in this process: its heap, and two
+// Where the relays run. By default each relay the speaker feeds, and each
+// end-to-end relay, runs in a process of its own, this program started
+// again with -serve-relay, as a relay is deployed: its goroutines then do
+// not share the Go scheduler and its Ps with the drain's locked thread,
+// the speaker and the members' Receive loops, and the kernel's scheduler,
+// not Go's, shares the CPUs between them. In one process a relay's
+// goroutine waits for a P that a thread in a system call holds; the raw
+// relay, on a locked thread of its own, waits less, so the comparison was
+// not even (BENCHMARKS.md). -in-process keeps the relays here. The
+// latency, memory and rooms cases keep udpchat's relay in this process:
+// their baseline has no relay, or they measure its heap, or two
 // arrangements of its own.
 
 // A benchRelay is a relay a case measures, wherever it runs.
@@ -70,10 +72,12 @@ type relayReport struct {
 }
 
 // usage is what a relay's process has spent: CPU time (user and system)
-// and context switches (voluntary and not).
+// and context switches (voluntary and not), and its Ps: pinned to one CPU,
+// the Go runtime gives it one.
 type usage struct {
 	CPU      int64 `json:"cpu_ns"`
 	Switches int64 `json:"switches"`
+	Procs    int   `json:"gomaxprocs"`
 }
 
 // selfUsage is this process's usage; nil if the kernel will not say.
@@ -82,7 +86,7 @@ func selfUsage() *usage {
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
 		return nil
 	}
-	return &usage{CPU: ru.Utime.Nano() + ru.Stime.Nano(), Switches: ru.Nvcsw + ru.Nivcsw}
+	return &usage{CPU: ru.Utime.Nano() + ru.Stime.Nano(), Switches: ru.Nvcsw + ru.Nivcsw, Procs: runtime.GOMAXPROCS(0)}
 }
 
 // startBenchRelay starts the relay s says, in a process of its own unless
@@ -141,11 +145,12 @@ type failures struct {
 }
 
 func (f *failures) add(err error) {
-	if f.n.Add(1) == 1 {
-		f.mu.Lock()
+	f.mu.Lock()
+	if f.first == nil {
 		f.first = err
-		f.mu.Unlock()
 	}
+	f.mu.Unlock()
+	f.n.Add(1) // after: a count put reads has its first error
 }
 
 // put writes the count and the first error into rep.
@@ -196,8 +201,9 @@ func startRelayProcess(s relaySpec, timeout time.Duration) (*relayProcess, error
 		return nil, fmt.Errorf("relay process: %w", err)
 	}
 	p := &relayProcess{cmd: cmd, in: in, out: bufio.NewReader(out), timeout: timeout}
-	// The pipe holds far more than a spec of a few thousand addresses,
-	// so this write does not wait for the child.
+	// The child reads its spec before it writes anything, so a spec larger
+	// than the pipe holds (5,000 addresses are about 90 KB) waits for the
+	// child's read, not for ours.
 	_, err = in.Write(append(spec, '\n'))
 	var rep relayReport
 	if err == nil {
@@ -296,7 +302,10 @@ func serveRelay() error {
 		err = errors.New("no relay spec on stdin")
 	}
 	if err == nil && len(s.CPUs) > 0 {
-		err = setAffinity(s.CPUs)
+		// Its Ps follow its CPUs now, not within the runtime's next look.
+		if err = setAffinity(s.CPUs); err == nil && os.Getenv("GOMAXPROCS") == "" {
+			runtime.SetDefaultGOMAXPROCS()
+		}
 	}
 	var l benchRelay
 	if err == nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -143,20 +144,21 @@ func (rep *report) print(w io.Writer) error {
 	}
 
 	if len(rep.Runs) > 0 {
-		fmt.Fprintf(w, "\nRuns (sent counts the warm-up too; drops are the receivers' in the window; cpu/chat and csw/chat: the\n"+
-			"relay's process in the window, CPU time and context switches per chat it delivered; relay: udpchat's RelayStats)\n")
+		fmt.Fprintf(w, "\nRuns (sent counts the warm-up too; drops are the receivers' in the window; cpu/chat, csw/chat and P: the\n"+
+			"relay's process in the window, CPU time and context switches per chat it delivered, and its GOMAXPROCS;\n"+
+			"relay: udpchat's RelayStats)\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\tcpu/chat\tcsw/chat\trelay")
+		fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\tcpu/chat\tcsw/chat\tP\trelay")
 		for _, r := range rep.Runs {
 			res := human(r.Rate) + " dgram/s"
 			if r.Samples > 0 {
 				res = fmt.Sprintf("p50 %.1fus p99 %.1fus", r.P50, r.P99)
 			}
-			cpu, csw := "-", "-"
+			cpu, csw, procs := "-", "-", "-"
 			if r.RelayCPU > 0 {
-				cpu, csw = fmt.Sprintf("%.2fus", r.RelayCPU/1e3), fmt.Sprintf("%.3f", r.RelaySwitches)
+				cpu, csw, procs = fmt.Sprintf("%.2fus", r.RelayCPU/1e3), fmt.Sprintf("%.3f", r.RelaySwitches), strconv.Itoa(r.RelayProcs)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, cpu, csw, relayStats(r.Relay))
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, cpu, csw, procs, relayStats(r.Relay))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -280,8 +282,8 @@ func relaysWhere(cfg *config, cpus int) string {
 	case cfg.InProcess:
 		return "Each fed relay ran in this process (-in-process), beside the drain and the speaker"
 	case cfg.Pin && cpus >= 2:
-		return "Each fed relay ran in a process of its own, as relays are deployed, pinned to a CPU of its own;\n" +
-			"  the drain and the speaker in this one, pinned to another (-pin)"
+		return "Each fed relay ran in a process of its own, as relays are deployed, pinned to a CPU of its own (and so\n" +
+			"  with one P, P below); the drain and the speaker in this one, pinned to another (-pin)"
 	}
 	return "Each fed relay ran in a process of its own, as relays are deployed; the drain and the speaker in this one"
 }
