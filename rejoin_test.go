@@ -300,7 +300,10 @@ func TestRestartPresence(t *testing.T) {
 		{"killed", true, ""}, // silence, or the new relay's BYE, whichever comes first
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(200 * time.Millisecond)}
+			// The expiry span is also how long alice, back first, waits for
+			// bob: 200ms was once not enough under -race on a loaded
+			// machine, and she reported him gone.
+			opts := []Option{WithHeartbeat(20 * time.Millisecond), WithExpiry(600 * time.Millisecond)}
 			rr := restartable{opts: opts}
 			rr.startRelayAt(t, "127.0.0.1:0")
 			alice := join(t, rr.relay, "alice")
