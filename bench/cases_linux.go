@@ -104,6 +104,34 @@ func usageOf(rl benchRelay) *usage {
 func (cfg *config) deadline() time.Time { return time.Now().Add(cfg.Warm + cfg.Dur + slack) }
 func (cfg *config) limit() uint64       { return uint64((cfg.Warm + cfg.Dur + slack).Seconds() * maxRate) }
 
+// openReceivers starts a drain with n receivers, on 127.0.0.1 or, with
+// broadcast, sharing a port, and returns their sockets and where a sender
+// writes to reach them: their addresses, or the one group address
+// (127.255.255.255 and the port). The caller stops the drain.
+func openReceivers(n int, broadcast bool) (*drain, []int, []netip.AddrPort, error) {
+	d, err := newDrain(n, 0, 0, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	port, release := 0, func() {}
+	if broadcast {
+		if port, release, err = reservePort(); err != nil {
+			d.stop()
+			return nil, nil, nil, err
+		}
+	}
+	_, fds, addrs, err := d.receivers(n, port)
+	release()
+	if err != nil {
+		d.stop()
+		return nil, nil, nil, err
+	}
+	if broadcast {
+		addrs = []netip.AddrPort{netip.AddrPortFrom(bcastIP, uint16(port))}
+	}
+	return d, fds, addrs, nil
+}
+
 // runRaw measures sendmmsg from an unpolled socket: one payload to n
 // receivers in turn, or, with broadcast, to 127.255.255.255 where n
 // receivers share a port. Open-loop it sends as fast as it can; windowed
@@ -118,25 +146,11 @@ func runRaw(cfg *config, n int, broadcast, windowed bool) (result, error) {
 	if windowed {
 		r.Case += " windowed"
 	}
-	d, err := newDrain(n, 0, 0, nil)
+	d, _, addrs, err := openReceivers(n, broadcast)
 	if err != nil {
 		return r, err
 	}
 	defer d.stop()
-	port, release := 0, func() {}
-	if broadcast {
-		if port, release, err = reservePort(); err != nil {
-			return r, err
-		}
-	}
-	_, _, addrs, err := d.receivers(n, port)
-	release()
-	if err != nil {
-		return r, err
-	}
-	if broadcast {
-		addrs = []netip.AddrPort{netip.AddrPortFrom(bcastIP, uint16(port))}
-	}
 	b, err := newBlaster(addrs, broadcast, sendBatch)
 	if err != nil {
 		return r, err

@@ -5,7 +5,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -81,25 +80,13 @@ func runFed(cfg *config, n int, broadcast bool, name, kind string) (result, erro
 	if broadcast {
 		r.Case += " broadcast"
 	}
-	d, err := newDrain(n, 0, 0, nil)
+	d, fds, addrs, err := openReceivers(n, broadcast)
 	if err != nil {
 		return r, err
 	}
 	defer d.stop()
-	port, release := 0, func() {}
-	if broadcast {
-		if port, release, err = reservePort(); err != nil {
-			return r, err
-		}
-	}
-	_, fds, addrs, err := d.receivers(n, port)
-	release()
-	if err != nil {
-		return r, err
-	}
 	speaker := fds[0]
 	if broadcast {
-		addrs = []netip.AddrPort{netip.AddrPortFrom(bcastIP, uint16(port))}
 		// The speaker sends from a unicast socket of its own; its copies
 		// are counted at receiver #0, as for udpchat's broadcast.
 		if speaker, _, err = openUDP(loopback, 0, false, true, 0); err != nil {
