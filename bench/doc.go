@@ -11,6 +11,7 @@
 //	go run ./bench -quick           # a tiny run
 //	go run ./bench -members 100 -dur 5s -json
 //	go run ./bench -members 100 -no-e2e -no-rooms -cpuprofile cpu.prof
+//	go run ./bench -members 100 -no-e2e -no-rooms -pin=false   # the fed relays unpinned; -in-process: in this process
 //	go run ./bench -e2e             # only the end-to-end cases, at 10, 100 and 1000 members
 //	go run ./bench -no-e2e          # all but them
 //	go run ./bench -rooms           # only the rooms case: 1 room of 1000 members against 100 rooms of 10
