@@ -14,7 +14,7 @@ import (
 
 // CPU pinning for the fed relays (-pin). Unpinned, the kernel places the
 // relay's threads, the drain's and the speaker's on the two CPUs as it
-// likes, and moves them: where it put them was the most of a figure's
+// likes, and moves them: where it put them was most of a figure's
 // 15-25% drift between one window and the next. Pinned, the relay's
 // process runs on one CPU and the drain and the speaker on another, for
 // every relay alike, as a load generator is kept off the CPU of the
@@ -65,10 +65,9 @@ func setAffinity(cpus []int) error {
 			}
 			changed = true
 		}
-		if clean = clean + 1; changed {
+		if changed {
 			clean = 0
-		}
-		if clean == 2 {
+		} else if clean++; clean == 2 {
 			return nil
 		}
 	}

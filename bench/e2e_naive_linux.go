@@ -164,10 +164,9 @@ type naiveE2E struct {
 	conn   *net.UDPConn
 	ap     netip.AddrPort
 	writes atomic.Uint64 // datagrams written
-	mu     sync.Mutex
+	mu     sync.Mutex    // guards known
 	known  map[netip.AddrPort]bool
-	errs   uint64
-	first  error
+	fails  failures // failed reads and writes
 	done   chan struct{}
 }
 
@@ -193,7 +192,7 @@ func (r *naiveE2E) serve() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			r.fail(err)
+			r.fails.add(err)
 			continue
 		}
 		ap := from.AddrPort()
@@ -209,17 +208,9 @@ func (r *naiveE2E) serve() {
 				if errors.Is(err, net.ErrClosed) {
 					return
 				}
-				r.fail(err)
+				r.fails.add(err)
 			}
 		}
-	}
-}
-
-func (r *naiveE2E) fail(err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.errs++; r.first == nil {
-		r.first = err
 	}
 }
 
@@ -236,14 +227,11 @@ func (r *naiveE2E) report(known bool) (relayReport, error) {
 			clients = append(clients, a)
 		}
 	}
-	rep := relayReport{Addr: r.addr(), Writes: r.writes.Load(), Errs: r.errs}
-	first := r.first
 	r.mu.Unlock()
+	rep := relayReport{Addr: r.addr(), Writes: r.writes.Load()}
+	r.fails.put(&rep)
 	for _, a := range clients {
 		rep.Known = append(rep.Known, a.String())
-	}
-	if first != nil {
-		rep.First = first.Error()
 	}
 	return rep, nil
 }

@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/udpchat/udpchat"
@@ -137,30 +136,28 @@ func startLocalRelay(s relaySpec) (benchRelay, error) {
 }
 
 // failures counts a relay's failed reads and writes and keeps the first
-// error, for a report while the relay runs.
+// error, for a report while the relay runs. Failures are rare: a mutex
+// costs nothing here.
 type failures struct {
-	n     atomic.Uint64
 	mu    sync.Mutex
+	n     uint64
 	first error
 }
 
 func (f *failures) add(err error) {
 	f.mu.Lock()
-	if f.first == nil {
+	defer f.mu.Unlock()
+	if f.n++; f.first == nil {
 		f.first = err
 	}
-	f.mu.Unlock()
-	f.n.Add(1) // after: a count put reads has its first error
 }
 
 // put writes the count and the first error into rep.
 func (f *failures) put(rep *relayReport) {
-	if rep.Errs = f.n.Load(); rep.Errs > 0 {
-		f.mu.Lock()
-		if f.first != nil {
-			rep.First = f.first.Error()
-		}
-		f.mu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rep.Errs = f.n; f.first != nil {
+		rep.First = f.first.Error()
 	}
 }
 
