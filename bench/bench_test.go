@@ -158,8 +158,13 @@ func checkE2E(t *testing.T, cfg *config, rep *report) {
 	if len(want) > 0 {
 		t.Errorf("e2e runs missing: %v", want)
 	}
-	if len(rep.E2E) != 2*(2*len(cfg.E2EMembers)+1) {
-		t.Errorf("%d e2e runs, want %d", len(rep.E2E), 2*(2*len(cfg.E2EMembers)+1))
+	if want := 2 * (2*len(cfg.E2EMembers) + latencyRounds); len(rep.E2E) != want {
+		t.Errorf("%d e2e runs, want %d", len(rep.E2E), want)
+	}
+	for _, r := range rep.Rows {
+		if strings.HasPrefix(r.Case, "e2e latency") && (len(r.Rounds) != latencyRounds || r.Base <= 0 || r.Value <= 0) {
+			t.Errorf("%s: %v over %d rounds (%v), want %d rounds pooled", r.Case, r.Value, len(r.Rounds), r.Rounds, latencyRounds)
+		}
 	}
 }
 

@@ -144,7 +144,9 @@
 // the sender goes, bounded by a 20s deadline), sustained (up to 50,000
 // messages, none started after 10s, and 5s more for the copies), both at
 // each -e2e-members count, and latency (10 members, 1,000 messages a
-// second for 2s, Send called to Receive returned, per copy). A run's rate
+// second, Send called to Receive returned, per copy; in four rounds of 1s,
+// udpchat and the naive clients in turn, the rounds' samples pooled and
+// each round's ratio listed). A run's rate
 // is the chats counted at the N receivers (the sender among them) over the
 // time from the first send to the last receipt, or to the deadline when it
 // hit (the report marks it); lost are the sent messages some receiver

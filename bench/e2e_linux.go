@@ -69,6 +69,7 @@ type e2eResult struct {
 	Retrans    uint64  `json:"retransmitted,omitempty"` // udpchat: chats the sender sent again
 	Missed     uint64  `json:"missed,omitempty"`        // udpchat: messages reported lost through a GapError, summed over members
 	KernelDrop uint64  `json:"kernel_drops,omitempty"`  // udpchat: MemberStats.DroppedKernel, summed
+	lat        []int64 // the latency samples, ns, for pooling rounds
 	// The relay's counters over the run (end minus start), udpchat only.
 	Relay *udpchat.RelayStats `json:"relay_stats_delta,omitempty"`
 	Notes []string            `json:"notes,omitempty"`
@@ -181,12 +182,18 @@ func (t *tally) finish(r *e2eResult) {
 	if dups > 0 {
 		r.notef("%d copies of messages already received", dups)
 	}
-	if len(lat) > 0 {
-		slices.Sort(lat)
-		r.Samples = len(lat)
-		r.P50 = float64(lat[len(lat)/2]) / 1e3
-		r.P99 = float64(lat[len(lat)*99/100]) / 1e3
+	r.lat = lat
+	r.Samples, r.P50, r.P99 = percentiles(lat)
+}
+
+// percentiles sorts lat (ns) and returns its count, median and 99th
+// percentile, in microseconds.
+func percentiles(lat []int64) (n int, p50, p99 float64) {
+	if len(lat) == 0 {
+		return 0, 0, 0
 	}
+	slices.Sort(lat)
+	return len(lat), float64(lat[len(lat)/2]) / 1e3, float64(lat[len(lat)*99/100]) / 1e3
 }
 
 // lastReceipt is the nowNS of the latest chat at any receiver, 0 if none.
@@ -264,8 +271,12 @@ var errBusy = fmt.Errorf("all senders busy: %w", unix.EAGAIN)
 // other at each step so that drift touches them alike, and adds them and
 // their rows to rep.
 func runE2ECases(cfg *config, rep *report, progress io.Writer) error {
-	pair := func(spec e2eSpec) (naive, uc e2eResult, err error) {
-		for _, via := range []string{"naive", "udpchat"} {
+	pair := func(spec e2eSpec, ucFirst bool) (naive, uc e2eResult, err error) {
+		vias := []string{"naive", "udpchat"}
+		if ucFirst {
+			slices.Reverse(vias)
+		}
+		for _, via := range vias {
 			run := runE2ENaive
 			if via == "udpchat" {
 				run = runE2EUdpchat
@@ -300,33 +311,49 @@ func runE2ECases(cfg *config, rep *report, progress io.Writer) error {
 		if n >= 1000 {
 			m = cfg.BurstLarge
 		}
-		nv, uc, err := pair(e2eSpec{Case: "burst", N: n, Msgs: m, SendFor: cfg.E2EDeadline, Deadline: cfg.E2EDeadline})
+		nv, uc, err := pair(e2eSpec{Case: "burst", N: n, Msgs: m, SendFor: cfg.E2EDeadline, Deadline: cfg.E2EDeadline}, false)
 		if err != nil {
 			return err
 		}
 		rows = append(rows, rateRow("e2e burst", nv, uc), lossRow("e2e burst lost", nv, uc))
 		nv, uc, err = pair(e2eSpec{Case: "sustained", N: n, Msgs: cfg.Sustained, SendFor: cfg.SustainedFor,
-			Deadline: cfg.SustainedFor + cfg.E2EDrain})
+			Deadline: cfg.SustainedFor + cfg.E2EDrain}, false)
 		if err != nil {
 			return err
 		}
 		rows = append(rows, rateRow("e2e sustained", nv, uc), lossRow("e2e sustained lost", nv, uc))
 	}
+	// Latency goes in rounds, the two in turn (udpchat first in odd
+	// rounds), so that the machine's drift, which moves these figures by
+	// tens of percent within a minute, touches both alike. The rounds'
+	// samples are pooled; each round's own ratio is listed beside.
 	interval := time.Second / time.Duration(cfg.LatencyRate)
-	sendFor := time.Duration(cfg.E2ELatency) * interval
-	nv, uc, err := pair(e2eSpec{Case: "latency", N: cfg.LatencyN, Msgs: cfg.E2ELatency, SendFor: sendFor + cfg.E2EDrain,
-		Interval: interval, Deadline: sendFor + cfg.E2EDrain})
-	if err != nil {
-		return err
+	per := max(1, cfg.E2ELatency/latencyRounds)
+	sendFor := time.Duration(per) * interval
+	spec := e2eSpec{Case: "latency", N: cfg.LatencyN, Msgs: per, SendFor: sendFor + cfg.E2EDrain,
+		Interval: interval, Deadline: sendFor + cfg.E2EDrain}
+	var nvLat, ucLat []int64
+	var p50s, p99s []float64
+	for i := range latencyRounds {
+		nv, uc, err := pair(spec, i%2 == 1)
+		if err != nil {
+			return err
+		}
+		nvLat, ucLat = append(nvLat, nv.lat...), append(ucLat, uc.lat...)
+		if nv.P50 > 0 && nv.P99 > 0 {
+			p50s, p99s = append(p50s, uc.P50/nv.P50), append(p99s, uc.P99/nv.P99)
+		}
 	}
-	mk := func(name string, base, v float64) row {
-		r := row{Case: name, N: uc.N, Baseline: "naive clients", Base: base, Value: v, Unit: "us"}
+	_, nv50, nv99 := percentiles(nvLat)
+	_, uc50, uc99 := percentiles(ucLat)
+	mk := func(name string, base, v float64, rounds []float64) row {
+		r := row{Case: name, N: cfg.LatencyN, Baseline: "naive clients", Base: base, Value: v, Unit: "us", Rounds: rounds}
 		if base > 0 {
 			r.Ratio = v / base
 		}
 		return r
 	}
-	rows = append(rows, mk("e2e latency p50", nv.P50, uc.P50), mk("e2e latency p99", nv.P99, uc.P99))
+	rows = append(rows, mk("e2e latency p50", nv50, uc50, p50s), mk("e2e latency p99", nv99, uc99, p99s))
 	rep.Rows = append(rep.Rows, rows...)
 	return nil
 }

@@ -43,7 +43,7 @@ type config struct {
 	SustainedFor time.Duration `json:"sustained_ns"`     // its sending window
 	E2EDeadline  time.Duration `json:"e2e_deadline_ns"`  // a burst's bound, from its first send
 	E2EDrain     time.Duration `json:"e2e_drain_ns"`     // past the sustained window and the latency series, the case ends
-	E2ELatency   int           `json:"e2e_latency_msgs"` // messages of the latency case, at LatencyRate to LatencyN members
+	E2ELatency   int           `json:"e2e_latency_msgs"` // messages of the latency case, over its latencyRounds rounds, at LatencyRate to LatencyN members
 
 	// The rooms case: the relay with RoomsMembers members in 1 room and
 	// in RoomsCount rooms, and the heap of RoomsMembers idle rooms.
@@ -62,7 +62,7 @@ func defaultConfig() config {
 		Timeout: 30 * time.Second, Rounds: 3, Pin: true,
 		E2E: true, E2EMembers: []int{10, 100, 1000},
 		Burst: 5000, BurstLarge: 1000, Sustained: 50000, SustainedFor: 10 * time.Second,
-		E2EDeadline: 20 * time.Second, E2EDrain: 5 * time.Second, E2ELatency: 2000,
+		E2EDeadline: 20 * time.Second, E2EDrain: 5 * time.Second, E2ELatency: 4000,
 		Rooms: true, RoomsMembers: 1000, RoomsCount: 100,
 	}
 }
