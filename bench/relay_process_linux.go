@@ -200,8 +200,21 @@ func startRelayProcess(s relaySpec, timeout time.Duration) (*relayProcess, error
 	p := &relayProcess{cmd: cmd, in: in, out: bufio.NewReader(out), timeout: timeout}
 	// The child reads its spec before it writes anything, so a spec larger
 	// than the pipe holds (5,000 addresses are about 90 KB) waits for the
-	// child's read, not for ours.
-	_, err = in.Write(append(spec, '\n'))
+	// child's read, not for ours. A child that never reads it is killed,
+	// which ends the write.
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := in.Write(append(spec, '\n'))
+		wrote <- err
+	}()
+	select {
+	case err = <-wrote:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-wrote
+		err = fmt.Errorf("spec not read in %v", timeout)
+		p.dead = err
+	}
 	var rep relayReport
 	if err == nil {
 		rep, err = p.read()
