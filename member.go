@@ -302,20 +302,15 @@ func (m *Member) Receive(ctx context.Context) (Message, error) {
 
 // dropRole gives up the read role as a Receive returns, if it holds it
 // (reading): leased to the next Receive, or back to the loop while the
-// member needs it or a burst is on. In a burst (messages wait in the
-// queue and the last read filled every buffer, or a read's batch waits)
-// the Receives that take them do not read: the loop keeps taking what
-// arrives meanwhile, as the queue and the early messages hold more than
-// a socket buffer may. The few a read that drained the socket left are
-// the next Receives' to take: handing the role to the loop and back for
-// them would cost two goroutine wakes, and often a thread's, per message.
-// A Receive that does not hold it passes on a hand-over it may have
-// taken from another waiting one.
+// member needs it or messages wait in the queue (the Receives that take
+// them do not read: the loop keeps taking what arrives meanwhile, as the
+// queue and the early messages hold more than a socket buffer may). A
+// Receive that does not hold it passes on a hand-over it may have taken
+// from another waiting one.
 func (m *Member) dropRole(reading bool) {
 	switch {
 	case reading:
-		q := m.in.queue.n
-		m.rd.release(m.loopNeeded() || q >= memberReadBatch || (q > 0 && m.sock.full))
+		m.rd.release(m.loopNeeded() || m.in.queue.n > 0)
 	case m.rd.owner == ownerNone:
 		signal(m.rd.handoff)
 	}

@@ -27,7 +27,6 @@ type memberSocket struct {
 	in    []inMsg
 	group bool
 	drops uint64 // the socket's share of stats.DroppedKernel
-	full  bool   // the last read filled every buffer: more may wait
 }
 
 func newMemberSocket(bc *batchConn, group bool) *memberSocket {
@@ -96,7 +95,6 @@ func (m *Member) awaitRole() bool {
 // took takes what a read of s returned, with m.mu held, and returns the
 // read's error for the reader to act on.
 func (m *Member) took(s *memberSocket, n int, err error) error {
-	s.full = err == nil && n == min(len(s.in), len(s.bc.bufs))
 	if d := s.bc.drops(); d != s.drops {
 		m.stats.DroppedKernel += d - s.drops
 		s.drops = d

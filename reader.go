@@ -11,9 +11,9 @@ package udpchat
 // while joining, while Sends wait for their answers, in broadcast mode
 // (whose messages come on the group's socket). Otherwise a Receive that
 // finds nothing to return asks for the role, and the loop gives it up
-// once the socket is drained. Between Receive calls, unless a burst
-// fills the queue (see Member.dropRole), the role is leased: the next
-// Receive takes what the queue holds and then reads on, unless the loop takes it back first, as it
+// once the socket is drained. Between Receive calls, while nothing waits
+// in the queue, the role is leased:
+// the next Receive reads on, unless the loop takes it back first, as it
 // does when a Send needs its answer read and at each of the member's
 // timer ticks (heartbeats, resends, NACKs: their answers are read even if
 // no Receive comes). A timer per lease would cost more than the hand-off

@@ -293,34 +293,10 @@ func TestConcurrentReceives(t *testing.T) {
 	}
 }
 
-// In a burst, the loop reads: the Receives that take what waits in the
-// queue do not, and what arrives meanwhile belongs in the member's queue
-// and early messages, not in the socket's buffer, which may overflow. A
-// read that filled every buffer says a burst is on.
-func TestBurstKeepsLoopReading(t *testing.T) {
-	queued, owner := burstRead(t, 3*memberReadBatch, func(queued int, full bool) bool { return full })
-	if owner != ownerLoop {
-		t.Fatalf("a full read, %d messages queued, and the read role with %v, not the loop", queued, owner)
-	}
-}
-
-// The few messages a read that drained the socket left in the queue are
-// the next Receives' to take, with the role leased to them: no hand-off
-// to the loop and back for each (two goroutine wakes per message).
-func TestFewQueuedKeepLease(t *testing.T) {
-	queued, owner := burstRead(t, 3, func(queued int, full bool) bool { return queued > 0 && !full })
-	if owner != ownerNone {
-		t.Fatalf("%d messages queued by a read that drained the socket, and the read role with %v, not leased", queued, owner)
-	}
-}
-
-// burstRead has alice send bob bursts of burst messages while bob's
-// Receive reads his socket, until the read that returned the first of a
-// burst is one that want accepts (by what it left queued, and whether it
-// filled every buffer), and returns what bob's queue and read role were
-// right after that Receive. Bob then takes the rest of the burst.
-func burstRead(t *testing.T, burst int, want func(queued int, full bool) bool) (int, readOwner) {
-	t.Helper()
+// While messages wait in the queue, the loop reads: the Receives that take
+// them do not, and what arrives meanwhile belongs in the member's queue
+// and early messages, not in the socket's buffer, which may overflow.
+func TestQueuedMessagesKeepLoopReading(t *testing.T) {
 	if !directReads {
 		t.Skip("Receive reads its socket itself only on Linux")
 	}
@@ -328,6 +304,7 @@ func burstRead(t *testing.T, burst int, want func(queued int, full bool) bool) (
 	alice := join(t, r, "alice")
 	bob := join(t, r, "bob")
 	expect(t, bob, KindJoin, "bob", "")
+	const burst = 10
 	for round := range 20 {
 		got := readsDirect(t, bob, alice, ctxT(t))
 		var wg sync.WaitGroup
@@ -342,14 +319,17 @@ func burstRead(t *testing.T, burst int, want func(queued int, full bool) bool) (
 			t.Fatal(g.err)
 		}
 		bob.mu.Lock()
-		queued, full, owner := bob.in.queue.n, bob.sock.full, bob.rd.owner
+		queued, owner := bob.in.queue.n, bob.rd.owner
 		bob.mu.Unlock()
 		receiveN(t, bob, burst-1)
 		wg.Wait()
-		if want(queued, full) {
-			return queued, owner
+		if queued == 0 {
+			continue // the read took one datagram: try again
 		}
+		if owner != ownerLoop {
+			t.Fatalf("%d messages queued and the read role with %v, not the loop", queued, owner)
+		}
+		return
 	}
-	t.Fatalf("no read of the kind sought in 20 bursts of %d", burst)
-	return 0, 0
+	t.Fatal("no read took more than one datagram in 20 bursts")
 }
