@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
-	"slices"
 	"time"
 
 	"github.com/udpchat/udpchat"
@@ -270,13 +269,8 @@ func runLatency(cfg *config, via string, dur time.Duration) (result, error) {
 			send = func(uint64) error { _, err := b.sendBatch(n); return err }
 			break
 		}
-		nr, err := startBenchRelay(cfg, relaySpec{Kind: "fed naive", Dsts: addrs})
+		nr, ap, err := startRelayAt(cfg, relaySpec{Kind: "fed naive", Dsts: addrs})
 		if err != nil {
-			return r, err
-		}
-		ap, err := relayAddrPort(nr)
-		if err != nil {
-			nr.close()
 			return r, err
 		}
 		to, msg := sockaddr(ap), payload(payloadSize)
@@ -316,12 +310,7 @@ func (r *result) merge(o result) {
 	r.Sent += o.Sent
 	r.Notes = append(r.Notes, o.Notes...)
 	r.latencies = append(r.latencies, o.latencies...)
-	s := r.latencies
-	slices.Sort(s)
-	if r.Samples = len(s); len(s) > 0 {
-		r.P50 = float64(s[len(s)/2]) / 1e3
-		r.P99 = float64(s[len(s)*99/100]) / 1e3
-	}
+	r.Samples, r.P50, r.P99 = percentiles(r.latencies)
 }
 
 // memResult is the memory and join-rate case.

@@ -186,16 +186,6 @@ func (t *tally) finish(r *e2eResult) {
 	r.Samples, r.P50, r.P99 = percentiles(lat)
 }
 
-// percentiles sorts lat (ns) and returns its count, median and 99th
-// percentile, in microseconds.
-func percentiles(lat []int64) (n int, p50, p99 float64) {
-	if len(lat) == 0 {
-		return 0, 0, 0
-	}
-	slices.Sort(lat)
-	return len(lat), float64(lat[len(lat)/2]) / 1e3, float64(lat[len(lat)*99/100]) / 1e3
-}
-
 // lastReceipt is the nowNS of the latest chat at any receiver, 0 if none.
 func (t *tally) lastReceipt() int64 {
 	var l int64

@@ -94,13 +94,8 @@ func runFed(cfg *config, n int, broadcast bool, name, kind string) (result, erro
 		}
 		defer unix.Close(speaker)
 	}
-	fr, err := startBenchRelay(cfg, relaySpec{Kind: kind, Dsts: addrs, Broadcast: broadcast})
+	fr, ap, err := startRelayAt(cfg, relaySpec{Kind: kind, Dsts: addrs, Broadcast: broadcast})
 	if err != nil {
-		return r, err
-	}
-	ap, err := relayAddrPort(fr)
-	if err != nil {
-		fr.close()
 		return r, err
 	}
 	to, msg := sockaddr(ap), payload(payloadSize)

@@ -98,6 +98,21 @@ func startBenchRelay(cfg *config, s relaySpec) (benchRelay, error) {
 	return startRelayProcess(s, cfg.Timeout)
 }
 
+// startRelayAt is startBenchRelay that also returns the relay's address
+// as the sockets take it.
+func startRelayAt(cfg *config, s relaySpec) (benchRelay, netip.AddrPort, error) {
+	r, err := startBenchRelay(cfg, s)
+	if err != nil {
+		return nil, netip.AddrPort{}, err
+	}
+	ap, err := relayAddrPort(r)
+	if err != nil {
+		r.close()
+		return nil, ap, err
+	}
+	return r, ap, nil
+}
+
 // relayAddrPort is r's address as the sockets take it.
 func relayAddrPort(r benchRelay) (netip.AddrPort, error) {
 	ap, err := netip.ParseAddrPort(r.addr())

@@ -158,13 +158,8 @@ func newGroup(cfg *config, n int, broadcast bool, samples int, r *result) (_ *gr
 		defer release()
 		spec.Group = netip.AddrPortFrom(bcastIP, uint16(port))
 	}
-	relay, err := startBenchRelay(cfg, spec)
+	relay, addr, err := startRelayAt(cfg, spec)
 	if err != nil {
-		return nil, err
-	}
-	addr, err := relayAddrPort(relay)
-	if err != nil {
-		relay.close()
 		return nil, err
 	}
 	names := make([]string, n)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -323,4 +324,14 @@ func printE2E(w io.Writer, runs []e2eResult, inProcess bool) error {
 			map[bool]string{true: "HIT", false: "-"}[r.TimedOut])
 	}
 	return tw.Flush()
+}
+
+// percentiles sorts lat (ns) and returns its count, median and 99th
+// percentile, in microseconds.
+func percentiles(lat []int64) (n int, p50, p99 float64) {
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(lat)
+	return len(lat), float64(lat[len(lat)/2]) / 1e3, float64(lat[len(lat)*99/100]) / 1e3
 }
