@@ -374,9 +374,11 @@ func TestEmptyRoomDisappears(t *testing.T) {
 }
 
 // roomJoin returns a join to room from `from` with the cookie the relay
-// gives it. r.mu is held.
-func roomJoin(r *Relay, from netip.AddrPort, nonce uint64, name, room string) []byte {
-	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, time.Now())
+// gives it at now, the time the join is handed to it: a cookie made at a
+// later time may be of the next cookie slot, which the relay at now has
+// no secret for. r.mu is held.
+func roomJoin(r *Relay, from netip.AddrPort, nonce uint64, name, room string, now time.Time) []byte {
+	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, now)
 	return appendJoin(nil, 0, nonce, 0, nonce, 1, 0, &c, name, room)
 }
 
@@ -398,7 +400,7 @@ func TestIdleRoomMemory(t *testing.T) {
 		now := time.Now()
 		for i := range n {
 			from := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(20000+i))
-			r.handleAt(roomJoin(r, from, uint64(i+1), fmt.Sprint("m", i), fmt.Sprint("room", i%rooms)), from, now)
+			r.handleAt(roomJoin(r, from, uint64(i+1), fmt.Sprint("m", i), fmt.Sprint("room", i%rooms), now), from, now)
 			r.q.flush() // to closed ports: dropped by loopback
 		}
 		r.mu.Unlock()
