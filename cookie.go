@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash"
+	"math"
 	"net/netip"
 	"time"
 )
@@ -29,7 +30,7 @@ type cookieJar struct {
 }
 
 func newCookieJar() *cookieJar {
-	return &cookieJar{joined: make(map[uint64]int64)}
+	return &cookieJar{slot: math.MinInt64, joined: make(map[uint64]int64)}
 }
 
 // check reports whether cookie is the one the jar gives src for nonce in
@@ -46,9 +47,12 @@ func (j *cookieJar) check(cookie *[cookieLen]byte, src netip.AddrPort, nonce uin
 	return false, want
 }
 
-// at returns the slot of now, turning to it if it is new.
+// at returns the slot of now, turning to it if it is later. The jar
+// never turns back: a wall clock stepped back (an NTP step) keeps the
+// current slot, whose cookies are out, rather than a later turn making a
+// second secret for a slot that had one.
 func (j *cookieJar) at(now time.Time) int64 {
-	if slot := now.UnixNano() / int64(cookieSlot); slot != j.slot {
+	if slot := now.UnixNano() / int64(cookieSlot); slot > j.slot {
 		j.turn(slot)
 	}
 	return j.slot

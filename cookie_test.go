@@ -101,3 +101,35 @@ func TestCookieJarBound(t *testing.T) {
 		t.Fatal("the older slot's nonces did not give way")
 	}
 }
+
+// A wall clock stepped back across a slot's start must not turn the jar
+// back: the turn forward after it would make a second secret for a slot
+// whose cookies are out, and each of them would fail once.
+func TestCookieJarClockStepBack(t *testing.T) {
+	j := newCookieJar()
+	src := netip.MustParseAddrPort("127.0.0.1:5000")
+	t0 := time.Unix(0, 0).Add(1000*cookieSlot + cookieSlot/2)
+	var none [cookieLen]byte
+	_, c := j.check(&none, src, 7, t0)
+	back := t0.Add(-cookieSlot) // the previous slot
+	if ok, _ := j.check(&c, src, 7, back); !ok {
+		t.Fatal("a cookie of the current slot failed after the clock stepped back")
+	}
+	if ok, _ := j.check(&c, src, 7, t0); !ok {
+		t.Fatal("a cookie failed when the clock came forward again to its slot")
+	}
+	if ok, _ := j.check(&c, src, 7, t0.Add(cookieSlot)); !ok {
+		t.Fatal("a cookie failed in the slot after its own")
+	}
+}
+
+// A jar's first time may fall in slot 0 (the epoch's first 30 s).
+func TestCookieJarFirstSlot(t *testing.T) {
+	j := newCookieJar()
+	src := netip.MustParseAddrPort("127.0.0.1:5000")
+	var none [cookieLen]byte
+	_, c := j.check(&none, src, 7, time.Unix(1, 0))
+	if ok, _ := j.check(&c, src, 7, time.Unix(2, 0)); !ok {
+		t.Fatal("the jar's own cookie was refused in slot 0")
+	}
+}

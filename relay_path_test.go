@@ -164,7 +164,9 @@ func TestPathTokens(t *testing.T) {
 			t.Errorf("%s: checkPathToken = %v", tc.name, got)
 		}
 	}
-	// Made just before the secrets turn, checked just after.
+	// Made just before the secrets turn, checked just after (a new jar:
+	// this one has turned to the "much too late" check's slot).
+	j = newCookieJar()
 	edge := time.Unix(0, (t0.UnixNano()/int64(cookieSlot)+1)*int64(cookieSlot)-int64(time.Millisecond))
 	tok = j.pathToken(7, pathMoved, edge)
 	if !j.checkPathToken(tok, 7, pathMoved, edge.Add(time.Second), probeLife) {
