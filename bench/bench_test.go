@@ -136,8 +136,19 @@ func checkE2E(t *testing.T, cfg *config, rep *report) {
 		if r.Case == "latency" && (r.Samples == 0 || r.P99 < r.P50 || r.P50 <= 0) {
 			t.Errorf("e2e latency %s: %d samples, p50 %v, p99 %v", r.Via, r.Samples, r.P50, r.P99)
 		}
+		if r.CPUPerDlv <= 0 {
+			t.Errorf("e2e %s %s N=%d: no CPU time per delivered chat", r.Case, r.Via, r.N)
+		}
 		if r.Via != "udpchat" {
+			if r.ToRelayP50 != 0 {
+				t.Errorf("e2e %s %s: a time to the relay (%vus) without the relay's stamps", r.Case, r.Via, r.ToRelayP50)
+			}
 			continue
+		}
+		// Each message reaches the relay before it reaches a member, so
+		// the medians are in that order too.
+		if r.Case == "latency" && (r.ToRelayP50 <= 0 || r.ToRelayP50 >= r.P50) {
+			t.Errorf("e2e latency udpchat: to the relay %vus at p50, end to end %vus", r.ToRelayP50, r.P50)
 		}
 		for _, n := range r.Notes {
 			if strings.Contains(n, "join events") || strings.Contains(n, "members, want") {

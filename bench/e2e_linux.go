@@ -69,6 +69,13 @@ type e2eResult struct {
 	Retrans    uint64  `json:"retransmitted,omitempty"` // udpchat: chats the sender sent again
 	Missed     uint64  `json:"missed,omitempty"`        // udpchat: messages reported lost through a GapError, summed over members
 	KernelDrop uint64  `json:"kernel_drops,omitempty"`  // udpchat: MemberStats.DroppedKernel, summed
+	// The CPU time (user and system) of this process over the run, per
+	// delivered chat: what the members cost, the sender's included (and,
+	// with -in-process, the relay's).
+	CPUPerDlv float64 `json:"cpu_us_per_delivered,omitempty"`
+	// udpchat, latency case: from Send to the relay's sequencing (the
+	// Message's Time; the relay runs on this machine's clock), p50.
+	ToRelayP50 float64 `json:"to_relay_p50_us,omitempty"`
 	lat        []int64 // the latency samples, ns, for pooling rounds
 	// The relay's counters over the run (end minus start), udpchat only.
 	Relay *udpchat.RelayStats `json:"relay_stats_delta,omitempty"`
@@ -119,11 +126,12 @@ type tally struct {
 }
 
 type receiverTally struct {
-	got  []uint64      // bit per message seq-1
-	last atomic.Int64  // nowNS of the last chat
-	lat  []int64       // latencies, ns, when recording
-	_    [4]uint64     // keep receivers' hot words apart
-	dups atomic.Uint64 // copies of a message already counted
+	got     []uint64      // bit per message seq-1
+	last    atomic.Int64  // nowNS of the last chat
+	lat     []int64       // latencies, ns, when recording
+	toRelay []int64       // udpchat: from the send to the relay's sequencing, ns, when recording
+	_       [4]uint64     // keep receivers' hot words apart
+	dups    atomic.Uint64 // copies of a message already counted
 }
 
 func newTally(n, msgs int, latency bool) *tally {
@@ -137,8 +145,9 @@ func newTally(n, msgs int, latency bool) *tally {
 	return t
 }
 
-// hit counts a chat text at receiver r.
-func (t *tally) hit(r int, text string) {
+// hit counts a chat text at receiver r; relayAt is when the relay
+// sequenced it (Unix ns), if the message says.
+func (t *tally) hit(r int, text string, relayAt int64) {
 	seq, ns, ok := parseText(text)
 	if !ok || seq < 1 || seq > uint64(t.msgs) {
 		return
@@ -153,6 +162,11 @@ func (t *tally) hit(r int, text string) {
 	rt.got[w] |= b
 	if rt.lat != nil && len(rt.lat) < cap(rt.lat) {
 		rt.lat = append(rt.lat, now-ns)
+		if relayAt != 0 {
+			// ns is on the monotonic clock since base; the relay's time
+			// is wall clock, which does not step within a run.
+			rt.toRelay = append(rt.toRelay, relayAt-(baseWall+ns))
+		}
 	}
 	rt.last.Store(now)
 	t.total.Add(1)
@@ -161,10 +175,11 @@ func (t *tally) hit(r int, text string) {
 // finish fills in r from the tally once the receivers have stopped: loss
 // among the sent messages, the latency percentiles.
 func (t *tally) finish(r *e2eResult) {
-	var lat []int64
+	var lat, toRelay []int64
 	var dups uint64
 	for i := range t.recv {
 		lat = append(lat, t.recv[i].lat...)
+		toRelay = append(toRelay, t.recv[i].toRelay...)
 		dups += t.recv[i].dups.Load()
 	}
 	for seq := range min(r.Sent, uint64(t.msgs)) {
@@ -184,6 +199,19 @@ func (t *tally) finish(r *e2eResult) {
 	}
 	r.lat = lat
 	r.Samples, r.P50, r.P99 = percentiles(lat)
+	_, r.ToRelayP50, _ = percentiles(toRelay)
+}
+
+// baseWall is base on the wall clock, for comparing nowNS with the
+// relay's stamps.
+var baseWall = base.UnixNano()
+
+// cpuPerDlv sets r's CPU time per delivered chat from the process's CPU
+// time at the run's start (cpu0) and end (cpu1).
+func (r *e2eResult) cpuPerDlv(cpu0, cpu1 time.Duration) {
+	if r.Delivered > 0 && cpu0 > 0 && cpu1 > 0 {
+		r.CPUPerDlv = float64((cpu1 - cpu0).Nanoseconds()) / 1e3 / float64(r.Delivered)
+	}
 }
 
 // lastReceipt is the nowNS of the latest chat at any receiver, 0 if none.

@@ -65,7 +65,7 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 				}
 				name, text, ok := strings.Cut(string(buf[:k]), ": ")
 				if ok && name == "c0" {
-					t.hit(i, text)
+					t.hit(i, text, 0)
 				}
 			}
 		})
@@ -110,7 +110,7 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	}
 
 	start := time.Now()
-	t0 := nowNS()
+	t0, cpu0 := nowNS(), processCPU()
 	deadline := start.Add(spec.Deadline)
 	var serrs atomic.Uint64
 	var firstErr atomic.Pointer[error]
@@ -147,7 +147,7 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	end := nowNS()
+	end, cpu1 := nowNS(), processCPU()
 	res.TimedOut = t.total.Load() < want && !time.Now().Before(deadline)
 	for _, c := range clients {
 		c.Close()
@@ -155,6 +155,7 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	rwg.Wait()
 	t.rateFrom(&res, t0, end)
 	t.finish(&res)
+	res.cpuPerDlv(cpu0, cpu1)
 	return res, nil
 }
 

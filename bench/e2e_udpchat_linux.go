@@ -89,7 +89,7 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 				case msg.Kind == udpchat.KindJoin:
 					joins.Add(1)
 				case msg.Kind == udpchat.KindChat && msg.From == "m0":
-					t.hit(i, msg.Text)
+					t.hit(i, msg.Text, msg.Time.UnixNano())
 				}
 			}
 		})
@@ -122,7 +122,7 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	}
 	m0 := memberTotals(members)
 	start := time.Now()
-	t0 := nowNS()
+	t0, cpu0 := nowNS(), processCPU()
 	deadline := start.Add(spec.Deadline)
 	sctx, scancel := context.WithDeadline(context.Background(), deadline)
 	defer scancel()
@@ -157,7 +157,7 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	for t.total.Load() < want && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	end := nowNS()
+	end, cpu1 := nowNS(), processCPU()
 	res.TimedOut = t.total.Load() < want
 	s1, err := stats()
 	if err != nil {
@@ -168,6 +168,7 @@ func runE2EUdpchat(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 	rwg.Wait()
 	t.rateFrom(&res, t0, end)
 	t.finish(&res)
+	res.cpuPerDlv(cpu0, cpu1)
 
 	// The relay's counters over the run. Every datagram it took in is a
 	// chat (sequenced now, or a resent one it had sequenced before) or

@@ -294,9 +294,10 @@ func printE2E(w io.Writer, runs []e2eResult, inProcess bool) error {
 	if len(runs) == 0 {
 		return nil
 	}
-	where := "each relay in a process of its own, the members in this one"
+	where, inProc := "each relay in a process of its own, the members in this one", ""
 	if inProcess {
 		where = "the relays and the members in this process (-in-process)"
+		inProc = " and the relay's"
 	}
 	fmt.Fprintf(w, "\nEnd to end: udpchat.Member on every end (Join, Send with up to %d in flight, a Receive loop per member),\n"+
 		"against naive clients (WriteToUDP, ReadFromUDP) through a naive relay. N receivers, the sender among them;\n"+
@@ -304,14 +305,22 @@ func printE2E(w io.Writer, runs []e2eResult, inProcess bool) error {
 		"sent: messages the sender sent of those asked; delivered: chats counted at the receivers; s: first send to\n"+
 		"last receipt (or to the deadline); lost: sent messages some receiver never got; ctl/dlv: datagrams the\n"+
 		"relay took in that were not chats (Received - Sequenced - DroppedDuplicate), per delivered chat; resent: the\n"+
-		"sender's MemberStats.Retransmitted; stall: the longest time no Send returned; @%d: when Send #%d returned.\n",
-		e2eSenders, where, e2eMark, e2eMark)
+		"sender's MemberStats.Retransmitted; stall: the longest time no Send returned; @%d: when Send #%d returned;\n"+
+		"cpu/dlv: this process's CPU time (user and system: the members'%s) over the run, per delivered chat;\n"+
+		"to relay: from Send to the relay's sequencing (Message.Time), p50.\n",
+		e2eSenders, where, e2eMark, e2eMark, inProc)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "case\tN\tvia\tsent\tsend s\tdelivered\ts\tdelivered/s\tlost\tp50\tp99\tctl/dlv\tNACKs\tresent\tstall\t@%d\tdeadline\n", e2eMark)
+	fmt.Fprintf(tw, "case\tN\tvia\tsent\tsend s\tdelivered\ts\tdelivered/s\tcpu/dlv\tlost\tp50\tp99\tto relay\tctl/dlv\tNACKs\tresent\tstall\t@%d\tdeadline\n", e2eMark)
 	for _, r := range runs {
-		lat, ctl := "-\t-", "-\t-\t-\t-\t-"
+		cpu, lat, ctl := "-", "-\t-\t-", "-\t-\t-\t-\t-"
+		if r.CPUPerDlv > 0 {
+			cpu = fmt.Sprintf("%.1fus", r.CPUPerDlv)
+		}
 		if r.Samples > 0 {
-			lat = fmt.Sprintf("%.1fus\t%.1fus", r.P50, r.P99)
+			lat = fmt.Sprintf("%.1fus\t%.1fus\t-", r.P50, r.P99)
+			if r.ToRelayP50 != 0 {
+				lat = strings.TrimSuffix(lat, "-") + fmt.Sprintf("%.1fus", r.ToRelayP50)
+			}
 		}
 		if r.Via == "udpchat" {
 			ctl = fmt.Sprintf("%.4f\t%d\t%d\t%.0fms\t-", r.CtlPerDlv, r.NACKs, r.Retrans, r.MaxStall)
@@ -319,8 +328,8 @@ func printE2E(w io.Writer, runs []e2eResult, inProcess bool) error {
 				ctl = strings.TrimSuffix(ctl, "-") + fmt.Sprintf("%.2fs", r.MarkSecs)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d/%d\t%.2f\t%d/%d\t%.2f\t%s\t%.2f%%\t%s\t%s\t%s\n", r.Case, r.N, r.Via,
-			r.Sent, r.Msgs, r.SendSecs, r.Delivered, r.Sent*uint64(r.N), r.Seconds, human(r.Rate), r.LossPct, lat, ctl,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d/%d\t%.2f\t%d/%d\t%.2f\t%s\t%s\t%.2f%%\t%s\t%s\t%s\n", r.Case, r.N, r.Via,
+			r.Sent, r.Msgs, r.SendSecs, r.Delivered, r.Sent*uint64(r.N), r.Seconds, human(r.Rate), cpu, r.LossPct, lat, ctl,
 			map[bool]string{true: "HIT", false: "-"}[r.TimedOut])
 	}
 	return tw.Flush()
