@@ -80,7 +80,7 @@ func runE2ENaive(cfg *config, spec e2eSpec) (res e2eResult, err error) {
 			time.Sleep(time.Millisecond) // let the relay keep up
 		}
 	}
-	for writes := uint64(0); ; {
+	for writes := ^uint64(0); ; { // the first look only takes the count
 		time.Sleep(100 * time.Millisecond)
 		rep, err := nr.report(true)
 		if err != nil {
