@@ -54,6 +54,16 @@ type mmsgCall struct {
 	hs    []unix.Mmsghdr
 	n     int
 	errno syscall.Errno
+	// nowait: the socket blocks (the relay's fan-out socket,
+	// fanout_linux.go). The call is made first with MSG_DONTWAIT and
+	// without the runtime's system-call bookkeeping. As a blocking system
+	// call, a sendmmsg of a batch, which runs for hundreds of microseconds,
+	// has the runtime take the goroutine's P from it and wake another
+	// thread for the P: context switches that cost the relay up to a
+	// quarter of its CPU time (BENCHMARKS.md). The call cannot sleep, so
+	// it holds its P only while it runs; if the send buffer is full, it
+	// sends nothing and the blocking call follows.
+	nowait bool
 }
 
 // directReads: a member's Receive may read its socket itself (see
@@ -72,6 +82,7 @@ func newBatchConn(conn any, bufs [][]byte, flags batchFlags) (*batchConn, error)
 	c := &batchConn{rc: rc, flags: flags}
 	c.rcall.trap, c.rcall.fn = unix.SYS_RECVMMSG, c.rcall.do
 	c.wcall.trap, c.wcall.fn = unix.SYS_SENDMMSG, c.wcall.do
+	_, c.wcall.nowait = conn.(*fanoutConn)
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		var domain int
@@ -329,6 +340,13 @@ func (m *mmsgCall) run(rw func(func(uintptr) bool) error, hs []unix.Mmsghdr) (in
 }
 
 func (m *mmsgCall) do(fd uintptr) bool {
+	if m.nowait {
+		r, _, e := unix.RawSyscall6(m.trap, fd, uintptr(unsafe.Pointer(&m.hs[0])), uintptr(len(m.hs)), unix.MSG_DONTWAIT, 0, 0)
+		if e != unix.EAGAIN && e != unix.EINTR {
+			m.n, m.errno = int(r), e
+			return true
+		}
+	}
 	for {
 		r, _, e := unix.Syscall6(m.trap, fd, uintptr(unsafe.Pointer(&m.hs[0])), uintptr(len(m.hs)), 0, 0, 0)
 		if e == unix.EINTR {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +28,9 @@ func TestFanoutTwin(t *testing.T) {
 	}
 	expect(t, bob, KindJoin, "bob", "")
 	expect(t, bob, KindChat, "alice", "hi")
+	if w, ok := r.q.w.(*batchConn); !ok || !w.wcall.nowait {
+		t.Error("the relay's fan-out writes are not made without waiting first")
+	}
 	twin := r.fan.(*fanoutConn)
 	if _, _, err := unix.Recvfrom(twin.fd, make([]byte, 64), unix.MSG_DONTWAIT); !errors.Is(err, unix.EAGAIN) {
 		t.Errorf("the fan-out socket had a datagram to read (%v)", err)
@@ -109,5 +114,109 @@ func TestFanoutClosedOnFailure(t *testing.T) {
 	}
 	if after := fds(); after > before {
 		t.Errorf("%d file descriptors open after 10 failed NewRelay calls, %d before", after, before)
+	}
+}
+
+// The fan-out socket's write is made without the runtime's system-call
+// bookkeeping only while it cannot sleep: with the peer's buffer full it
+// blocks in the kernel, as a blocking socket's write does, rather than
+// report EAGAIN, and sends the whole batch in order once there is room.
+// (A datagram socket pair stands in for the twin: loopback UDP frees a
+// send buffer at once and never fills it.)
+func TestFanoutWriteBlocksWhenFull(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	filled := 0
+	for ; ; filled++ {
+		if err := unix.Sendmsg(fds[0], []byte{0xff}, nil, nil, unix.MSG_DONTWAIT); errors.Is(err, unix.EAGAIN) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Room for filled datagrams comes back as they are read: the batch is
+	// no larger, so that the call, once woken, sends it all.
+	k := min(8, filled)
+	if k == 0 {
+		t.Fatal("the socket pair took no datagram")
+	}
+	bufs := make([][]byte, k)
+	hs := make([]unix.Mmsghdr, k)
+	iovs := make([]unix.Iovec, k)
+	for i := range k {
+		bufs[i] = []byte{byte(i)}
+		iovs[i].Base = &bufs[i][0]
+		iovs[i].SetLen(1)
+		hs[i].Hdr.Iov, hs[i].Hdr.Iovlen = &iovs[i], 1
+	}
+	call := mmsgCall{trap: unix.SYS_SENDMMSG, nowait: true}
+	call.fn = call.do
+	type result struct {
+		n   int
+		err error
+	}
+	tid, done := make(chan int, 1), make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		tid <- unix.Gettid()
+		n, err := call.run(fanoutRaw(fds[0]).Write, hs)
+		done <- result{n, err}
+	}()
+	// Wait for the writer's thread to sleep in sendmmsg: the kernel names
+	// the call a thread is blocked in.
+	syscallFile := fmt.Sprintf("/proc/self/task/%d/syscall", <-tid)
+	want := fmt.Sprint(unix.SYS_SENDMMSG) + " "
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case r := <-done:
+			t.Fatalf("the write returned (%d, %v) with the buffer full instead of waiting", r.n, r.err)
+		default:
+		}
+		b, err := os.ReadFile(syscallFile)
+		if err != nil {
+			t.Skipf("cannot tell where the writer waits: %v", err)
+		}
+		if strings.HasPrefix(string(b), want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer did not block in sendmmsg: %s is %q", syscallFile, b)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := unix.SetsockoptTimeval(fds[1], unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10}); err != nil {
+		t.Fatal(err)
+	}
+	read := func() byte {
+		t.Helper()
+		buf := make([]byte, 8)
+		n, err := unix.Read(fds[1], buf)
+		if err != nil || n != 1 {
+			t.Fatalf("read %d, %v", n, err)
+		}
+		return buf[0]
+	}
+	for range filled {
+		if b := read(); b != 0xff {
+			t.Fatalf("the batch's datagram %d came before the ones queued ahead of it", b)
+		}
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.n != k {
+			t.Fatalf("write: %d, %v; want %d sent", r.n, r.err, k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write did not return once the buffer had room")
+	}
+	for i := range k {
+		if b := read(); b != byte(i) {
+			t.Fatalf("datagram %d of the batch is %d", i, b)
+		}
 	}
 }
