@@ -167,6 +167,20 @@ func TestFanoutWriteBlocksWhenFull(t *testing.T) {
 		n, err := call.run(fanoutRaw(fds[0]).Write, hs)
 		done <- result{n, err}
 	}()
+	returned := false
+	defer func() {
+		// A skip or a failure may leave the writer waiting: room for it
+		// lets it return, so that no goroutine outlives the test.
+		buf := make([]byte, 8)
+		for deadline := time.Now().Add(10 * time.Second); !returned && time.Now().Before(deadline); {
+			select {
+			case <-done:
+				returned = true
+			case <-time.After(time.Millisecond):
+				unix.Recvfrom(fds[1], buf, unix.MSG_DONTWAIT)
+			}
+		}
+	}()
 	// Wait for the writer's thread to sleep in sendmmsg: the kernel names
 	// the call a thread is blocked in.
 	syscallFile := fmt.Sprintf("/proc/self/task/%d/syscall", <-tid)
@@ -174,6 +188,7 @@ func TestFanoutWriteBlocksWhenFull(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		select {
 		case r := <-done:
+			returned = true
 			t.Fatalf("the write returned (%d, %v) with the buffer full instead of waiting", r.n, r.err)
 		default:
 		}
@@ -208,6 +223,7 @@ func TestFanoutWriteBlocksWhenFull(t *testing.T) {
 	}
 	select {
 	case r := <-done:
+		returned = true
 		if r.err != nil || r.n != k {
 			t.Fatalf("write: %d, %v; want %d sent", r.n, r.err, k)
 		}

@@ -374,9 +374,7 @@ func TestEmptyRoomDisappears(t *testing.T) {
 }
 
 // roomJoin returns a join to room from `from` with the cookie the relay
-// gives it at now, the time the join is handed to it: a cookie made at a
-// later time may be of the next cookie slot, which the relay at now has
-// no secret for. r.mu is held.
+// gives it at now, the time the join is handed to it. r.mu is held.
 func roomJoin(r *Relay, from netip.AddrPort, nonce uint64, name, room string, now time.Time) []byte {
 	_, c := r.proto().cookies.check(&[cookieLen]byte{}, from, nonce, now)
 	return appendJoin(nil, 0, nonce, 0, nonce, 1, 0, &c, name, room)
