@@ -72,6 +72,15 @@ func TestQuickRun(t *testing.T) {
 		if fed && (r.RelayCPU <= 0 || r.RelayProcs != 1) || !fed && r.RelayCPU != 0 {
 			t.Errorf("%s N=%d: relay CPU %v ns per chat, GOMAXPROCS %d", r.Case, r.N, r.RelayCPU, r.RelayProcs)
 		}
+		// Busy is over the relay's own span: on its one CPU, at most all
+		// of it. The load's share is this process's, outside the latency
+		// cases (their relays run here).
+		if fed && (r.RelayBusy <= 0 || r.RelayBusy > 1.02) || !fed && r.RelayBusy != 0 {
+			t.Errorf("%s N=%d: relay busy %.3f", r.Case, r.N, r.RelayBusy)
+		}
+		if latency := strings.HasPrefix(r.Case, "latency"); latency != (r.LoadBusy == 0) {
+			t.Errorf("%s N=%d: load busy %.3f", r.Case, r.N, r.LoadBusy)
+		}
 		if strings.Contains(r.Case, "udpchat") {
 			// settle notes any message the relay did not sequence, any
 			// member missing and any drop.

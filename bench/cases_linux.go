@@ -40,12 +40,17 @@ type result struct {
 	// The relay's process in the window, per chat (a datagram it read and
 	// delivered): CPU time and context switches; and its GOMAXPROCS. Only
 	// a relay in a process of its own tells them.
-	RelayCPU      float64             `json:"relay_cpu_ns_per_chat,omitempty"`
-	RelaySwitches float64             `json:"relay_switches_per_chat,omitempty"`
-	RelayProcs    int                 `json:"relay_gomaxprocs,omitempty"`
-	Relay         *udpchat.RelayStats `json:"relay_stats,omitempty"`
-	Notes         []string            `json:"notes,omitempty"`
-	latencies     []int64             // ns, for merge
+	RelayCPU      float64 `json:"relay_cpu_ns_per_chat,omitempty"`
+	RelaySwitches float64 `json:"relay_switches_per_chat,omitempty"`
+	RelayProcs    int     `json:"relay_gomaxprocs,omitempty"`
+	// The share of one CPU the relay's process and this one (the load:
+	// speaker and drain) used in the window. A load near 1 sets the rate
+	// itself: the relay then waits for it, and a faster relay cannot show.
+	RelayBusy float64             `json:"relay_busy,omitempty"`
+	LoadBusy  float64             `json:"load_busy,omitempty"`
+	Relay     *udpchat.RelayStats `json:"relay_stats,omitempty"`
+	Notes     []string            `json:"notes,omitempty"`
+	latencies []int64             // ns, for merge
 }
 
 func (r *result) notef(format string, a ...any) { r.Notes = append(r.Notes, fmt.Sprintf(format, a...)) }
@@ -70,21 +75,34 @@ func underLoad(load func(stop <-chan struct{}) (uint64, error), measure func()) 
 }
 
 // window counts what receivers [from, to) get in cfg.Dur after cfg.Warm,
-// and what the relay rl (nil: none) spent on it.
+// and what the relay rl (nil: none) and this process spent meanwhile.
+//
+// The relay's usage is over the span between the two moments its process
+// took it, which is the window only if it answers at once: a relay whose
+// one P is busy answers late (udpchat's at N = 1000 unicast: 9-13% of a
+// 2 s window), so its figures are rates over its own span, applied to the
+// window.
 func (cfg *config) window(d *drain, from, to int, r *result, rl benchRelay) {
 	time.Sleep(cfg.Warm)
 	u0 := usageOf(rl)
-	c0, x0, t0 := d.sum(from, to), d.drops(from, to), time.Now()
+	c0, x0, t0, p0 := d.sum(from, to), d.drops(from, to), time.Now(), processCPU()
 	time.Sleep(cfg.Dur)
-	c1, x1, t1 := d.sum(from, to), d.drops(from, to), time.Now()
+	c1, x1, t1, p1 := d.sum(from, to), d.drops(from, to), time.Now(), processCPU()
 	u1 := usageOf(rl)
 	r.Delivered, r.Drops, r.Window = c1-c0, x1-x0, t1.Sub(t0).Seconds()
 	r.Rate = float64(r.Delivered) / r.Window
-	if chats := float64(r.Delivered) / float64(to-from); u0 != nil && u1 != nil && chats > 0 {
-		r.RelayCPU = float64(u1.CPU-u0.CPU) / chats
-		r.RelaySwitches = float64(u1.Switches-u0.Switches) / chats
-		r.RelayProcs = u1.Procs
+	if !cfg.InProcess {
+		r.LoadBusy = (p1 - p0).Seconds() / r.Window
 	}
+	chats := float64(r.Delivered) / float64(to-from)
+	if u0 == nil || u1 == nil || u1.At <= u0.At || chats == 0 {
+		return
+	}
+	span := float64(u1.At-u0.At) / 1e9
+	r.RelayBusy = float64(u1.CPU-u0.CPU) / 1e9 / span
+	r.RelayCPU = float64(u1.CPU-u0.CPU) * (r.Window / span) / chats
+	r.RelaySwitches = float64(u1.Switches-u0.Switches) * (r.Window / span) / chats
+	r.RelayProcs = u1.Procs
 }
 
 // usageOf asks rl for its process's usage: nil if it has none to tell.

@@ -77,6 +77,7 @@ type usage struct {
 	CPU      int64 `json:"cpu_ns"`
 	Switches int64 `json:"switches"`
 	Procs    int   `json:"gomaxprocs"`
+	At       int64 `json:"at_ns"` // CLOCK_MONOTONIC when taken: a report may wait for the child's P
 }
 
 // selfUsage is this process's usage; nil if the kernel will not say.
@@ -85,7 +86,11 @@ func selfUsage() *usage {
 	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
 		return nil
 	}
-	return &usage{CPU: ru.Utime.Nano() + ru.Stime.Nano(), Switches: ru.Nvcsw + ru.Nivcsw, Procs: runtime.GOMAXPROCS(0)}
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) != nil {
+		return nil
+	}
+	return &usage{CPU: ru.Utime.Nano() + ru.Stime.Nano(), Switches: ru.Nvcsw + ru.Nivcsw, Procs: runtime.GOMAXPROCS(0), At: ts.Nano()}
 }
 
 // startBenchRelay starts the relay s says, in a process of its own unless

@@ -147,9 +147,10 @@ func (rep *report) print(w io.Writer) error {
 	if len(rep.Runs) > 0 {
 		fmt.Fprintf(w, "\nRuns (sent counts the warm-up too; drops are the receivers' in the window; cpu/chat, csw/chat and P: the\n"+
 			"relay's process in the window, CPU time and context switches per chat it delivered, and its GOMAXPROCS;\n"+
+			"busy: the share of one CPU the relay's process and this one (speaker and drain) used in the window;\n"+
 			"relay: udpchat's RelayStats)\n")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\tcpu/chat\tcsw/chat\tP\trelay")
+		fmt.Fprintln(tw, "run\tN\tresult\tsent\tdrops\tcpu/chat\tcsw/chat\tP\tbusy relay/load\trelay")
 		for _, r := range rep.Runs {
 			res := human(r.Rate) + " dgram/s"
 			if r.Samples > 0 {
@@ -159,7 +160,11 @@ func (rep *report) print(w io.Writer) error {
 			if r.RelayCPU > 0 {
 				cpu, csw, procs = fmt.Sprintf("%.2fus", r.RelayCPU/1e3), fmt.Sprintf("%.3f", r.RelaySwitches), strconv.Itoa(r.RelayProcs)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, cpu, csw, procs, relayStats(r.Relay))
+			busy := "-"
+			if r.LoadBusy > 0 {
+				busy = fmt.Sprintf("%.2f/%.2f", r.RelayBusy, r.LoadBusy)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Case, r.N, res, r.Sent, r.Drops, cpu, csw, procs, busy, relayStats(r.Relay))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
