@@ -22,6 +22,9 @@ type sendQueue struct {
 	sealer *sealer    // nil without a key
 	stats  *RelayStats
 	logger *slog.Logger
+	// beforeWrite, if set, is called before a flush writes: the relay
+	// shows its counters, so that whoever has a datagram finds it counted.
+	beforeWrite func()
 }
 
 // A datagramWriter sends a batch: a batchConn, or a test's fake.
@@ -172,6 +175,9 @@ func (q *sendQueue) queue(b []byte, dst udpPath) {
 // counted and skipped; the rest still go.
 func (q *sendQueue) flush() {
 	ms := q.out
+	if len(ms) > 0 && q.beforeWrite != nil {
+		q.beforeWrite()
+	}
 	for len(ms) > 0 {
 		n, err := q.w.write(ms)
 		if err != nil {
