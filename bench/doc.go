@@ -54,7 +54,12 @@
 // the next, is the same for every relay. Each relay's process tells its
 // CPU time, context switches (getrusage) and GOMAXPROCS, and the runs
 // table gives the first two per chat for the window: what the relay
-// spent, as against what it delivered. The latency cases' naive and
+// spent, as against what it delivered, as rates over the span between the
+// two moments the relay's process took them (a busy relay may answer
+// late). Beside them, busy: the share of its CPU the relay used, and the
+// share of its own this process (the load) used. The one near 1 sets the
+// rate: in unicast the relay, in broadcast the drain, whose N copies of
+// each chat cost more than the relay's one write. The latency cases' naive and
 // udpchat relays stay in this process: at 1,000 messages a second nothing
 // waits for a P, and their baseline, the direct case, has no relay and so
 // no wake-up across processes.
