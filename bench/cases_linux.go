@@ -78,10 +78,10 @@ func underLoad(load func(stop <-chan struct{}) (uint64, error), measure func()) 
 // and what the relay rl (nil: none) and this process spent meanwhile.
 //
 // The relay's usage is over the span between the two moments its process
-// took it, which is the window only if it answers at once: a relay whose
-// one P is busy answers late (udpchat's at N = 1000 unicast: 9-13% of a
-// 2 s window), so its figures are rates over its own span, applied to the
-// window.
+// took it, which is the window only if it answers at once. A busy relay
+// may answer late (udpchat's did, by 9-13% of a 2 s window at N = 1000
+// unicast, while Stats waited for its fan-out), so its figures are rates
+// over its own span, applied to the window.
 func (cfg *config) window(d *drain, from, to int, r *result, rl benchRelay) {
 	time.Sleep(cfg.Warm)
 	u0 := usageOf(rl)

@@ -77,7 +77,7 @@ type usage struct {
 	CPU      int64 `json:"cpu_ns"`
 	Switches int64 `json:"switches"`
 	Procs    int   `json:"gomaxprocs"`
-	At       int64 `json:"at_ns"` // CLOCK_MONOTONIC when taken: a report may wait for the child's P
+	At       int64 `json:"at_ns"` // CLOCK_MONOTONIC when taken: a busy relay may answer a report late
 }
 
 // selfUsage is this process's usage; nil if the kernel will not say.
